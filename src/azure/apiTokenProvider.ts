@@ -1,0 +1,96 @@
+import { ClientSecretCredential, type TokenCredentialOptions } from '@azure/identity';
+import { ExportError, registerSecret } from '../errors';
+import type { Logger } from '../logger';
+import type { SecretProvider } from './secretProvider';
+
+export interface ApiTokenProviderOptions {
+  readonly tenantId: string;
+  readonly clientId: string;
+  readonly authorityHost: string;
+  /** `<api origin>/.default` */
+  readonly scope: string;
+  readonly secrets: SecretProvider;
+  readonly logger: Logger;
+  /** Extra credential options (tlsOptions for the local sandbox). */
+  readonly credentialOptions?: TokenCredentialOptions;
+}
+
+/**
+ * Client-credentials tokens for the incidents API, with the secret from a {@link SecretProvider}.
+ *
+ * Two recoveries: after a 401 from the API, `forceRefresh` builds a fresh credential (MSAL would otherwise
+ * serve the cached token until 5 minutes before expiry); and when Entra rejects the secret
+ * (AADSTS7000215 invalid, 7000222 expired) the secret is re-read from Key Vault once, because an operator
+ * rotating it is the usual cause.
+ */
+export class ApiTokenProvider {
+  private credential: ClientSecretCredential | undefined;
+
+  constructor(private readonly o: ApiTokenProviderOptions) {}
+
+  async getToken(options: { forceRefresh: boolean; abortSignal?: AbortSignal }): Promise<string> {
+    if (options.forceRefresh) this.credential = undefined;
+    try {
+      return await this.tryGetToken(false, options.abortSignal);
+    } catch (thrown) {
+      if (!isRejectedSecret(thrown)) throw this.describe(thrown);
+      this.o.logger.info(`Entra rejected the client secret; re-reading ${this.o.secrets.location} in case it was rotated.`);
+      this.credential = undefined;
+      try {
+        return await this.tryGetToken(true, options.abortSignal);
+      } catch (again) {
+        throw this.describe(again);
+      }
+    }
+  }
+
+  private async tryGetToken(refreshSecret: boolean, abortSignal?: AbortSignal): Promise<string> {
+    if (!this.credential) {
+      const secret = await this.o.secrets.getClientSecret({ forceRefresh: refreshSecret, ...(abortSignal ? { abortSignal } : {}) });
+      const authority = new URL(this.o.authorityHost);
+      this.credential = new ClientSecretCredential(this.o.tenantId, this.o.clientId, secret, {
+        ...this.o.credentialOptions,
+        authorityHost: this.o.authorityHost,
+        // Instance discovery calls login.microsoftonline.com; a loopback authority is the local sandbox.
+        disableInstanceDiscovery: authority.hostname === '127.0.0.1' || authority.hostname === 'localhost',
+      });
+    }
+    const token = await this.credential.getToken(this.o.scope, abortSignal ? { abortSignal } : {});
+    if (!token?.token) throw new ExportError(`Entra returned no access token for scope ${this.o.scope}.`);
+    registerSecret(token.token);
+    return token.token;
+  }
+
+  private describe(thrown: unknown): Error {
+    if (thrown instanceof ExportError) return thrown;
+    const message = typeof thrown === 'object' && thrown !== null && 'message' in thrown ? String((thrown as Error).message) : String(thrown);
+    const codes = new Set((message.match(/AADSTS(\d+)/g) ?? []).map((c) => c.slice(6)));
+    const at = `at ${this.o.authorityHost}`;
+    if (codes.has('7000215') || codes.has('7000222') || codes.has('7000218') || /invalid_client/.test(message)) {
+      const expired = codes.has('7000222') ? 'has expired' : 'is not valid';
+      return new ExportError(
+        `Entra rejected the client secret of DEFENDER_CLIENT_ID ${this.o.clientId}: it ${expired} (AADSTS${[...codes].join(', AADSTS') || ' invalid_client'}), ` +
+          `even after re-reading ${this.o.secrets.location}. Create a new client secret for the app registration and store its VALUE (not its ID) there.`,
+      );
+    }
+    if (codes.has('700016')) {
+      return new ExportError(`DEFENDER_CLIENT_ID ${this.o.clientId} is not an application in tenant ${this.o.tenantId} (AADSTS700016). Check DEFENDER_CLIENT_ID and DEFENDER_TENANT_ID.`);
+    }
+    if (codes.has('90002') || codes.has('900023') || /endpoints_resolution_error/.test(message)) {
+      return new ExportError(
+        `Entra ${at} does not know tenant '${this.o.tenantId}' (AADSTS90002 or no OpenID configuration). Check DEFENDER_TENANT_ID, and DEFENDER_AUTHORITY_HOST for sovereign clouds.`,
+      );
+    }
+    if (codes.has('500011') || codes.has('70011')) {
+      return new ExportError(
+        `Entra refused scope ${this.o.scope} (AADSTS${[...codes].join(', ')}): DEFENDER_API_URL must be the API's own host, and the API must be available in the tenant.`,
+      );
+    }
+    return new ExportError(`Could not get a token for ${this.o.scope} from Entra ${at}: ${message}`, { cause: thrown });
+  }
+}
+
+function isRejectedSecret(thrown: unknown): boolean {
+  const message = typeof thrown === 'object' && thrown !== null && 'message' in thrown ? String((thrown as Error).message) : '';
+  return /AADSTS7000215|AADSTS7000222|invalid_client/.test(message);
+}

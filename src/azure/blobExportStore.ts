@@ -1,0 +1,183 @@
+import { randomUUID } from 'node:crypto';
+import type { ContainerClient } from '@azure/storage-blob';
+import { CHECKPOINT_BLOB } from '../core/blobNaming';
+import { isCheckpoint } from '../core/checkpoint';
+import type {
+  BlobContentSettings,
+  CheckpointDocument,
+  CheckpointStore,
+  ExportBlobWriter,
+  ExportSink,
+  StoredCheckpoint,
+} from '../core/ports';
+import { ConcurrentRunError, ExportError } from '../errors';
+
+/** Error fields of a storage `RestError` that we act on. */
+interface StorageErrorLike {
+  statusCode?: number;
+  code?: string;
+  message?: string;
+}
+
+function storageError(thrown: unknown): StorageErrorLike {
+  return typeof thrown === 'object' && thrown !== null ? (thrown as StorageErrorLike) : {};
+}
+
+/** Maps a storage failure to an error that names the container, the blob and the fix. */
+export function describeStorageError(thrown: unknown, container: string, action: string): Error {
+  const e = storageError(thrown);
+  if (e.statusCode === 403) {
+    return new ExportError(
+      `Storage refused to ${action} in container '${container}' (403 ${e.code ?? ''}). Grant the function's identity ` +
+        `(AZURE_CLIENT_ID) the 'Storage Blob Data Contributor' role on the container, and check the account's network rules.`,
+      { cause: thrown },
+    );
+  }
+  if (e.statusCode === 404 && e.code === 'ContainerNotFound') {
+    return new ExportError(`Container '${container}' does not exist (EXPORT_CONTAINER). Deploy the infrastructure or create it.`, { cause: thrown });
+  }
+  return new ExportError(`Storage failed to ${action} in container '${container}': ${e.message ?? String(thrown)}`, { cause: thrown });
+}
+
+/** Export blobs and run manifests in one container, written create-only in staged blocks. */
+export class BlobExportSink implements ExportSink {
+  constructor(private readonly container: ContainerClient) {}
+
+  async committedMetadata(name: string): Promise<Record<string, string> | undefined> {
+    try {
+      const props = await this.container.getBlockBlobClient(name).getProperties();
+      return props.metadata ?? {};
+    } catch (thrown) {
+      if (storageError(thrown).statusCode === 404) return undefined;
+      throw describeStorageError(thrown, this.container.containerName, `read blob '${name}'`);
+    }
+  }
+
+  openBlob(name: string, content: BlobContentSettings): ExportBlobWriter {
+    return new BlockBlobWriter(this.container, name, content);
+  }
+
+  async writeJson(name: string, value: unknown): Promise<void> {
+    const body = Buffer.from(`${JSON.stringify(value, null, 2)}\n`, 'utf8');
+    try {
+      await this.container.getBlockBlobClient(name).upload(body, body.length, {
+        conditions: { ifNoneMatch: '*' },
+        blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
+      });
+    } catch (thrown) {
+      throw describeStorageError(thrown, this.container.containerName, `write '${name}'`);
+    }
+  }
+}
+
+/**
+ * Stages blocks under ids unique to this writer (two runs racing on one name never mix their blocks; every
+ * id has the same length, as Storage requires) and commits them create-only.
+ */
+class BlockBlobWriter implements ExportBlobWriter {
+  private readonly blockIds: string[] = [];
+  private readonly prefix = randomUUID();
+
+  constructor(
+    private readonly container: ContainerClient,
+    private readonly name: string,
+    private readonly content: BlobContentSettings,
+  ) {}
+
+  async stage(block: Buffer): Promise<void> {
+    const id = Buffer.from(`${this.prefix}-${String(this.blockIds.length).padStart(6, '0')}`).toString('base64');
+    try {
+      await this.container.getBlockBlobClient(this.name).stageBlock(id, block, block.length);
+    } catch (thrown) {
+      throw describeStorageError(thrown, this.container.containerName, `stage a block of '${this.name}'`);
+    }
+    this.blockIds.push(id);
+  }
+
+  async commit(metadata: Record<string, string>): Promise<void> {
+    const client = this.container.getBlockBlobClient(this.name);
+    try {
+      await client.commitBlockList(this.blockIds, {
+        conditions: { ifNoneMatch: '*' },
+        blobHTTPHeaders: {
+          blobContentType: this.content.contentType,
+          ...(this.content.contentEncoding ? { blobContentEncoding: this.content.contentEncoding } : {}),
+        },
+        metadata,
+      });
+    } catch (thrown) {
+      const e = storageError(thrown);
+      // 409/412: the blob exists. 400 InvalidBlockList: another writer committed the name and its commit
+      // discarded our uncommitted blocks. Either way another run owns this part of the export.
+      if (e.statusCode === 409 || e.statusCode === 412 || (e.code === 'InvalidBlockList' && (await client.exists()))) {
+        throw new ConcurrentRunError(`Export blob '${this.name}' was committed by another run; this run stops without writing it.`);
+      }
+      throw describeStorageError(thrown, this.container.containerName, `commit '${this.name}'`);
+    }
+  }
+}
+
+/** The checkpoint document in `state/checkpoint.json`, guarded by ETags (412 = another writer won). */
+export class BlobCheckpointStore implements CheckpointStore {
+  constructor(private readonly container: ContainerClient) {}
+
+  async read(): Promise<StoredCheckpoint | undefined> {
+    const client = this.container.getBlockBlobClient(CHECKPOINT_BLOB);
+    let body: Buffer;
+    let etag: string | undefined;
+    try {
+      const response = await client.download();
+      etag = response.etag;
+      body = await streamToBuffer(response.readableStreamBody);
+    } catch (thrown) {
+      if (storageError(thrown).statusCode === 404 && storageError(thrown).code !== 'ContainerNotFound') return undefined;
+      throw describeStorageError(thrown, this.container.containerName, `read '${CHECKPOINT_BLOB}'`);
+    }
+    let document: unknown;
+    try {
+      document = JSON.parse(body.toString('utf8'));
+    } catch {
+      document = undefined;
+    }
+    if (!isCheckpointDocument(document) || !etag) {
+      throw new ExportError(
+        `'${CHECKPOINT_BLOB}' in container '${this.container.containerName}' is not a valid checkpoint. Restore it from a soft-deleted ` +
+          'version, or delete it to start over from EXPORT_INITIAL_LOOKBACK (versions already exported may then be written again).',
+      );
+    }
+    return { document, etag };
+  }
+
+  async write(document: CheckpointDocument, etag: string | undefined): Promise<string> {
+    const body = Buffer.from(`${JSON.stringify(document, null, 2)}\n`, 'utf8');
+    try {
+      const response = await this.container.getBlockBlobClient(CHECKPOINT_BLOB).upload(body, body.length, {
+        conditions: etag ? { ifMatch: etag } : { ifNoneMatch: '*' },
+        blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
+      });
+      if (!response.etag) throw new ExportError(`Storage returned no ETag for '${CHECKPOINT_BLOB}'.`);
+      return response.etag;
+    } catch (thrown) {
+      const status = storageError(thrown).statusCode;
+      if (status === 412 || status === 409) {
+        throw new ConcurrentRunError('Another export run moved the checkpoint first; this run stops without writing it.');
+      }
+      if (thrown instanceof ExportError) throw thrown;
+      throw describeStorageError(thrown, this.container.containerName, `write '${CHECKPOINT_BLOB}'`);
+    }
+  }
+}
+
+function isCheckpointDocument(value: unknown): value is CheckpointDocument {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return v.schemaVersion === 1 && typeof v.tenantId === 'string' && (v.api === 'graph' || v.api === 'legacy') && isCheckpoint(v.checkpoint);
+}
+
+/** Reads a Node stream into one Buffer. */
+export async function streamToBuffer(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
+  if (!stream) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,90 @@
+import type { SecretClient } from '@azure/keyvault-secrets';
+import { ExportError, registerSecret } from '../errors';
+
+/** Port: where the Entra app's client secret comes from. */
+export interface SecretProvider {
+  /** The client secret; forceRefresh bypasses the cache (the secret was rotated). */
+  getClientSecret(options?: { forceRefresh?: boolean; abortSignal?: AbortSignal }): Promise<string>;
+  /** Where the secret lives, for messages ("Key Vault secret 'x' in https://…" or a setting name). */
+  readonly location: string;
+}
+
+/** A secret given directly (DEFENDER_CLIENT_SECRET, local development only). */
+export class StaticSecretProvider implements SecretProvider {
+  readonly location = 'DEFENDER_CLIENT_SECRET';
+  constructor(private readonly secret: string) {
+    registerSecret(secret);
+  }
+  getClientSecret(): Promise<string> {
+    return Promise.resolve(this.secret);
+  }
+}
+
+export interface KeyVaultSecretProviderOptions {
+  readonly client: Pick<SecretClient, 'getSecret'>;
+  readonly vaultUrl: string;
+  readonly secretName: string;
+  /** Client ID of the managed identity that reads the vault, for messages. */
+  readonly identityClientId: string | undefined;
+  /** How long a read secret is reused. Default one hour; a rejected secret is re-read at once anyway. */
+  readonly cacheTtlInMs?: number;
+  readonly now?: () => number;
+}
+
+/** Reads the client secret from Key Vault with the function's managed identity and caches it in memory. */
+export class KeyVaultSecretProvider implements SecretProvider {
+  private cached: { value: string; readAt: number } | undefined;
+  readonly location: string;
+
+  constructor(private readonly o: KeyVaultSecretProviderOptions) {
+    this.location = `Key Vault secret '${o.secretName}' in ${o.vaultUrl}`;
+  }
+
+  async getClientSecret(options: { forceRefresh?: boolean; abortSignal?: AbortSignal } = {}): Promise<string> {
+    const now = (this.o.now ?? Date.now)();
+    if (this.cached && !options.forceRefresh && now - this.cached.readAt < (this.o.cacheTtlInMs ?? 3_600_000)) {
+      return this.cached.value;
+    }
+    let value: string | undefined;
+    try {
+      const secret = await this.o.client.getSecret(this.o.secretName, options.abortSignal ? { abortSignal: options.abortSignal } : {});
+      value = secret.value;
+    } catch (thrown) {
+      throw this.describe(thrown);
+    }
+    if (!value) {
+      throw new ExportError(`${this.location} is empty. Set it to the client secret value: az keyvault secret set --vault-name <vault> --name ${this.o.secretName} --value <secret>.`);
+    }
+    registerSecret(value);
+    this.cached = { value, readAt: now };
+    return value;
+  }
+
+  private describe(thrown: unknown): ExportError {
+    const e = (typeof thrown === 'object' && thrown !== null ? thrown : {}) as { statusCode?: number; code?: string; name?: string; message?: string };
+    const who = this.o.identityClientId ? `the managed identity (AZURE_CLIENT_ID ${this.o.identityClientId})` : "the function's identity";
+    if (e.statusCode === 403) {
+      return new ExportError(
+        `Key Vault ${this.o.vaultUrl} refused to read secret '${this.o.secretName}' (403 ${e.code ?? 'Forbidden'}). ` +
+          `Grant ${who} the 'Key Vault Secrets User' role on the vault (RBAC), and check the vault's firewall.`,
+        { cause: thrown },
+      );
+    }
+    if (e.statusCode === 404) {
+      return new ExportError(
+        `Secret '${this.o.secretName}' was not found in Key Vault ${this.o.vaultUrl}. Create it (az keyvault secret set --name ${this.o.secretName} ...) ` +
+          'or set KEY_VAULT_SECRET_NAME to the right name.',
+        { cause: thrown },
+      );
+    }
+    if (e.statusCode === 401 || e.name === 'CredentialUnavailableError' || e.name === 'AuthenticationError') {
+      return new ExportError(
+        `Could not authenticate to Key Vault ${this.o.vaultUrl} as ${who}: ${e.message ?? ''}. Check AZURE_CLIENT_ID and that the identity is assigned to the function app.`,
+        { cause: thrown },
+      );
+    }
+    return new ExportError(`Could not read secret '${this.o.secretName}' from Key Vault ${this.o.vaultUrl} (check KEY_VAULT_URL): ${e.message ?? String(thrown)}`, {
+      cause: thrown,
+    });
+  }
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConcurrentRunError, ConfigError, toError } from '../errors';
+import { runCommand } from './runCommand';
+import { sandboxCommand } from './sandboxCommand';
+
+/** A CLI command: parses its own arguments, returns the process exit code. */
+export interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  run(args: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  run: runCommand,
+  sandbox: sandboxCommand,
+};
+
+const HELP = `defender-export: export Microsoft Defender XDR incidents to Azure Blob Storage
+
+Usage: defender-export <command> [options]
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .join('\n')}
+  start      'sandbox' unless real settings are given (environment or local.settings.json), then 'run'
+
+Run 'defender-export <command> --help' for a command's options.
+Exit codes: 0 success, 1 the command failed, 2 bad usage or configuration, 3 another run was active.`;
+
+/** Entry point: one top-level catch maps errors to exit codes. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = name === 'start' ? await startCommand() : COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`Unknown command '${name}'.\n\n${HELP}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.usage}\n`);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (thrown) {
+    if (thrown instanceof ConfigError) {
+      process.stderr.write(`${thrown.message}\n`);
+      return 2;
+    }
+    if (thrown instanceof ConcurrentRunError) {
+      process.stderr.write(`${thrown.message}\n`);
+      return 3;
+    }
+    const error = toError(thrown);
+    process.stderr.write(`error: ${error.message}\n`);
+    return 1;
+  }
+}
+
+async function startCommand(): Promise<Command> {
+  const { hasRealSettings } = await import('../config');
+  return hasRealSettings('local.settings.json') ? runCommand : sandboxCommand;
+}
+
+/** Parses options with node:util, turning its errors into usage errors. */
+export function parseOptions<T extends Parameters<typeof parseArgs>[0]['options']>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options: options ?? {}, allowPositionals: false, strict: true });
+  } catch (thrown) {
+    throw new ConfigError([(thrown as Error).message]);
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (thrown: unknown) => {
+      process.stderr.write(`error: ${toError(thrown).message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import * as https from 'node:https';
+import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
+import { SecretClient } from '@azure/keyvault-secrets';
+import { BlobServiceClient, type ContainerClient, type StoragePipelineOptions } from '@azure/storage-blob';
+import { ApiTokenProvider } from './azure/apiTokenProvider';
+import { BlobCheckpointStore, BlobExportSink, describeStorageError } from './azure/blobExportStore';
+import { KeyVaultSecretProvider, StaticSecretProvider, type SecretProvider } from './azure/secretProvider';
+import { LEGACY_API_RETIREMENT_DATE, type ExportConfig } from './config';
+import { runExport, type RunSummary } from './core/exportRun';
+import { systemClock, type Clock, type IncidentSource } from './core/ports';
+import { GraphIncidentSource } from './defender/graphIncidentSource';
+import { LegacyIncidentSource } from './defender/legacyIncidentSource';
+import { ApiClient, type ApiClientOptions } from './http/apiClient';
+import { SlidingWindowRateLimiter } from './http/rateLimiter';
+import type { Logger } from './logger';
+
+/** What the composition root may be given instead of the production defaults (tests, sandbox, CLI). */
+export interface CompositionOptions {
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** A CA (PEM) to trust for every HTTPS call: the local sandbox's self-signed certificate. */
+  readonly ca?: string;
+  /** Credential for Key Vault and Storage. Default: the managed identity (AZURE_CLIENT_ID), else DefaultAzureCredential. */
+  readonly azureCredential?: TokenCredential;
+  /** Overrides of the HTTP client's retry and timeout behaviour. */
+  readonly http?: Partial<Pick<ApiClientOptions, 'timeoutInMs' | 'maxAttempts' | 'baseDelayInMs' | 'maxDelayInMs' | 'sleep' | 'maxRetryAfterInMs'>>;
+  /** Storage SDK retry options (tests shorten them). */
+  readonly storageRetry?: StoragePipelineOptions['retryOptions'];
+  /** Legacy API limits, per app; defaults are the documented 50/min and 1,500/h. */
+  readonly legacyLimits?: readonly { limit: number; windowInMs: number }[];
+  readonly maxBlobBytes?: number;
+}
+
+/** The wired exporter of one configuration. Long-lived: the secret cache and rate limiter span runs. */
+export interface Exporter {
+  readonly config: ExportConfig;
+  readonly container: ContainerClient;
+  run(options?: { runId?: string; abortSignal?: AbortSignal; logger?: Logger }): Promise<RunSummary>;
+}
+
+/** Builds the real SDK clients and credentials from the validated config. The one composition root. */
+export function createExporter(config: ExportConfig, options: CompositionOptions): Exporter {
+  const clock = options.clock ?? systemClock;
+  const tlsOptions = options.ca ? { tlsOptions: { ca: options.ca } } : {};
+  const azureCredential =
+    options.azureCredential ??
+    (config.managedIdentityClientId
+      ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
+      : new DefaultAzureCredential());
+
+  const container = createContainerClient(config, azureCredential, options);
+  const secrets = createSecretProvider(config, azureCredential, options, clock);
+  const apiOrigin = new URL(config.apiUrl).origin;
+  const limiter =
+    config.api === 'legacy'
+      ? new SlidingWindowRateLimiter(
+          [...(options.legacyLimits ?? [
+            { limit: 50, windowInMs: 60_000 },
+            { limit: 1500, windowInMs: 3_600_000 },
+          ])],
+        )
+      : undefined;
+
+  return {
+    config,
+    container,
+    async run(runOptions = {}) {
+      const logger = runOptions.logger ?? options.logger;
+      if (config.api === 'legacy') {
+        logger.warn(
+          `DEFENDER_API=legacy uses api.security.microsoft.com, which Microsoft retires on ${LEGACY_API_RETIREMENT_DATE}. ` +
+            'Switch to DEFENDER_API=graph (permission SecurityIncident.Read.All on Microsoft Graph); the checkpoint carries over.',
+        );
+      }
+      const startedAt = clock.now();
+      const tokens = new ApiTokenProvider({
+        tenantId: config.tenantId,
+        clientId: config.clientId,
+        authorityHost: config.authorityHost,
+        scope: `${apiOrigin}/.default`,
+        secrets,
+        logger,
+        credentialOptions: tlsOptions,
+      });
+      const client = new ApiClient({
+        ...options.http,
+        allowedOrigin: apiOrigin,
+        getToken: (o) => tokens.getToken(o),
+        logger,
+        agent: new https.Agent({ keepAlive: true, ...(options.ca ? { ca: options.ca } : {}) }),
+        remainingBudgetInMs: () => startedAt + config.maxRunDurationInMs - clock.now(),
+        ...(limiter ? { beforeRequest: (signal?: AbortSignal) => limiter.acquire(signal) } : {}),
+      });
+      const source: IncidentSource =
+        config.api === 'graph'
+          ? new GraphIncidentSource({ baseUrl: config.apiUrl, client, includeAlerts: config.includeAlerts, logger })
+          : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger });
+      await ensureContainer(container);
+      return runExport({
+        source,
+        checkpoints: new BlobCheckpointStore(container),
+        sink: new BlobExportSink(container),
+        clock,
+        logger,
+        tenantId: config.tenantId,
+        format: config.format,
+        compression: config.compression,
+        initialLookbackInMs: config.initialLookbackInMs,
+        settleDelayInMs: config.settleDelayInMs,
+        maxRunDurationInMs: config.maxRunDurationInMs,
+        runId: runOptions.runId ?? randomUUID(),
+        ...(options.maxBlobBytes ? { maxBlobBytes: options.maxBlobBytes } : {}),
+        ...(runOptions.abortSignal ? { abortSignal: runOptions.abortSignal } : {}),
+      });
+    },
+  };
+}
+
+function createContainerClient(config: ExportConfig, credential: TokenCredential, options: CompositionOptions): ContainerClient {
+  const pipeline: StoragePipelineOptions = options.storageRetry ? { retryOptions: options.storageRetry } : {};
+  const service = config.storageConnectionString
+    ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
+    : new BlobServiceClient(config.storageAccountUrl ?? '', credential, pipeline);
+  return service.getContainerClient(config.container);
+}
+
+function createSecretProvider(config: ExportConfig, credential: TokenCredential, options: CompositionOptions, clock: Clock): SecretProvider {
+  if (!config.keyVaultUrl) return new StaticSecretProvider(config.clientSecret ?? '');
+  const vault = new URL(config.keyVaultUrl);
+  const isLoopback = vault.hostname === '127.0.0.1' || vault.hostname === 'localhost';
+  const client = new SecretClient(config.keyVaultUrl, credential, {
+    // The challenge-resource check protects real vaults (*.vault.azure.net); only the local sandbox skips it.
+    disableChallengeResourceVerification: isLoopback,
+    ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
+  });
+  return new KeyVaultSecretProvider({
+    client,
+    vaultUrl: config.keyVaultUrl,
+    secretName: config.keyVaultSecretName,
+    identityClientId: config.managedIdentityClientId,
+    now: () => clock.now(),
+  });
+}
+
+/**
+ * Creates the container if it is missing. With least privilege (Blob Data Contributor on the container only)
+ * creating is not allowed, but the deployment made it, so existence is checked first.
+ */
+async function ensureContainer(container: ContainerClient): Promise<void> {
+  try {
+    if (await container.exists()) return;
+    await container.createIfNotExists();
+  } catch (thrown) {
+    throw describeStorageError(thrown, container.containerName, 'check or create the container');
+  }
+}

@@ -1,0 +1,247 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { ConfigError } from './errors';
+import { parseDurationInMs } from './core/duration';
+
+/** Which incidents API a run reads. */
+export type DefenderApi = 'graph' | 'legacy';
+export type ExportFormat = 'json' | 'jsonl';
+export type ExportCompression = 'none' | 'gzip';
+
+/** The validated, frozen configuration of the exporter. */
+export interface ExportConfig {
+  readonly tenantId: string;
+  readonly clientId: string;
+  readonly api: DefenderApi;
+  /** Base URL of the incidents API, without a trailing slash. */
+  readonly apiUrl: string;
+  readonly authorityHost: string;
+  readonly keyVaultUrl: string | undefined;
+  readonly keyVaultSecretName: string;
+  readonly clientSecret: string | undefined;
+  readonly managedIdentityClientId: string | undefined;
+  readonly storageAccountUrl: string | undefined;
+  readonly storageConnectionString: string | undefined;
+  readonly container: string;
+  readonly schedule: string;
+  readonly initialLookbackInMs: number;
+  readonly settleDelayInMs: number;
+  readonly maxRunDurationInMs: number;
+  readonly format: ExportFormat;
+  readonly compression: ExportCompression;
+  readonly includeAlerts: boolean;
+}
+
+/** Every setting the product reads, with its default and meaning: the single source for docs and tests. */
+export const SETTINGS = {
+  DEFENDER_TENANT_ID: { default: undefined, meaning: 'Entra tenant ID (GUID or verified domain) of the app registration' },
+  DEFENDER_CLIENT_ID: { default: undefined, meaning: 'application (client) ID of the app registration' },
+  DEFENDER_API: { default: 'graph', meaning: '`graph` (Microsoft Graph security incidents) or `legacy` (api.security.microsoft.com, retired 2027-02-01)' },
+  DEFENDER_API_URL: { default: undefined, meaning: 'base URL of the incidents API; the token scope is `<origin>/.default`' },
+  DEFENDER_AUTHORITY_HOST: { default: 'https://login.microsoftonline.com', meaning: 'Entra authority host' },
+  KEY_VAULT_URL: { default: undefined, meaning: 'vault that holds the client secret' },
+  KEY_VAULT_SECRET_NAME: { default: 'defender-client-secret', meaning: 'name of the secret in the vault' },
+  DEFENDER_CLIENT_SECRET: { default: undefined, meaning: 'the client secret itself, for local development only' },
+  AZURE_CLIENT_ID: { default: undefined, meaning: 'client ID of the user-assigned managed identity (Key Vault and Storage)' },
+  EXPORT_STORAGE_ACCOUNT_URL: { default: undefined, meaning: 'blob endpoint, e.g. https://<account>.blob.core.windows.net (identity-based)' },
+  EXPORT_STORAGE_CONNECTION_STRING: { default: undefined, meaning: 'alternative to the URL, e.g. Azurite (local development)' },
+  EXPORT_CONTAINER: { default: 'defender-incidents', meaning: 'container for exports and state (created if missing)' },
+  EXPORT_SCHEDULE: { default: '0 0 * * * *', meaning: 'NCRONTAB schedule, 6 fields, UTC' },
+  EXPORT_INITIAL_LOOKBACK: { default: 'PT48H', meaning: 'how far back the first run reaches (ISO-8601 duration)' },
+  EXPORT_SETTLE_DELAY: { default: 'PT5M', meaning: 'a run exports up to now minus this, so late-indexed updates are not skipped' },
+  EXPORT_MAX_RUN_DURATION: { default: 'PT25M', meaning: 'time budget of a run, below host.json functionTimeout (30 min); the next run resumes' },
+  EXPORT_FORMAT: { default: 'json', meaning: '`json` (one JSON array per blob) or `jsonl` (one incident per line)' },
+  EXPORT_COMPRESSION: { default: 'none', meaning: '`none` or `gzip`' },
+  EXPORT_INCLUDE_ALERTS: { default: 'true', meaning: 'Graph only: `$expand=alerts` (the legacy API always embeds alerts)' },
+} as const satisfies Record<string, { default: string | undefined; meaning: string }>;
+
+export type SettingName = keyof typeof SETTINGS;
+
+const DEFAULT_API_URL: Record<DefenderApi, string> = {
+  graph: 'https://graph.microsoft.com',
+  legacy: 'https://api.security.microsoft.com',
+};
+
+/** The date after which the legacy API stops working (message center MC1220762). */
+export const LEGACY_API_RETIREMENT_DATE = '2027-02-01';
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DOMAIN = /^(?=.{3,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
+const CONTAINER = /^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$/;
+const SECRET_NAME = /^[0-9a-zA-Z-]{1,127}$/;
+
+function isLoopback(url: URL): boolean {
+  return url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
+}
+
+/**
+ * Validates the settings and returns a frozen config. Every bad or missing setting is reported at once,
+ * by name, with the expected form. Pure: takes the environment as an argument.
+ */
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): ExportConfig {
+  const problems: string[] = [];
+  const get = (name: SettingName): string | undefined => {
+    const value = env[name]?.trim();
+    return value === undefined || value === '' ? undefined : value;
+  };
+  const required = (name: SettingName, pattern: RegExp, form: string): string => {
+    const value = get(name);
+    if (value === undefined) problems.push(`${name} is missing: set it to ${form}.`);
+    else if (!pattern.test(value)) problems.push(`${name} is '${value}': expected ${form}.`);
+    return value ?? '';
+  };
+  const url = (name: SettingName, fallback: string | undefined): string | undefined => {
+    const value = get(name) ?? fallback;
+    if (value === undefined) return undefined;
+    let parsed: URL;
+    try {
+      parsed = new URL(value);
+    } catch {
+      problems.push(`${name} is '${value}': expected an absolute https:// URL.`);
+      return undefined;
+    }
+    if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopback(parsed))) {
+      problems.push(`${name} is '${value}': expected an https:// URL (plain http is allowed for 127.0.0.1 only).`);
+      return undefined;
+    }
+    if (parsed.search || parsed.hash || parsed.username || parsed.password) {
+      problems.push(`${name} is '${value}': expected a base URL without query, fragment or credentials.`);
+      return undefined;
+    }
+    return value.replace(/\/+$/, '');
+  };
+  const oneOf = <T extends string>(name: SettingName, allowed: readonly T[]): T => {
+    const value = (get(name) ?? SETTINGS[name].default ?? '').toLowerCase();
+    if (!(allowed as readonly string[]).includes(value)) {
+      problems.push(`${name} is '${get(name)}': expected one of ${allowed.map((a) => `'${a}'`).join(', ')}.`);
+      return allowed[0] as T;
+    }
+    return value as T;
+  };
+  const duration = (name: SettingName, min: number, max: number): number => {
+    const text = get(name) ?? SETTINGS[name].default ?? '';
+    const ms = parseDurationInMs(text);
+    if (ms === undefined) {
+      problems.push(`${name} is '${text}': expected an ISO-8601 duration such as PT48H, P7D or PT5M.`);
+      return 0;
+    }
+    if (ms < min || ms > max) {
+      problems.push(`${name} is '${text}': expected a duration between ${describe(min)} and ${describe(max)}.`);
+    }
+    return ms;
+  };
+
+  const tenantId = get('DEFENDER_TENANT_ID');
+  if (tenantId === undefined) problems.push('DEFENDER_TENANT_ID is missing: set it to the Entra tenant ID (a GUID) of the app registration.');
+  else if (!GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
+    problems.push(`DEFENDER_TENANT_ID is '${tenantId}': expected a GUID or a verified domain name such as contoso.onmicrosoft.com.`);
+  }
+  const clientId = required('DEFENDER_CLIENT_ID', GUID, 'the application (client) ID of the app registration, a GUID');
+  const api = oneOf<DefenderApi>('DEFENDER_API', ['graph', 'legacy']);
+  const apiUrl = url('DEFENDER_API_URL', DEFAULT_API_URL[api]) ?? DEFAULT_API_URL[api];
+  const authorityHost = url('DEFENDER_AUTHORITY_HOST', SETTINGS.DEFENDER_AUTHORITY_HOST.default);
+  if (authorityHost?.startsWith('http:')) {
+    problems.push(`DEFENDER_AUTHORITY_HOST is '${authorityHost}': Entra requires https, even on 127.0.0.1.`);
+  }
+
+  const keyVaultUrl = url('KEY_VAULT_URL', undefined);
+  const keyVaultSecretName = get('KEY_VAULT_SECRET_NAME') ?? SETTINGS.KEY_VAULT_SECRET_NAME.default;
+  if (!SECRET_NAME.test(keyVaultSecretName)) {
+    problems.push(`KEY_VAULT_SECRET_NAME is '${keyVaultSecretName}': expected 1-127 letters, digits and hyphens.`);
+  }
+  const clientSecret = get('DEFENDER_CLIENT_SECRET');
+  if (keyVaultUrl === undefined && clientSecret === undefined && get('KEY_VAULT_URL') === undefined) {
+    problems.push(
+      'KEY_VAULT_URL is missing: set it to the vault that holds the client secret (https://<vault>.vault.azure.net), ' +
+        'or, for local development only, set DEFENDER_CLIENT_SECRET.',
+    );
+  }
+  const managedIdentityClientId = get('AZURE_CLIENT_ID');
+  if (managedIdentityClientId !== undefined && !GUID.test(managedIdentityClientId)) {
+    problems.push(`AZURE_CLIENT_ID is '${managedIdentityClientId}': expected the client ID (a GUID) of the user-assigned managed identity.`);
+  }
+
+  const storageAccountUrl = url('EXPORT_STORAGE_ACCOUNT_URL', undefined);
+  const storageConnectionString = get('EXPORT_STORAGE_CONNECTION_STRING');
+  if (storageAccountUrl === undefined && storageConnectionString === undefined && get('EXPORT_STORAGE_ACCOUNT_URL') === undefined) {
+    problems.push(
+      'EXPORT_STORAGE_ACCOUNT_URL is missing: set it to the blob endpoint (https://<account>.blob.core.windows.net), ' +
+        'or set EXPORT_STORAGE_CONNECTION_STRING (e.g. for Azurite).',
+    );
+  }
+  if (storageConnectionString !== undefined && !/(AccountName=|UseDevelopmentStorage=true|BlobEndpoint=)/i.test(storageConnectionString)) {
+    problems.push('EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string: expected AccountName=...;AccountKey=...;BlobEndpoint=... or UseDevelopmentStorage=true.');
+  }
+  const container = get('EXPORT_CONTAINER') ?? SETTINGS.EXPORT_CONTAINER.default;
+  if (!CONTAINER.test(container)) {
+    problems.push(`EXPORT_CONTAINER is '${container}': expected 3-63 lowercase letters, digits and single hyphens.`);
+  }
+
+  const schedule = get('EXPORT_SCHEDULE') ?? SETTINGS.EXPORT_SCHEDULE.default;
+  if (schedule.split(/\s+/).length !== 6) {
+    problems.push(`EXPORT_SCHEDULE is '${schedule}': expected an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. '0 0 * * * *'.`);
+  }
+  const initialLookbackInMs = duration('EXPORT_INITIAL_LOOKBACK', 60_000, 180 * 86_400_000);
+  const settleDelayInMs = duration('EXPORT_SETTLE_DELAY', 0, 86_400_000);
+  const maxRunDurationInMs = duration('EXPORT_MAX_RUN_DURATION', 30_000, 24 * 3_600_000);
+  const format = oneOf<ExportFormat>('EXPORT_FORMAT', ['json', 'jsonl']);
+  const compression = oneOf<ExportCompression>('EXPORT_COMPRESSION', ['none', 'gzip']);
+  const includeAlertsText = oneOf('EXPORT_INCLUDE_ALERTS', ['true', 'false']);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze({
+    tenantId: tenantId ?? '',
+    clientId,
+    api,
+    apiUrl,
+    authorityHost: authorityHost ?? SETTINGS.DEFENDER_AUTHORITY_HOST.default,
+    keyVaultUrl,
+    keyVaultSecretName,
+    clientSecret,
+    managedIdentityClientId,
+    storageAccountUrl,
+    storageConnectionString,
+    container,
+    schedule,
+    initialLookbackInMs,
+    settleDelayInMs,
+    maxRunDurationInMs,
+    format,
+    compression,
+    includeAlerts: includeAlertsText === 'true',
+  });
+}
+
+function describe(ms: number): string {
+  if (ms === 0) return '0';
+  if (ms % 86_400_000 === 0) return `P${ms / 86_400_000}D`;
+  if (ms % 3_600_000 === 0) return `PT${ms / 3_600_000}H`;
+  if (ms % 60_000 === 0) return `PT${ms / 60_000}M`;
+  return `PT${ms / 1000}S`;
+}
+
+/**
+ * Reads the settings: the process environment over the `Values` of a `local.settings.json` (the Functions
+ * convention for local runs), when a path is given. The only place in the product that reads the environment.
+ */
+export function loadConfig(localSettingsPath?: string): ExportConfig {
+  return parseConfig({ ...readLocalSettings(localSettingsPath), ...process.env });
+}
+
+/** True when real settings are given (environment or local.settings.json), i.e. not the sandbox. */
+export function hasRealSettings(localSettingsPath?: string): boolean {
+  const merged = { ...readLocalSettings(localSettingsPath), ...process.env };
+  return Boolean(merged.DEFENDER_TENANT_ID?.trim());
+}
+
+function readLocalSettings(path: string | undefined): Record<string, string> {
+  if (!path || !existsSync(path)) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (thrown) {
+    throw new ConfigError([`${path} is not valid JSON: ${(thrown as Error).message}`]);
+  }
+  const values = (parsed as { Values?: unknown } | null)?.Values;
+  if (typeof values !== 'object' || values === null) throw new ConfigError([`${path} has no "Values" object.`]);
+  return Object.fromEntries(Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string'));
+}

@@ -1,0 +1,31 @@
+import type { ExportCompression, ExportFormat } from '../config';
+import { checkpointDigest, watermarkOf, type Checkpoint } from './checkpoint';
+import { formatTicks, utcDatePath } from './timestamp';
+
+/** The blob that holds the export state. */
+export const CHECKPOINT_BLOB = 'state/checkpoint.json';
+export const EXPORT_PREFIX = 'incidents/';
+export const MANIFEST_PREFIX = 'runs/';
+
+/**
+ * The name of the export blob that starts at `from`: `incidents/YYYY/MM/DD/HHMMSSfffffff-<digest>.<ext>`.
+ *
+ * It is derived only from the checkpoint the blob starts at, and written create-only. So at most one blob can
+ * ever be committed for a checkpoint, and a run that restarts after a crash finds its predecessor's blob by
+ * name, reads the checkpoint that blob ends at from its metadata, and moves on instead of writing the
+ * same versions again. The date folder is the UTC day of the start (runs cut their windows at midnight), the
+ * file name sorts by time within it, and nothing from the API appears in it unescaped.
+ */
+export function exportBlobName(from: Checkpoint, format: ExportFormat, compression: ExportCompression): string {
+  const ts = watermarkOf(from);
+  const time = formatTicks(ts.ticks).slice(11, 27).replace(/[:.]/g, '');
+  const ext = (format === 'json' ? '.json' : '.jsonl') + (compression === 'gzip' ? '.gz' : '');
+  return `${EXPORT_PREFIX}${utcDatePath(ts.ticks)}/${time}-${checkpointDigest(from)}${ext}`;
+}
+
+/** The manifest of one run: `runs/YYYY/MM/DD/HHMMSSmmm-<runId>.json`. */
+export function manifestBlobName(startedAtMs: number, runId: string): string {
+  const iso = new Date(startedAtMs).toISOString();
+  const safeId = runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64) || 'run';
+  return `${MANIFEST_PREFIX}${iso.slice(0, 10).replace(/-/g, '/')}/${iso.slice(11, 23).replace(/[:.]/g, '')}-${safeId}.json`;
+}

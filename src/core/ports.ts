@@ -1,0 +1,95 @@
+import type { DefenderApi } from '../config';
+import type { Checkpoint, IncidentRecord } from './checkpoint';
+
+/** One page of incidents from the API, already validated and filtered to what comes after the window start. */
+export interface IncidentPage {
+  readonly records: readonly IncidentRecord[];
+  /**
+   * A consistent position after this page: everything up to it has been listed. Undefined when the page
+   * ends in the middle of something that cannot be resumed (a legacy chunk being paged with `$skip`).
+   */
+  readonly resumeFrom: Checkpoint | undefined;
+}
+
+export interface ListWindow {
+  /** Start of the window: records at or before it are excluded. */
+  readonly from: Checkpoint;
+  /** Exclusive upper bound, an exact timestamp string. */
+  readonly until: string;
+}
+
+/** Counters a source keeps about its HTTP traffic. */
+export interface SourceStats {
+  readonly requests: number;
+  readonly retries: number;
+  readonly throttles: number;
+  readonly bytes: number;
+}
+
+/** Port: where incidents come from (Graph or the legacy API). */
+export interface IncidentSource {
+  readonly api: DefenderApi;
+  readonly stats: SourceStats;
+  /**
+   * Lists every incident version in the window exactly once, in pages. When iteration completes without
+   * throwing, the window is complete.
+   */
+  listPages(window: ListWindow, options?: { abortSignal?: AbortSignal }): AsyncIterable<IncidentPage>;
+}
+
+/** The persisted state document under `state/`. */
+export interface CheckpointDocument {
+  readonly schemaVersion: 1;
+  readonly tenantId: string;
+  readonly api: DefenderApi;
+  readonly checkpoint: Checkpoint;
+  readonly updatedAt: string;
+  readonly runId: string;
+  /** The export blob that ends at this checkpoint, if the last move committed one. */
+  readonly lastBlob?: string;
+  readonly lastSuccessfulRunAt?: string;
+}
+
+export interface StoredCheckpoint {
+  readonly document: CheckpointDocument;
+  readonly etag: string;
+}
+
+/** Port: the checkpoint, guarded by ETags. */
+export interface CheckpointStore {
+  read(): Promise<StoredCheckpoint | undefined>;
+  /**
+   * Writes the document if the stored one still has `etag` (or none exists when `etag` is undefined) and
+   * returns the new ETag. Throws ConcurrentRunError when another writer got there first.
+   */
+  write(document: CheckpointDocument, etag: string | undefined): Promise<string>;
+}
+
+export interface BlobContentSettings {
+  readonly contentType: string;
+  readonly contentEncoding: string | undefined;
+}
+
+/** A blob being written in blocks, committed create-only. */
+export interface ExportBlobWriter {
+  /** Stages one block; nothing is visible until {@link commit}. */
+  stage(block: Buffer): Promise<void>;
+  /** Commits the staged blocks create-only. Throws ConcurrentRunError if the blob already exists. */
+  commit(metadata: Record<string, string>): Promise<void>;
+}
+
+/** Port: where exports and manifests go. */
+export interface ExportSink {
+  /** The metadata of a committed blob, or undefined when there is none by that name. */
+  committedMetadata(name: string): Promise<Record<string, string> | undefined>;
+  openBlob(name: string, content: BlobContentSettings): ExportBlobWriter;
+  /** Writes a small JSON document (run manifest); create-only. */
+  writeJson(name: string, value: unknown): Promise<void>;
+}
+
+/** Port: the clock, so tests and the sandbox can move time. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };

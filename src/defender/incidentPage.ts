@@ -1,0 +1,67 @@
+import type { DefenderApi } from '../config';
+import type { IncidentRecord } from '../core/checkpoint';
+import { parseTimestamp } from '../core/timestamp';
+import { ExportError } from '../errors';
+
+/** The two field names that differ between the APIs (api-contract.md §3.3 and §4.3). */
+export const FIELDS: Record<DefenderApi, { id: string; lastUpdate: string; label: string }> = {
+  graph: { id: 'id', lastUpdate: 'lastUpdateDateTime', label: 'Microsoft Graph' },
+  legacy: { id: 'incidentId', lastUpdate: 'lastUpdateTime', label: 'Defender XDR (legacy)' },
+};
+
+export interface ParsedPage {
+  readonly records: IncidentRecord[];
+  readonly nextLink: string | undefined;
+}
+
+/**
+ * Validates one page of the incidents API and maps it to records. Pure. A malformed page throws an
+ * ExportError that names the URL, the position and (when known) the incident, and nothing of it is exported.
+ */
+export function parseIncidentPage(body: unknown, api: DefenderApi, url: string): ParsedPage {
+  const f = FIELDS[api];
+  const where = `${f.label} page ${describeUrl(url)}`;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ExportError(`Malformed ${where}: expected a JSON object with a 'value' array.`);
+  }
+  const page = body as Record<string, unknown>;
+  const value = page.value;
+  if (!Array.isArray(value)) throw new ExportError(`Malformed ${where}: the response has no 'value' array.`);
+  const nextLinkValue = page['@odata.nextLink'];
+  if (nextLinkValue !== undefined && nextLinkValue !== null && typeof nextLinkValue !== 'string') {
+    throw new ExportError(`Malformed ${where}: '@odata.nextLink' is not a string.`);
+  }
+  const records = value.map((item: unknown, index): IncidentRecord => {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      throw new ExportError(`Malformed ${where}: item ${index} is not an incident object.`);
+    }
+    const incident = item as Record<string, unknown>;
+    const rawId = incident[f.id];
+    const id = typeof rawId === 'number' && Number.isSafeInteger(rawId) ? String(rawId) : rawId;
+    if (typeof id !== 'string' || id.length === 0 || id.length > 128) {
+      throw new ExportError(`Malformed ${where}: item ${index} has no valid '${f.id}'.`);
+    }
+    const lastUpdate = parseTimestamp(incident[f.lastUpdate]);
+    if (!lastUpdate) {
+      throw new ExportError(
+        `Malformed ${where}: incident '${printable(id)}' (item ${index}) has no valid '${f.lastUpdate}' (got ${printable(JSON.stringify(incident[f.lastUpdate]) ?? 'nothing')}).`,
+      );
+    }
+    return { id, lastUpdate, raw: item };
+  });
+  return { records, nextLink: typeof nextLinkValue === 'string' ? nextLinkValue : undefined };
+}
+
+/** Origin and path of a URL, for messages (the query holds only our filter, but stays out to keep lines short). */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+function printable(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 80);
+}

@@ -1,0 +1,137 @@
+import { isAfter, watermarkOf, type Checkpoint } from '../core/checkpoint';
+import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../core/ports';
+import { formatTicks, parseTimestamp, TICKS_PER_MS } from '../core/timestamp';
+import { ExportError } from '../errors';
+import type { Logger } from '../logger';
+import { parseIncidentPage, type ParsedPage } from './incidentPage';
+import type { JsonGetter } from './jsonGetter';
+
+export interface LegacyIncidentSourceOptions {
+  /** Base URL, e.g. https://api.security.microsoft.com. */
+  readonly baseUrl: string;
+  readonly client: JsonGetter;
+  readonly logger: Logger;
+  /** `$top`; the legacy API refuses more than 100 (api-contract.md §3.1). */
+  readonly pageSize?: number;
+  /** Rows each `$skip` page repeats from the previous one, to detect a result set that shifted. */
+  readonly overlap?: number;
+  /** Below this span a chunk is no longer halved but paged with `$skip`. */
+  readonly minChunkSpanInMs?: number;
+  readonly initialChunkSpanInMs?: number;
+}
+
+const LEGACY_MAX_PAGE_SIZE = 100;
+
+/**
+ * Lists incidents from the legacy `GET /api/incidents` (the Hello-World seed's API, retired 2027-02-01).
+ *
+ * That API has no `$orderby` (newest created first) and pages only with `$skip`, so a keyset cannot be used
+ * and the position inside a partly read result cannot be checkpointed. The window is therefore read in time
+ * chunks small enough to come back in ONE page: a chunk whose first page is full is halved and asked again
+ * (one wasted request), and the span adapts to the density seen. A one-page answer is an atomic snapshot,
+ * so rows moving while we page cannot make us skip anything, and the checkpoint moves after each chunk.
+ * Only a chunk of under a second that still holds more than a page is paged with `$skip`; its pages overlap
+ * by a few rows, and a page that shares no row with the previous one means rows left the result set faster
+ * than the overlap, so the client steps back instead of skipping them.
+ */
+export class LegacyIncidentSource implements IncidentSource {
+  readonly api = 'legacy' as const;
+  private readonly pageSize: number;
+  private readonly overlap: number;
+  private readonly minSpan: bigint;
+  private span: bigint;
+  private readonly endpoint: string;
+
+  constructor(private readonly o: LegacyIncidentSourceOptions) {
+    this.pageSize = Math.min(o.pageSize ?? LEGACY_MAX_PAGE_SIZE, LEGACY_MAX_PAGE_SIZE);
+    this.overlap = Math.min(o.overlap ?? 10, Math.floor(this.pageSize / 2));
+    this.minSpan = BigInt(o.minChunkSpanInMs ?? 1000) * TICKS_PER_MS;
+    this.span = BigInt(o.initialChunkSpanInMs ?? 3_600_000) * TICKS_PER_MS;
+    this.endpoint = `${o.baseUrl}/api/incidents`;
+  }
+
+  get stats(): SourceStats {
+    return this.o.client.stats;
+  }
+
+  async *listPages(window: ListWindow, options: { abortSignal?: AbortSignal } = {}): AsyncIterable<IncidentPage> {
+    const until = parseTimestamp(window.until);
+    if (!until) throw new ExportError(`Invalid window end '${window.until}'.`);
+    let from: Checkpoint = window.from;
+    while (watermarkOf(from).ticks < until.ticks) {
+      const start = watermarkOf(from);
+      const endTicks = start.ticks + this.span < until.ticks ? start.ticks + this.span : until.ticks;
+      const end = endTicks === until.ticks ? until.text : formatTicks(endTicks);
+      const first = await this.fetch(start.text, end, 0, options.abortSignal);
+      const isFull = first.records.length >= this.pageSize;
+      if (isFull && endTicks - start.ticks > this.minSpan) {
+        this.span = (endTicks - start.ticks) / 2n;
+        continue;
+      }
+      const next: Checkpoint = { watermark: end, idsAtWatermark: [] };
+      if (!isFull) {
+        yield { records: first.records.filter((r) => isAfter(r, from)), resumeFrom: next };
+        this.adapt(first.records.length);
+      } else {
+        yield* this.pageChunk(from, end, first, options.abortSignal);
+        yield { records: [], resumeFrom: next };
+      }
+      from = next;
+    }
+  }
+
+  /** Pages one dense chunk with overlapping `$skip` pages; no consistent position exists until its end. */
+  private async *pageChunk(from: Checkpoint, end: string, first: ParsedPage, abortSignal?: AbortSignal): AsyncIterable<IncidentPage> {
+    const step = this.pageSize - this.overlap;
+    const seen = new Set<string>();
+    let page = first;
+    let skip = 0;
+    let stepsBack = 0;
+    for (;;) {
+      const fresh = page.records.filter((r) => !seen.has(r.id) && isAfter(r, from));
+      for (const r of fresh) seen.add(r.id);
+      yield { records: fresh, resumeFrom: undefined };
+      if (page.records.length < this.pageSize) return;
+      const tail = new Set(page.records.slice(-this.overlap).map((r) => r.id));
+      skip += step;
+      for (;;) {
+        page = await this.fetch(from.watermark, end, skip, abortSignal);
+        if (page.records.length === 0 || page.records.some((r) => tail.has(r.id))) break;
+        // No row of the previous page's tail came back: more rows left the result set than the overlap
+        // covers, and some may have slid past us. Step back and read again.
+        if (++stepsBack > 20 || skip === 0) {
+          throw new ExportError(`The legacy incidents result for ${from.watermark}..${end} kept shifting while paging; the next run retries.`);
+        }
+        skip = Math.max(0, skip - step);
+      }
+    }
+  }
+
+  /** Grows the chunk span while chunks come back sparse, shrinks it when they come back nearly full. */
+  private adapt(count: number): void {
+    if (count < this.pageSize / 4) this.span *= 4n;
+    else if (count < this.pageSize / 2) this.span *= 2n;
+    else if (count > (this.pageSize * 4) / 5) this.span = (this.span * 3n) / 4n;
+    const maxSpan = 86_400_000n * TICKS_PER_MS;
+    if (this.span > maxSpan) this.span = maxSpan;
+    if (this.span < this.minSpan) this.span = this.minSpan;
+  }
+
+  private async fetch(from: string, until: string, skip: number, abortSignal?: AbortSignal): Promise<ParsedPage> {
+    const params = new URLSearchParams();
+    params.set('$filter', `lastUpdateTime ge ${from} and lastUpdateTime lt ${until}`);
+    params.set('$top', String(this.pageSize));
+    if (skip > 0) params.set('$skip', String(skip));
+    const url = `${this.endpoint}?${params.toString().replace(/\+/g, '%20')}`;
+    const body = await this.o.client.getJson(url, abortSignal ? { abortSignal } : {});
+    const page = parseIncidentPage(body, 'legacy', url);
+    const lower = parseTimestamp(from);
+    const upper = parseTimestamp(until);
+    for (const r of page.records) {
+      if (!lower || !upper || r.lastUpdate.ticks < lower.ticks || r.lastUpdate.ticks >= upper.ticks) {
+        throw new ExportError(`The legacy API returned incident '${r.id}' (lastUpdateTime ${r.lastUpdate.text}) outside the requested window ${from}..${until}; nothing of this page was exported.`);
+      }
+    }
+    return page;
+  }
+}

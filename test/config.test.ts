@@ -1,0 +1,93 @@
+import { ConfigError } from '../src/errors';
+import { parseConfig, SETTINGS } from '../src/config';
+
+const valid = {
+  DEFENDER_TENANT_ID: '0c8e3f5a-7d21-4b9e-a6c4-5f2e1d0b9a87',
+  DEFENDER_CLIENT_ID: '8f3c2a1e-5b7d-4c9a-9e21-3d4f5a6b7c8d',
+  KEY_VAULT_URL: 'https://kv-soc.vault.azure.net',
+  EXPORT_STORAGE_ACCOUNT_URL: 'https://stsoc.blob.core.windows.net',
+};
+
+function problems(env: Record<string, string>): readonly string[] {
+  try {
+    parseConfig(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('parseConfig', () => {
+  it('applies the documented defaults', () => {
+    const c = parseConfig(valid);
+    expect(c).toMatchObject({
+      api: 'graph',
+      apiUrl: 'https://graph.microsoft.com',
+      authorityHost: 'https://login.microsoftonline.com',
+      keyVaultSecretName: 'defender-client-secret',
+      container: 'defender-incidents',
+      schedule: '0 0 * * * *',
+      initialLookbackInMs: 48 * 3_600_000,
+      settleDelayInMs: 5 * 60_000,
+      maxRunDurationInMs: 25 * 60_000,
+      format: 'json',
+      compression: 'none',
+      includeAlerts: true,
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('uses the legacy host by default for DEFENDER_API=legacy', () => {
+    expect(parseConfig({ ...valid, DEFENDER_API: 'Legacy' }).apiUrl).toBe('https://api.security.microsoft.com');
+    expect(parseConfig({ ...valid, DEFENDER_API_URL: 'https://graph.microsoft.us/' }).apiUrl).toBe('https://graph.microsoft.us');
+  });
+
+  it('accepts the local-development alternatives', () => {
+    const c = parseConfig({ DEFENDER_TENANT_ID: 'contoso.onmicrosoft.com', DEFENDER_CLIENT_ID: valid.DEFENDER_CLIENT_ID, DEFENDER_CLIENT_SECRET: 's3cr3t', EXPORT_STORAGE_CONNECTION_STRING: 'UseDevelopmentStorage=true' });
+    expect(c.keyVaultUrl).toBeUndefined();
+    expect(c.clientSecret).toBe('s3cr3t');
+  });
+
+  it('reports every missing setting at once, by name', () => {
+    const p = problems({});
+    expect(p).toHaveLength(4);
+    expect(p.join('\n')).toMatch(/DEFENDER_TENANT_ID is missing/);
+    expect(p.join('\n')).toMatch(/DEFENDER_CLIENT_ID is missing/);
+    expect(p.join('\n')).toMatch(/KEY_VAULT_URL is missing.*DEFENDER_CLIENT_SECRET/);
+    expect(p.join('\n')).toMatch(/EXPORT_STORAGE_ACCOUNT_URL is missing.*EXPORT_STORAGE_CONNECTION_STRING/);
+  });
+
+  it.each<[string, string, RegExp]>([
+    ['DEFENDER_TENANT_ID', 'not a tenant!', /DEFENDER_TENANT_ID is 'not a tenant!': expected a GUID/],
+    ['DEFENDER_CLIENT_ID', 'abc', /DEFENDER_CLIENT_ID is 'abc': expected the application \(client\) ID/],
+    ['DEFENDER_API', 'beta', /DEFENDER_API is 'beta': expected one of 'graph', 'legacy'/],
+    ['DEFENDER_API_URL', 'http://graph.microsoft.com', /DEFENDER_API_URL .* expected an https:\/\/ URL/],
+    ['DEFENDER_API_URL', 'https://graph.microsoft.com/?x=1', /DEFENDER_API_URL .* without query/],
+    ['DEFENDER_AUTHORITY_HOST', 'nope', /DEFENDER_AUTHORITY_HOST is 'nope': expected an absolute https:\/\/ URL/],
+    ['DEFENDER_AUTHORITY_HOST', 'http://127.0.0.1:1', /DEFENDER_AUTHORITY_HOST .* Entra requires https/],
+    ['KEY_VAULT_URL', 'kv-soc', /KEY_VAULT_URL is 'kv-soc'/],
+    ['KEY_VAULT_SECRET_NAME', 'bad_name', /KEY_VAULT_SECRET_NAME is 'bad_name'/],
+    ['AZURE_CLIENT_ID', 'x', /AZURE_CLIENT_ID is 'x'/],
+    ['EXPORT_STORAGE_ACCOUNT_URL', 'ftp://x', /EXPORT_STORAGE_ACCOUNT_URL/],
+    ['EXPORT_STORAGE_CONNECTION_STRING', 'hello', /EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string/],
+    ['EXPORT_CONTAINER', 'Bad_Container', /EXPORT_CONTAINER is 'Bad_Container'/],
+    ['EXPORT_SCHEDULE', '0 * * * *', /EXPORT_SCHEDULE .* 6 fields/],
+    ['EXPORT_INITIAL_LOOKBACK', '48h', /EXPORT_INITIAL_LOOKBACK is '48h': expected an ISO-8601 duration/],
+    ['EXPORT_INITIAL_LOOKBACK', 'P365D', /EXPORT_INITIAL_LOOKBACK is 'P365D': expected a duration between PT1M and P180D/],
+    ['EXPORT_SETTLE_DELAY', 'P2D', /EXPORT_SETTLE_DELAY is 'P2D'/],
+    ['EXPORT_MAX_RUN_DURATION', 'PT1S', /EXPORT_MAX_RUN_DURATION is 'PT1S'/],
+    ['EXPORT_FORMAT', 'csv', /EXPORT_FORMAT is 'csv': expected one of 'json', 'jsonl'/],
+    ['EXPORT_COMPRESSION', 'zip', /EXPORT_COMPRESSION is 'zip': expected one of 'none', 'gzip'/],
+    ['EXPORT_INCLUDE_ALERTS', 'yes', /EXPORT_INCLUDE_ALERTS is 'yes': expected one of 'true', 'false'/],
+  ])('names %s when it is %p', (name, value, pattern) => {
+    const p = problems({ ...valid, [name]: value });
+    expect(p.join('\n')).toMatch(pattern);
+  });
+
+  it('documents every setting it reads', () => {
+    const names = Object.keys(SETTINGS);
+    expect(names).toEqual(expect.arrayContaining(['DEFENDER_TENANT_ID', 'EXPORT_INCLUDE_ALERTS', 'AZURE_CLIENT_ID']));
+    expect(names).toHaveLength(19);
+  });
+});

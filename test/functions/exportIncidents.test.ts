@@ -1,0 +1,36 @@
+// Outside the Functions host, @azure/functions switches to test mode and registers nothing; it loads
+// @azure/functions-core lazily, so a virtual mock captures the real registration (local-stack.md §5).
+jest.mock(
+  '@azure/functions-core',
+  () => ({
+    setProgrammingModel: jest.fn(),
+    registerHook: jest.fn(() => ({ dispose: jest.fn() })),
+    registerFunction: jest.fn(() => ({ dispose: jest.fn() })),
+  }),
+  { virtual: true },
+);
+
+import '../../src/functions/exportIncidents';
+import { exportIncidentsHandler } from '../../src/handlers/exportIncidentsHandler';
+
+interface Registration {
+  name: string;
+  bindings: Record<string, { type: string; schedule?: string; runOnStartup?: boolean; useMonitor?: boolean; direction: string }>;
+}
+
+describe('timer registration', () => {
+  const core = jest.requireMock('@azure/functions-core');
+  const [metadata, handler] = core.registerFunction.mock.calls[0] as [Registration, unknown];
+
+  it('registers exportIncidents on the EXPORT_SCHEDULE setting, not on startup', () => {
+    expect(core.registerFunction).toHaveBeenCalledTimes(1);
+    expect(metadata.name).toBe('exportIncidents');
+    const trigger = Object.values(metadata.bindings).find((b) => b.type === 'timerTrigger');
+    expect(trigger).toMatchObject({ schedule: '%EXPORT_SCHEDULE%', direction: 'in', runOnStartup: false, useMonitor: true });
+  });
+
+  it('wraps the export handler', () => {
+    expect(typeof handler).toBe('function');
+    expect(typeof exportIncidentsHandler).toBe('function');
+  });
+});
