@@ -1,15 +1,10 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
+import { hasRealSettings } from '../config';
 import { ConcurrentRunError, ConfigError, toError } from '../errors';
+import type { Command } from './command';
 import { runCommand } from './runCommand';
 import { sandboxCommand } from './sandboxCommand';
 
-/** A CLI command: parses its own arguments, returns the process exit code. */
-export interface Command {
-  readonly summary: string;
-  readonly usage: string;
-  run(args: string[]): Promise<number>;
-}
 
 const COMMANDS: Record<string, Command> = {
   run: runCommand,
@@ -36,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return name === undefined ? 2 : 0;
   }
-  const command = name === 'start' ? await startCommand() : COMMANDS[name];
+  const command = name === 'start' ? startCommand() : COMMANDS[name];
   if (!command) {
     process.stderr.write(`Unknown command '${name}'.\n\n${HELP}\n`);
     return 2;
@@ -62,19 +57,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function startCommand(): Promise<Command> {
-  const { hasRealSettings } = await import('../config');
+function startCommand(): Command {
   return hasRealSettings('local.settings.json') ? runCommand : sandboxCommand;
 }
 
-/** Parses options with node:util, turning its errors into usage errors. */
-export function parseOptions<T extends Parameters<typeof parseArgs>[0]['options']>(args: string[], options: T) {
-  try {
-    return parseArgs({ args, options: options ?? {}, allowPositionals: false, strict: true });
-  } catch (thrown) {
-    throw new ConfigError([(thrown as Error).message]);
-  }
-}
 
 if (require.main === module) {
   main(process.argv.slice(2)).then(

@@ -1,7 +1,7 @@
 import { createExporter } from '../compositionRoot';
 import { loadConfig } from '../config';
 import { consoleLogger } from './consoleLogger';
-import { parseOptions, type Command } from './main';
+import { parseOptions, type Command } from './command';
 
 /** `defender-export run`: one export cycle against the real services, with the Function's settings. */
 export const runCommand: Command = {

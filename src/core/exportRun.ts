@@ -144,8 +144,10 @@ class ExportRun {
       this.lastSuccessfulRunAt = stored.document.lastSuccessfulRunAt;
       watermarkOf(this.persisted);
     } else {
-      this.persisted = { watermark: timestampFromMs(this.startedAtMs - this.o.initialLookbackInMs).text, idsAtWatermark: [] };
-      this.o.logger.info(`No checkpoint yet: the first run starts ${this.persisted.watermark} (EXPORT_INITIAL_LOOKBACK).`);
+      const start: Checkpoint = { watermark: timestampFromMs(this.startedAtMs - this.o.initialLookbackInMs).text, idsAtWatermark: [] };
+      this.o.logger.info(`No checkpoint yet: the first run starts at ${start.watermark} (EXPORT_INITIAL_LOOKBACK).`);
+      // Written create-only before anything else, so of two first runs at once only one gets past this line.
+      await this.saveCheckpoint(start, undefined);
     }
     this.summary.windowFrom = this.persisted.watermark;
   }

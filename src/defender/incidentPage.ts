@@ -19,6 +19,25 @@ export interface ParsedPage {
  * ExportError that names the URL, the position and (when known) the incident, and nothing of it is exported.
  */
 export function parseIncidentPage(body: unknown, api: DefenderApi, url: string): ParsedPage {
+  const page = parseBody(body, api, url);
+  // The bearer token must never go to another origin; a nextLink that leaves the API is hostile or misconfigured.
+  if (page.nextLink !== undefined && originOf(page.nextLink) !== originOf(url)) {
+    throw new ExportError(
+      `${FIELDS[api].label} page ${describeUrl(url)} has an @odata.nextLink to another origin (${originOf(page.nextLink) ?? 'invalid URL'}); it is not followed and no token is sent there.`,
+    );
+  }
+  return page;
+}
+
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseBody(body: unknown, api: DefenderApi, url: string): ParsedPage {
   const f = FIELDS[api];
   const where = `${f.label} page ${describeUrl(url)}`;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {

@@ -64,9 +64,12 @@ export class LegacyIncidentSource implements IncidentSource {
       const end = endTicks === until.ticks ? until.text : formatTicks(endTicks);
       const first = await this.fetch(start.text, end, 0, options.abortSignal);
       const isFull = first.records.length >= this.pageSize;
-      if (isFull && endTicks - start.ticks > this.minSpan) {
-        this.span = (endTicks - start.ticks) / 2n;
-        continue;
+      if (isFull) {
+        const narrower = this.narrowerSpan(start.ticks, endTicks, first);
+        if (narrower !== undefined) {
+          this.span = narrower;
+          continue;
+        }
       }
       const next: Checkpoint = { watermark: end, idsAtWatermark: [] };
       if (!isFull) {
@@ -75,6 +78,7 @@ export class LegacyIncidentSource implements IncidentSource {
       } else {
         yield* this.pageChunk(from, end, first, options.abortSignal);
         yield { records: [], resumeFrom: next };
+        this.span = this.minSpan * 60n;
       }
       from = next;
     }
@@ -105,6 +109,22 @@ export class LegacyIncidentSource implements IncidentSource {
         skip = Math.max(0, skip - step);
       }
     }
+  }
+
+  /**
+   * The span to try instead of a chunk whose first page came back full, or undefined to page it as it is.
+   * A page whose rows all share one instant T points at a crowd at T: read up to T first, then T alone.
+   * Otherwise halve, down to the minimum span.
+   */
+  private narrowerSpan(startTicks: bigint, endTicks: bigint, first: ParsedPage): bigint | undefined {
+    const instants = new Set(first.records.map((r) => r.lastUpdate.ticks));
+    const [only] = instants;
+    if (instants.size === 1 && only !== undefined) {
+      if (only > startTicks) return only - startTicks;
+      return endTicks - startTicks > 1n ? 1n : undefined;
+    }
+    const span = endTicks - startTicks;
+    return span > this.minSpan ? span / 2n : undefined;
   }
 
   /** Grows the chunk span while chunks come back sparse, shrinks it when they come back nearly full. */

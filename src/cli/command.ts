@@ -1,0 +1,18 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError } from '../errors';
+
+/** A CLI command: parses its own arguments, returns the process exit code. */
+export interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  run(args: string[]): Promise<number>;
+}
+
+/** Parses options with node:util, turning its errors into usage errors. */
+export function parseOptions<const O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options, allowPositionals: false, strict: true });
+  } catch (thrown) {
+    throw new ConfigError([(thrown as Error).message]);
+  }
+}

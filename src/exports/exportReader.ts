@@ -1,0 +1,69 @@
+import { gunzipSync } from 'node:zlib';
+import type { ContainerClient } from '@azure/storage-blob';
+import { describeStorageError, streamToBuffer } from '../azure/blobExportStore';
+import { EXPORT_PREFIX } from '../core/blobNaming';
+import { ExportError } from '../errors';
+
+/** An export blob as listed: name, size and the metadata the exporter wrote. */
+export interface ExportBlobInfo {
+  readonly name: string;
+  readonly size: number;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+/** UTC days from `from` to `to` inclusive, as `YYYY/MM/DD`. */
+export function daysBetween(fromMs: number, toMs: number): string[] {
+  const days: string[] = [];
+  const start = Date.UTC(new Date(fromMs).getUTCFullYear(), new Date(fromMs).getUTCMonth(), new Date(fromMs).getUTCDate());
+  for (let t = start; t <= toMs; t += 86_400_000) days.push(new Date(t).toISOString().slice(0, 10).replace(/-/g, '/'));
+  return days;
+}
+
+/**
+ * Lists the export blobs of the UTC days from `fromMs` to `toMs`, by their date prefixes (no full-container
+ * scan), in name order, which is time order.
+ */
+export async function listExportBlobs(container: ContainerClient, fromMs: number, toMs: number): Promise<ExportBlobInfo[]> {
+  const out: ExportBlobInfo[] = [];
+  for (const day of daysBetween(fromMs, toMs)) {
+    try {
+      for await (const blob of container.listBlobsFlat({ prefix: `${EXPORT_PREFIX}${day}/`, includeMetadata: true })) {
+        out.push({ name: blob.name, size: blob.properties.contentLength ?? 0, metadata: blob.metadata ?? {} });
+      }
+    } catch (thrown) {
+      throw describeStorageError(thrown, container.containerName, `list '${EXPORT_PREFIX}${day}/'`);
+    }
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Decodes the bytes of an export blob (gzip by name or magic bytes; json array or json lines) into incidents. */
+export function decodeExportBlob(name: string, bytes: Buffer): unknown[] {
+  const isGzip = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+  const text = (isGzip ? gunzipSync(bytes) : bytes).toString('utf8');
+  try {
+    if (/\.jsonl(\.gz)?$/.test(name)) {
+      return text
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .map((line) => JSON.parse(line) as unknown);
+    }
+    const value: unknown = JSON.parse(text);
+    if (!Array.isArray(value)) throw new Error('not a JSON array');
+    return value;
+  } catch (thrown) {
+    throw new ExportError(`Export blob '${name}' is not valid ${name.includes('.jsonl') ? 'JSON lines' : 'JSON'}: ${(thrown as Error).message}`);
+  }
+}
+
+/** Downloads and decodes one export blob. */
+export async function readExportBlob(container: ContainerClient, name: string): Promise<unknown[]> {
+  let bytes: Buffer;
+  try {
+    const response = await container.getBlockBlobClient(name).download();
+    bytes = await streamToBuffer(response.readableStreamBody);
+  } catch (thrown) {
+    throw describeStorageError(thrown, container.containerName, `download '${name}'`);
+  }
+  return decodeExportBlob(name, bytes);
+}

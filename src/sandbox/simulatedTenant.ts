@@ -1,0 +1,464 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import * as https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { ClientSecretCredential, type TokenCredential } from '@azure/identity';
+import { parseTimestamp } from '../core/timestamp';
+import { createLoopbackCertificate } from './certificates';
+import { IncidentStore, lastUpdateOf, toGraph, toLegacy, type Incident } from './incidentStore';
+import { compileFilter, FilterSyntaxError } from './odataFilter';
+
+export type SimulatedApi = 'entra' | 'keyvault' | 'graph' | 'legacy';
+
+/** What a test can make the simulated tenant do instead of answering normally. */
+export type Fault =
+  | { status: number; headers?: Record<string, string>; body?: string }
+  | { kind: 'reset' }
+  | { kind: 'hang' }
+  | { kind: 'truncate' }
+  | { kind: 'nextLink'; url: string };
+
+export interface SimulatedRequest {
+  readonly api: SimulatedApi;
+  readonly url: URL;
+  /** Per-API request count, from 0. */
+  readonly index: number;
+}
+
+export interface SimulatedTenantOptions {
+  tenantId?: string;
+  clientId?: string;
+  clientSecret?: string;
+  secretName?: string;
+  seed?: number;
+  /** Incidents generated at start, updated over the last 72 hours. */
+  incidents?: number;
+  /** The tenant's clock (epoch ms): token expiry and default update times. */
+  clock?: () => number;
+  tokenLifetimeSeconds?: number;
+  /** Legacy limits per app (api-contract.md §3.4). */
+  legacyLimits?: { perMinute: number; perHour: number; minuteInMs?: number; hourInMs?: number };
+  /** Emit `@odata.nextLink` on the legacy API too (it is undocumented there). */
+  legacyNextLink?: boolean;
+  store?: IncidentStore;
+  port?: number;
+}
+
+const VAULT_AUDIENCE = 'https://vault.azure.net';
+
+/**
+ * A simulated Defender tenant on one HTTPS server bound to 127.0.0.1: Entra (OIDC discovery and client-credentials
+ * tokens), Key Vault (challenge flow and secrets), Microsoft Graph `/v1.0/security/incidents` and the legacy
+ * `/api/incidents`, both facades over one {@link IncidentStore}, following api-contract.md. Used by the tests
+ * and by `npm start`; scenario hooks ({@link intercept}, {@link afterPage}) inject faults and changes.
+ */
+export class SimulatedTenant {
+  readonly tenantId: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** The managed identity the sandbox's Function uses for Key Vault. */
+  readonly identityClientId: string;
+  private readonly identitySecret: string;
+  readonly secretName: string;
+  readonly store: IncidentStore;
+  /** Secrets the app registration accepts; remove one to simulate rotation. */
+  readonly validClientSecrets = new Set<string>();
+  /** Key Vault contents. */
+  readonly secrets = new Map<string, string>();
+  keyVaultForbidden = false;
+  tokenLifetimeSeconds: number;
+  tokenRequests = 0;
+  secretReads = 0;
+  readonly requests: { api: SimulatedApi; method: string; path: string; query: Record<string, string>; hadAuthorization: boolean }[] = [];
+  intercept: ((request: SimulatedRequest) => Fault | undefined) | undefined;
+  afterPage: ((api: 'graph' | 'legacy', pageIndex: number) => void) | undefined;
+  /** Every access token issued (tests check that none leaks). */
+  readonly issuedTokens: string[] = [];
+
+  private readonly tokens = new Map<string, { audience: string; expiresAt: number; clientId: string }>();
+  private readonly counters: Record<SimulatedApi, number> = { entra: 0, keyvault: 0, graph: 0, legacy: 0 };
+  private readonly pages: Record<'graph' | 'legacy', number> = { graph: 0, legacy: 0 };
+  private readonly legacyCalls: number[] = [];
+  private readonly sockets = new Set<Socket>();
+  private readonly clock: () => number;
+  private readonly options: SimulatedTenantOptions;
+  private server!: https.Server;
+  origin = '';
+  ca = '';
+
+  private constructor(options: SimulatedTenantOptions) {
+    this.options = options;
+    this.clock = options.clock ?? Date.now;
+    this.tenantId = options.tenantId ?? randomUUID();
+    this.clientId = options.clientId ?? randomUUID();
+    this.clientSecret = options.clientSecret ?? `sbx~${randomBytes(18).toString('base64url')}`;
+    this.identityClientId = randomUUID();
+    this.identitySecret = `mi~${randomBytes(18).toString('base64url')}`;
+    this.secretName = options.secretName ?? 'defender-client-secret';
+    this.tokenLifetimeSeconds = options.tokenLifetimeSeconds ?? 3599;
+    this.store = options.store ?? new IncidentStore(options.seed ?? 1, this.clock);
+    this.validClientSecrets.add(this.clientSecret);
+    this.secrets.set(this.secretName, this.clientSecret);
+  }
+
+  /** Starts the tenant on a free port of 127.0.0.1. */
+  static async start(options: SimulatedTenantOptions = {}): Promise<SimulatedTenant> {
+    const tenant = new SimulatedTenant(options);
+    if (options.incidents) {
+      const now = tenant.clock();
+      tenant.store.generate(options.incidents, { from: new Date(now - 72 * 3_600_000), to: new Date(now - 60_000) });
+    }
+    const { cert, key } = await createLoopbackCertificate();
+    tenant.ca = cert;
+    tenant.server = https.createServer({ cert, key }, (req, res) => {
+      tenant.handle(req, res).catch((e: unknown) => {
+        if (!res.headersSent) tenant.json(res, 500, { error: { code: 'InternalServerError', message: String(e) } });
+      });
+    });
+    tenant.server.on('connection', (socket: Socket) => {
+      tenant.sockets.add(socket);
+      socket.on('close', () => tenant.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      tenant.server.once('error', reject);
+      tenant.server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+    });
+    const address = tenant.server.address();
+    if (typeof address !== 'object' || address === null) throw new Error('no address');
+    tenant.origin = `https://127.0.0.1:${address.port}`;
+    return tenant;
+  }
+
+  /** A real SDK credential for the tenant's managed identity (Key Vault reads). */
+  managedIdentityCredential(): TokenCredential {
+    return new ClientSecretCredential(this.tenantId, this.identityClientId, this.identitySecret, {
+      authorityHost: this.origin,
+      disableInstanceDiscovery: true,
+      tlsOptions: { ca: this.ca },
+    });
+  }
+
+  /** Every issued token stops working, as after a revocation. */
+  revokeAllTokens(): void {
+    this.tokens.clear();
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', this.origin);
+    const path = url.pathname;
+    const api: SimulatedApi | undefined = path.startsWith('/v1.0/security/incidents')
+      ? 'graph'
+      : path.startsWith('/api/incidents')
+        ? 'legacy'
+        : path.startsWith('/secrets/')
+          ? 'keyvault'
+          : /^\/[^/]+\/(v2\.0\/\.well-known\/openid-configuration|oauth2\/v2\.0\/token)$/.test(path)
+            ? 'entra'
+            : undefined;
+    if (!api) {
+      this.json(res, 404, { error: { code: 'NotFound', message: `no route ${path}` } });
+      return;
+    }
+    const body = await readBody(req);
+    this.requests.push({ api, method: req.method ?? 'GET', path, query: Object.fromEntries(url.searchParams), hadAuthorization: Boolean(req.headers.authorization) });
+    const index = this.counters[api]++;
+    const fault = this.intercept?.({ api, url, index });
+    if (fault && !('kind' in fault && (fault.kind === 'truncate' || fault.kind === 'nextLink'))) {
+      this.applyFault(req, res, fault);
+      return;
+    }
+    switch (api) {
+      case 'entra':
+        return this.entra(res, url, body);
+      case 'keyvault':
+        return this.keyVault(req, res, url);
+      default:
+        return this.incidents(api, req, res, url, fault);
+    }
+  }
+
+  private applyFault(req: IncomingMessage, res: ServerResponse, fault: Fault): void {
+    if ('status' in fault) {
+      res.writeHead(fault.status, { 'Content-Type': 'application/json; charset=utf-8', ...fault.headers });
+      res.end(fault.body ?? JSON.stringify({ error: { code: String(fault.status), message: 'Injected fault' } }));
+    } else if (fault.kind === 'reset') {
+      req.socket.destroy();
+    }
+    // 'hang': never answer; close() destroys the socket.
+  }
+
+  // ---------------------------------------------------------------- Entra
+
+  private entra(res: ServerResponse, url: URL, body: string): void {
+    const [, tenant, ...rest] = url.pathname.split('/');
+    const knownTenant = tenant?.toLowerCase() === this.tenantId.toLowerCase();
+    if (!knownTenant) {
+      this.aadError(res, 400, 'invalid_tenant', 90002, `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`);
+      return;
+    }
+    if (rest[0] === 'v2.0') {
+      const base = `${this.origin}/${tenant}`;
+      this.json(res, 200, {
+        token_endpoint: `${base}/oauth2/v2.0/token`,
+        authorization_endpoint: `${base}/oauth2/v2.0/authorize`,
+        issuer: `${base}/v2.0`,
+        jwks_uri: `${base}/discovery/v2.0/keys`,
+        end_session_endpoint: `${base}/oauth2/v2.0/logout`,
+      });
+      return;
+    }
+    this.tokenRequests++;
+    const form = new URLSearchParams(body);
+    const clientId = form.get('client_id') ?? '';
+    const secret = form.get('client_secret') ?? '';
+    const scope = form.get('scope') ?? '';
+    if (form.get('grant_type') !== 'client_credentials') {
+      this.aadError(res, 400, 'unsupported_grant_type', 70003, 'The app requested an unsupported grant type.');
+      return;
+    }
+    const isApp = clientId === this.clientId;
+    const isIdentity = clientId === this.identityClientId;
+    if (!isApp && !isIdentity) {
+      this.aadError(res, 400, 'unauthorized_client', 700016, `Application with identifier '${clientId}' was not found in the directory '${this.tenantId}'.`);
+      return;
+    }
+    if (!secret) {
+      this.aadError(res, 401, 'invalid_client', 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.");
+      return;
+    }
+    if ((isApp && !this.validClientSecrets.has(secret)) || (isIdentity && secret !== this.identitySecret)) {
+      this.aadError(res, 401, 'invalid_client', 7000215, `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`);
+      return;
+    }
+    const resource = scope.split(' ').find((s) => s.endsWith('/.default'))?.slice(0, -'/.default'.length);
+    if (!resource || (resource !== this.origin && resource !== VAULT_AUDIENCE)) {
+      this.aadError(res, 400, 'invalid_scope', 70011, `The provided value for the input parameter 'scope' is not valid. The scope ${scope} is not valid.`);
+      return;
+    }
+    const token = `sbx.${randomBytes(24).toString('base64url')}`;
+    this.tokens.set(token, { audience: resource, expiresAt: this.clock() + this.tokenLifetimeSeconds * 1000, clientId });
+    this.issuedTokens.push(token);
+    this.json(res, 200, { token_type: 'Bearer', expires_in: this.tokenLifetimeSeconds, ext_expires_in: this.tokenLifetimeSeconds, access_token: token });
+  }
+
+  private aadError(res: ServerResponse, status: number, error: string, code: number, description: string): void {
+    const traceId = randomUUID();
+    const timestamp = new Date(this.clock()).toISOString().replace('T', ' ').slice(0, 19) + 'Z';
+    this.json(res, status, {
+      error,
+      error_description: `AADSTS${code}: ${description}\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${randomUUID()}\r\nTimestamp: ${timestamp}`,
+      error_codes: [code],
+      timestamp,
+      trace_id: traceId,
+      correlation_id: randomUUID(),
+      error_uri: `${this.origin}/error?code=${code}`,
+    });
+  }
+
+  private tokenFor(req: IncomingMessage, audience: string): 'ok' | 'missing' | 'invalid' {
+    const header = req.headers.authorization;
+    if (!header?.startsWith('Bearer ')) return 'missing';
+    const token = this.tokens.get(header.slice(7));
+    if (!token || token.audience !== audience || token.expiresAt <= this.clock()) return 'invalid';
+    return 'ok';
+  }
+
+  // ---------------------------------------------------------------- Key Vault
+
+  private keyVault(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    if (this.tokenFor(req, VAULT_AUDIENCE) !== 'ok') {
+      res.setHeader('WWW-Authenticate', `Bearer authorization="${this.origin}/${this.tenantId}", resource="${VAULT_AUDIENCE}"`);
+      this.json(res, 401, { error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' } });
+      return;
+    }
+    const [, , name, version] = url.pathname.split('/');
+    if (this.keyVaultForbidden) {
+      this.json(res, 403, {
+        error: {
+          code: 'Forbidden',
+          message: `Caller is not authorized to perform action on resource.\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC'\r\n`,
+          innererror: { code: 'ForbiddenByRbac' },
+        },
+      });
+      return;
+    }
+    const value = name ? this.secrets.get(name) : undefined;
+    if (value === undefined) {
+      this.json(res, 404, { error: { code: 'SecretNotFound', message: `A secret with (name/id) ${name} was not found in this key vault.` } });
+      return;
+    }
+    this.secretReads++;
+    const secondsNow = Math.floor(this.clock() / 1000);
+    this.json(res, 200, {
+      value,
+      contentType: 'text/plain',
+      id: `${this.origin}/secrets/${name}/${version || '4387e9f3d6e14c459867679a90fd0f79'}`,
+      attributes: { enabled: true, created: secondsNow, updated: secondsNow, recoveryLevel: 'Recoverable+Purgeable', recoverableDays: 90 },
+    });
+  }
+
+  // ---------------------------------------------------------------- incidents
+
+  private incidents(api: 'graph' | 'legacy', req: IncomingMessage, res: ServerResponse, url: URL, fault: Fault | undefined): void {
+    const auth = this.tokenFor(req, this.origin);
+    if (auth !== 'ok') {
+      if (api === 'graph') {
+        res.setHeader('WWW-Authenticate', 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"');
+        this.graphError(req, res, 401, 'InvalidAuthenticationToken', 'Access token has expired or is not yet valid.');
+      } else {
+        this.json(res, 401, { error: { code: 'Unauthorized', message: 'Unauthorized', target: randomUUID() } });
+      }
+      return;
+    }
+    if (api === 'legacy' && !this.allowLegacyCall(res)) return;
+    const query = new Map<string, string>();
+    for (const [k, v] of url.searchParams) query.set(k.toLowerCase(), v);
+    const maxTop = api === 'graph' ? 50 : 100;
+    const top = query.has('$top') ? Number(query.get('$top')) : maxTop;
+    const skip = Number(query.get('$skip') ?? 0);
+    if (!Number.isInteger(top) || top < 0 || top > maxTop) {
+      const message = `The limit of '${maxTop}' for Top query has been exceeded. The value from the incoming request is '${query.get('$top')}'.`;
+      if (api === 'graph') this.graphError(req, res, 400, '', `The query specified in the URI is not valid. ${message}`);
+      else this.json(res, 400, { error: { code: 'ODataError', message: `Invalid OData URI query: ${message}`, target: randomUUID() } });
+      return;
+    }
+    if (api === 'legacy') {
+      const unsupported = ['$orderby', '$expand', '$select', '$count'].find((k) => query.has(k));
+      if (unsupported) {
+        this.json(res, 400, { error: { code: 'ODataError', message: `Invalid OData URI query: ${unsupported} is not supported.`, target: randomUUID() } });
+        return;
+      }
+    }
+    const fields = api === 'graph' ? GRAPH_FIELDS : LEGACY_FIELDS;
+    let predicate: (i: Incident) => boolean = () => true;
+    const filter = query.get('$filter');
+    if (filter) {
+      try {
+        const compiled = compileFilter(filter, Object.keys(fields), api === 'graph' ? ['lastUpdateDateTime', 'createdDateTime'] : ['lastUpdateTime', 'createdTime']);
+        predicate = (i) => compiled(Object.fromEntries(Object.entries(fields).map(([name, get]) => [name, get(i)])));
+      } catch (e) {
+        if (!(e instanceof FilterSyntaxError)) throw e;
+        if (api === 'graph') this.graphError(req, res, 400, 'BadRequest', `Invalid filter clause: ${e.message}`);
+        else this.json(res, 400, { error: { code: 'ODataError', message: `Invalid OData URI query: ${e.message}`, target: randomUUID() } });
+        return;
+      }
+    }
+    const matching = this.store.all().filter(predicate).sort(order(api === 'graph' ? query.get('$orderby') : undefined));
+    const page = matching.slice(skip, skip + top);
+    const hasMore = skip + page.length < matching.length;
+    const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
+    const expand = api === 'graph' && /alerts/.test(query.get('$expand') ?? '');
+    const value = page.map((i) => (api === 'graph' ? toGraph(i, { tenantId: this.tenantId, expandAlerts: expand, includeUnknownEnums: includeUnknown }) : toLegacy(i)));
+    const next = new URL(url.pathname, this.origin);
+    for (const [k, v] of url.searchParams) if (k.toLowerCase() !== '$skip') next.searchParams.set(k, v);
+    next.searchParams.set('$skip', String(skip + page.length));
+    let nextLink = hasMore && (api === 'graph' || this.options.legacyNextLink) ? next.toString() : undefined;
+    if (fault && 'kind' in fault && fault.kind === 'nextLink') nextLink = fault.url;
+    const document: Record<string, unknown> = {
+      '@odata.context': api === 'graph' ? `${this.origin}/v1.0/$metadata#security/incidents${expand ? '(alerts())' : ''}` : `${this.origin}/api/$metadata#Incidents`,
+      ...(query.get('$count') === 'true' ? { '@odata.count': matching.length } : {}),
+      ...(nextLink ? { '@odata.nextLink': nextLink } : {}),
+      value,
+    };
+    const pageIndex = this.pages[api]++;
+    res.on('finish', () => this.afterPage?.(api, pageIndex));
+    const text = JSON.stringify(document);
+    const headers: Record<string, string> = {
+      'Content-Type': api === 'graph' ? 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8' : 'application/json; odata.metadata=minimal',
+      'request-id': randomUUID(),
+      'client-request-id': String(req.headers['client-request-id'] ?? randomUUID()),
+    };
+    if (fault && 'kind' in fault && fault.kind === 'truncate') {
+      const bytes = Buffer.from(text);
+      res.writeHead(200, { ...headers, 'Content-Length': String(bytes.length) });
+      res.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
+      setImmediate(() => res.socket?.destroy());
+      return;
+    }
+    res.writeHead(200, headers);
+    res.end(text);
+  }
+
+  /** Two sliding windows per app, as the legacy API enforces them (api-contract.md §3.4). */
+  private allowLegacyCall(res: ServerResponse): boolean {
+    const limits = this.options.legacyLimits ?? { perMinute: 50, perHour: 1500 };
+    const minute = limits.minuteInMs ?? 60_000;
+    const hour = limits.hourInMs ?? 3_600_000;
+    const now = this.clock();
+    while (this.legacyCalls.length > 0 && this.legacyCalls[0]! <= now - hour) this.legacyCalls.shift();
+    const lastMinute = this.legacyCalls.filter((t) => t > now - minute);
+    const overMinute = lastMinute.length >= limits.perMinute;
+    const overHour = this.legacyCalls.length >= limits.perHour;
+    if (!overMinute && !overHour) {
+      this.legacyCalls.push(now);
+      return true;
+    }
+    const resetAt = overHour ? this.legacyCalls[this.legacyCalls.length - limits.perHour]! + hour : lastMinute[lastMinute.length - limits.perMinute]! + minute;
+    const seconds = Math.max(1, Math.ceil((resetAt - now) / 1000));
+    res.setHeader('Retry-After', String(seconds));
+    this.json(res, 429, {
+      error: {
+        code: '429',
+        message: `API calls quota exceeded! Maximum allowed ${overHour ? `${limits.perHour} per 01:00:00` : `${limits.perMinute} per 00:01:00`} for the key Destination+TenantID+AppID. You can send requests again in ${seconds} seconds.`,
+        target: randomUUID(),
+      },
+    });
+    return false;
+  }
+
+  private graphError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): void {
+    const requestId = randomUUID();
+    this.json(res, status, {
+      error: { code, message, ...(status === 400 ? { details: [] } : {}), innerError: { date: new Date(this.clock()).toISOString().slice(0, 19), 'request-id': requestId, 'client-request-id': String(req.headers['client-request-id'] ?? requestId) } },
+    });
+  }
+
+  private json(res: ServerResponse, status: number, value: unknown): void {
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' });
+    res.end(JSON.stringify(value));
+  }
+}
+
+const GRAPH_FIELDS: Record<string, (i: Incident) => string | null> = {
+  lastUpdateDateTime: (i) => i.lastUpdateTime,
+  createdDateTime: (i) => i.createdTime,
+  status: (i) => i.status,
+  severity: (i) => i.severity,
+  assignedTo: (i) => i.assignedTo,
+  classification: (i) => i.classification,
+  determination: (i) => i.determination,
+};
+
+const LEGACY_FIELDS: Record<string, (i: Incident) => string | null> = {
+  lastUpdateTime: (i) => i.lastUpdateTime,
+  createdTime: (i) => i.createdTime,
+  status: (i) => i.status,
+  assignedTo: (i) => i.assignedTo,
+};
+
+/** Default order newest created first; Graph also orders by either timestamp, id breaking ties. */
+function order(orderby: string | undefined): (a: Incident, b: Incident) => number {
+  const [field = 'createdDateTime', direction = 'desc'] = (orderby ?? '').trim().split(/\s+/).filter(Boolean);
+  const key = field === 'lastUpdateDateTime' ? (i: Incident) => lastUpdateOf(i).ticks : (i: Incident) => parseTimestamp(i.createdTime)!.ticks;
+  const sign = direction.toLowerCase() === 'asc' ? 1 : -1;
+  return (a, b) => {
+    const ka = key(a);
+    const kb = key(b);
+    if (ka !== kb) return ka < kb ? -sign : sign;
+    return (a.id - b.id) * sign;
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}

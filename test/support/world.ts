@@ -1,0 +1,159 @@
+import { randomBytes } from 'node:crypto';
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { createExporter, type CompositionOptions, type Exporter } from '../../src/compositionRoot';
+import { parseConfig, type ExportConfig } from '../../src/config';
+import { CHECKPOINT_BLOB, EXPORT_PREFIX } from '../../src/core/blobNaming';
+import type { RunSummary } from '../../src/core/exportRun';
+import { readExportBlob } from '../../src/exports/exportReader';
+import type { Logger } from '../../src/logger';
+import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
+
+/** The legacy API's 50/min and 1,500/h, with time running 100 times faster, on both sides. */
+export const SCALED_LEGACY_LIMITS = { perMinute: 50, perHour: 1500, minuteInMs: 600, hourInMs: 36_000 };
+
+/** Every line a logger received, with its level. */
+export class LogRecorder implements Logger {
+  readonly lines: { level: string; text: string }[] = [];
+  debug = (m: string, ...a: unknown[]) => this.push('debug', m, a);
+  info = (m: string, ...a: unknown[]) => this.push('info', m, a);
+  warn = (m: string, ...a: unknown[]) => this.push('warn', m, a);
+  error = (m: string, ...a: unknown[]) => this.push('error', m, a);
+  private push(level: string, message: string, args: unknown[]): void {
+    this.lines.push({ level, text: [message, ...args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a)))].join(' ') });
+  }
+  get text(): string {
+    return this.lines.map((l) => `${l.level} ${l.text}`).join('\n');
+  }
+  /** The parsed `export summary` lines. */
+  get summaries(): RunSummary[] {
+    return this.lines.filter((l) => l.text.startsWith('export summary ')).map((l) => JSON.parse(l.text.slice(15)) as RunSummary);
+  }
+}
+
+/** A version of an incident as found in the committed exports. */
+export interface ExportedVersion {
+  id: string;
+  lastUpdate: string;
+  blob: string;
+  raw: Record<string, unknown>;
+}
+
+export interface WorldOptions {
+  api?: 'graph' | 'legacy';
+  /** Settings over the defaults (tenant, vault, storage and a fresh container are filled in). */
+  settings?: Record<string, string>;
+  composition?: Partial<CompositionOptions>;
+}
+
+/** The Azurite connection string the jest global setup started. */
+export function azuriteConnectionString(): string {
+  const cs = process.env.AZURITE_CONNECTION_STRING;
+  if (!cs) throw new Error('AZURITE_CONNECTION_STRING is not set: run the tests through jest (test/support/globalSetup.ts).');
+  return cs;
+}
+
+/** A fresh container on the shared Azurite. */
+export function freshContainer(prefix = 'test'): ContainerClient {
+  const name = `${prefix}-${randomBytes(6).toString('hex')}`;
+  return BlobServiceClient.fromConnectionString(azuriteConnectionString()).getContainerClient(name);
+}
+
+/**
+ * A test world: the simulated tenant, a fresh container and the real exporter wired by the composition
+ * root, exactly as the Function and the CLI wire it, with short retry waits.
+ */
+export class World {
+  readonly logs = new LogRecorder();
+  config!: ExportConfig;
+  exporter!: Exporter;
+  readonly container: ContainerClient = freshContainer();
+  readonly sleeps: number[] = [];
+
+  constructor(readonly tenant: SimulatedTenant) {}
+
+  static async start(options: WorldOptions & { tenant?: SimulatedTenant } = {}): Promise<World> {
+    const tenant = options.tenant ?? (await SimulatedTenant.start({ seed: 7, legacyLimits: SCALED_LEGACY_LIMITS }));
+    return new World(tenant).configure(options);
+  }
+
+  /** (Re)builds config and exporter on the same container. */
+  configure(options: WorldOptions = {}): this {
+    this.config = parseConfig({
+      DEFENDER_TENANT_ID: this.tenant.tenantId,
+      DEFENDER_CLIENT_ID: this.tenant.clientId,
+      DEFENDER_API: options.api ?? 'graph',
+      DEFENDER_API_URL: this.tenant.origin,
+      DEFENDER_AUTHORITY_HOST: this.tenant.origin,
+      KEY_VAULT_URL: this.tenant.origin,
+      EXPORT_STORAGE_CONNECTION_STRING: azuriteConnectionString(),
+      EXPORT_CONTAINER: this.container.containerName,
+      EXPORT_SETTLE_DELAY: 'PT1S',
+      ...options.settings,
+    });
+    this.exporter = createExporter(this.config, {
+      logger: this.logs,
+      ca: this.tenant.ca,
+      azureCredential: this.tenant.managedIdentityCredential(),
+      http: {
+        sleep: (ms) => {
+          this.sleeps.push(ms);
+          return new Promise((resolve) => setTimeout(resolve, Math.min(ms, 5)));
+        },
+        timeoutInMs: 2_000,
+      },
+      storageRetry: { maxTries: 2, retryDelayInMs: 20, maxRetryDelayInMs: 50 },
+      legacyLimits: [
+        { limit: SCALED_LEGACY_LIMITS.perMinute, windowInMs: SCALED_LEGACY_LIMITS.minuteInMs },
+        { limit: SCALED_LEGACY_LIMITS.perHour, windowInMs: SCALED_LEGACY_LIMITS.hourInMs },
+      ],
+      ...options.composition,
+    });
+    return this;
+  }
+
+  run(runId?: string): Promise<RunSummary> {
+    return this.exporter.run(runId ? { runId } : {});
+  }
+
+  /** Every incident version in the committed export blobs. */
+  async exported(): Promise<ExportedVersion[]> {
+    const out: ExportedVersion[] = [];
+    const idField = this.config.api === 'graph' ? 'id' : 'incidentId';
+    const tsField = this.config.api === 'graph' ? 'lastUpdateDateTime' : 'lastUpdateTime';
+    for await (const blob of this.container.listBlobsFlat({ prefix: EXPORT_PREFIX })) {
+      for (const raw of (await readExportBlob(this.container, blob.name)) as Record<string, unknown>[]) {
+        out.push({ id: String(raw[idField]), lastUpdate: String(raw[tsField]), blob: blob.name, raw });
+      }
+    }
+    return out;
+  }
+
+  async blobNames(prefix = EXPORT_PREFIX): Promise<string[]> {
+    const names: string[] = [];
+    for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
+    return names;
+  }
+
+  async checkpoint(): Promise<{ etag: string; document: Record<string, unknown> } | undefined> {
+    const client = this.container.getBlockBlobClient(CHECKPOINT_BLOB);
+    if (!(await client.exists())) return undefined;
+    const body = await client.downloadToBuffer();
+    const props = await client.getProperties();
+    return { etag: props.etag ?? '', document: JSON.parse(body.toString('utf8')) as Record<string, unknown> };
+  }
+
+  async close(): Promise<void> {
+    await this.container.deleteIfExists();
+    await this.tenant.close();
+  }
+}
+
+/** (id, last update) pairs that appear more than once. */
+export function duplicates(versions: readonly ExportedVersion[]): string[] {
+  const seen = new Map<string, number>();
+  for (const v of versions) {
+    const key = `${v.id}@${v.lastUpdate}`;
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+  }
+  return [...seen].filter(([, n]) => n > 1).map(([k]) => k);
+}
