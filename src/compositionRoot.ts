@@ -8,7 +8,7 @@ import { BlobCheckpointStore, BlobExportSink, describeStorageError } from './azu
 import { KeyVaultSecretProvider, StaticSecretProvider, type SecretProvider } from './azure/secretProvider';
 import { LEGACY_API_RETIREMENT_DATE, type ExportConfig } from './config';
 import { runExport, type RunSummary } from './core/exportRun';
-import { systemClock, type Clock, type IncidentSource } from './core/ports';
+import { systemClock, type CheckpointStore, type Clock, type IncidentSource } from './core/ports';
 import { GraphIncidentSource } from './defender/graphIncidentSource';
 import { LegacyIncidentSource } from './defender/legacyIncidentSource';
 import { ApiClient, type ApiClientOptions } from './http/apiClient';
@@ -24,12 +24,19 @@ export interface CompositionOptions {
   /** Credential for Key Vault and Storage. Default: the managed identity (AZURE_CLIENT_ID), else DefaultAzureCredential. */
   readonly azureCredential?: TokenCredential;
   /** Overrides of the HTTP client's retry and timeout behaviour. */
-  readonly http?: Partial<Pick<ApiClientOptions, 'timeoutInMs' | 'maxAttempts' | 'baseDelayInMs' | 'maxDelayInMs' | 'sleep' | 'maxRetryAfterInMs'>>;
+  readonly http?: Partial<
+    Pick<
+      ApiClientOptions,
+      'timeoutInMs' | 'maxAttempts' | 'baseDelayInMs' | 'maxDelayInMs' | 'sleep' | 'maxRetryAfterInMs'
+    >
+  >;
   /** Storage SDK retry options (tests shorten them). */
   readonly storageRetry?: StoragePipelineOptions['retryOptions'];
   /** Legacy API limits, per app; defaults are the documented 50/min and 1,500/h. */
   readonly legacyLimits?: readonly { limit: number; windowInMs: number }[];
   readonly maxBlobBytes?: number;
+  /** Replaces the checkpoint store (fault injection in tests). */
+  readonly checkpointStore?: CheckpointStore;
 }
 
 /** The wired exporter of one configuration. Long-lived: the secret cache and rate limiter span runs. */
@@ -54,12 +61,12 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
   const apiOrigin = new URL(config.apiUrl).origin;
   const limiter =
     config.api === 'legacy'
-      ? new SlidingWindowRateLimiter(
-          [...(options.legacyLimits ?? [
+      ? new SlidingWindowRateLimiter([
+          ...(options.legacyLimits ?? [
             { limit: 50, windowInMs: 60_000 },
             { limit: 1500, windowInMs: 3_600_000 },
-          ])],
-        )
+          ]),
+        ])
       : undefined;
 
   return {
@@ -94,12 +101,17 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
       });
       const source: IncidentSource =
         config.api === 'graph'
-          ? new GraphIncidentSource({ baseUrl: config.apiUrl, client, includeAlerts: config.includeAlerts, logger })
+          ? new GraphIncidentSource({
+              baseUrl: config.apiUrl,
+              client,
+              includeAlerts: config.includeAlerts,
+              logger,
+            })
           : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger });
       await ensureContainer(container);
       return runExport({
         source,
-        checkpoints: new BlobCheckpointStore(container),
+        checkpoints: options.checkpointStore ?? new BlobCheckpointStore(container),
         sink: new BlobExportSink(container),
         clock,
         logger,
@@ -117,7 +129,11 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
   };
 }
 
-function createContainerClient(config: ExportConfig, credential: TokenCredential, options: CompositionOptions): ContainerClient {
+function createContainerClient(
+  config: ExportConfig,
+  credential: TokenCredential,
+  options: CompositionOptions,
+): ContainerClient {
   const pipeline: StoragePipelineOptions = options.storageRetry ? { retryOptions: options.storageRetry } : {};
   const service = config.storageConnectionString
     ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
@@ -125,7 +141,12 @@ function createContainerClient(config: ExportConfig, credential: TokenCredential
   return service.getContainerClient(config.container);
 }
 
-function createSecretProvider(config: ExportConfig, credential: TokenCredential, options: CompositionOptions, clock: Clock): SecretProvider {
+function createSecretProvider(
+  config: ExportConfig,
+  credential: TokenCredential,
+  options: CompositionOptions,
+  clock: Clock,
+): SecretProvider {
   if (!config.keyVaultUrl) return new StaticSecretProvider(config.clientSecret ?? '');
   const vault = new URL(config.keyVaultUrl);
   const isLoopback = vault.hostname === '127.0.0.1' || vault.hostname === 'localhost';

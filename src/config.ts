@@ -33,25 +33,65 @@ export interface ExportConfig {
 
 /** Every setting the product reads, with its default and meaning: the single source for docs and tests. */
 export const SETTINGS = {
-  DEFENDER_TENANT_ID: { default: undefined, meaning: 'Entra tenant ID (GUID or verified domain) of the app registration' },
+  DEFENDER_TENANT_ID: {
+    default: undefined,
+    meaning: 'Entra tenant ID (GUID or verified domain) of the app registration',
+  },
   DEFENDER_CLIENT_ID: { default: undefined, meaning: 'application (client) ID of the app registration' },
-  DEFENDER_API: { default: 'graph', meaning: '`graph` (Microsoft Graph security incidents) or `legacy` (api.security.microsoft.com, retired 2027-02-01)' },
-  DEFENDER_API_URL: { default: undefined, meaning: 'base URL of the incidents API; the token scope is `<origin>/.default`' },
+  DEFENDER_API: {
+    default: 'graph',
+    meaning:
+      '`graph` (Microsoft Graph security incidents) or `legacy` (api.security.microsoft.com, retired 2027-02-01)',
+  },
+  DEFENDER_API_URL: {
+    default: undefined,
+    meaning: 'base URL of the incidents API; the token scope is `<origin>/.default`',
+  },
   DEFENDER_AUTHORITY_HOST: { default: 'https://login.microsoftonline.com', meaning: 'Entra authority host' },
   KEY_VAULT_URL: { default: undefined, meaning: 'vault that holds the client secret' },
   KEY_VAULT_SECRET_NAME: { default: 'defender-client-secret', meaning: 'name of the secret in the vault' },
-  DEFENDER_CLIENT_SECRET: { default: undefined, meaning: 'the client secret itself, for local development only' },
-  AZURE_CLIENT_ID: { default: undefined, meaning: 'client ID of the user-assigned managed identity (Key Vault and Storage)' },
-  EXPORT_STORAGE_ACCOUNT_URL: { default: undefined, meaning: 'blob endpoint, e.g. https://<account>.blob.core.windows.net (identity-based)' },
-  EXPORT_STORAGE_CONNECTION_STRING: { default: undefined, meaning: 'alternative to the URL, e.g. Azurite (local development)' },
-  EXPORT_CONTAINER: { default: 'defender-incidents', meaning: 'container for exports and state (created if missing)' },
+  DEFENDER_CLIENT_SECRET: {
+    default: undefined,
+    meaning: 'the client secret itself, for local development only',
+  },
+  AZURE_CLIENT_ID: {
+    default: undefined,
+    meaning: 'client ID of the user-assigned managed identity (Key Vault and Storage)',
+  },
+  EXPORT_STORAGE_ACCOUNT_URL: {
+    default: undefined,
+    meaning: 'blob endpoint, e.g. https://<account>.blob.core.windows.net (identity-based)',
+  },
+  EXPORT_STORAGE_CONNECTION_STRING: {
+    default: undefined,
+    meaning: 'alternative to the URL, e.g. Azurite (local development)',
+  },
+  EXPORT_CONTAINER: {
+    default: 'defender-incidents',
+    meaning: 'container for exports and state (created if missing)',
+  },
   EXPORT_SCHEDULE: { default: '0 0 * * * *', meaning: 'NCRONTAB schedule, 6 fields, UTC' },
-  EXPORT_INITIAL_LOOKBACK: { default: 'PT48H', meaning: 'how far back the first run reaches (ISO-8601 duration)' },
-  EXPORT_SETTLE_DELAY: { default: 'PT5M', meaning: 'a run exports up to now minus this, so late-indexed updates are not skipped' },
-  EXPORT_MAX_RUN_DURATION: { default: 'PT25M', meaning: 'time budget of a run, below host.json functionTimeout (30 min); the next run resumes' },
-  EXPORT_FORMAT: { default: 'json', meaning: '`json` (one JSON array per blob) or `jsonl` (one incident per line)' },
+  EXPORT_INITIAL_LOOKBACK: {
+    default: 'PT48H',
+    meaning: 'how far back the first run reaches (ISO-8601 duration)',
+  },
+  EXPORT_SETTLE_DELAY: {
+    default: 'PT5M',
+    meaning: 'a run exports up to now minus this, so late-indexed updates are not skipped',
+  },
+  EXPORT_MAX_RUN_DURATION: {
+    default: 'PT25M',
+    meaning: 'time budget of a run, below host.json functionTimeout (30 min); the next run resumes',
+  },
+  EXPORT_FORMAT: {
+    default: 'json',
+    meaning: '`json` (one JSON array per blob) or `jsonl` (one incident per line)',
+  },
   EXPORT_COMPRESSION: { default: 'none', meaning: '`none` or `gzip`' },
-  EXPORT_INCLUDE_ALERTS: { default: 'true', meaning: 'Graph only: `$expand=alerts` (the legacy API always embeds alerts)' },
+  EXPORT_INCLUDE_ALERTS: {
+    default: 'true',
+    meaning: 'Graph only: `$expand=alerts` (the legacy API always embeds alerts)',
+  },
 } as const satisfies Record<string, { default: string | undefined; meaning: string }>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -65,7 +105,8 @@ const DEFAULT_API_URL: Record<DefenderApi, string> = {
 export const LEGACY_API_RETIREMENT_DATE = '2027-02-01';
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const DOMAIN = /^(?=.{3,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
+const DOMAIN =
+  /^(?=.{3,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
 const CONTAINER = /^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$/;
 const SECRET_NAME = /^[0-9a-zA-Z-]{1,127}$/;
 
@@ -100,7 +141,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       return undefined;
     }
     if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopback(parsed))) {
-      problems.push(`${name} is '${value}': expected an https:// URL (plain http is allowed for 127.0.0.1 only).`);
+      problems.push(
+        `${name} is '${value}': expected an https:// URL (plain http is allowed for 127.0.0.1 only).`,
+      );
       return undefined;
     }
     if (parsed.search || parsed.hash || parsed.username || parsed.password) {
@@ -125,17 +168,28 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       return 0;
     }
     if (ms < min || ms > max) {
-      problems.push(`${name} is '${text}': expected a duration between ${describe(min)} and ${describe(max)}.`);
+      problems.push(
+        `${name} is '${text}': expected a duration between ${describe(min)} and ${describe(max)}.`,
+      );
     }
     return ms;
   };
 
   const tenantId = get('DEFENDER_TENANT_ID');
-  if (tenantId === undefined) problems.push('DEFENDER_TENANT_ID is missing: set it to the Entra tenant ID (a GUID) of the app registration.');
+  if (tenantId === undefined)
+    problems.push(
+      'DEFENDER_TENANT_ID is missing: set it to the Entra tenant ID (a GUID) of the app registration.',
+    );
   else if (!GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
-    problems.push(`DEFENDER_TENANT_ID is '${tenantId}': expected a GUID or a verified domain name such as contoso.onmicrosoft.com.`);
+    problems.push(
+      `DEFENDER_TENANT_ID is '${tenantId}': expected a GUID or a verified domain name such as contoso.onmicrosoft.com.`,
+    );
   }
-  const clientId = required('DEFENDER_CLIENT_ID', GUID, 'the application (client) ID of the app registration, a GUID');
+  const clientId = required(
+    'DEFENDER_CLIENT_ID',
+    GUID,
+    'the application (client) ID of the app registration, a GUID',
+  );
   const api = oneOf<DefenderApi>('DEFENDER_API', ['graph', 'legacy']);
   const apiUrl = url('DEFENDER_API_URL', DEFAULT_API_URL[api]) ?? DEFAULT_API_URL[api];
   const authorityHost = url('DEFENDER_AUTHORITY_HOST', SETTINGS.DEFENDER_AUTHORITY_HOST.default);
@@ -146,7 +200,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   const keyVaultUrl = url('KEY_VAULT_URL', undefined);
   const keyVaultSecretName = get('KEY_VAULT_SECRET_NAME') ?? SETTINGS.KEY_VAULT_SECRET_NAME.default;
   if (!SECRET_NAME.test(keyVaultSecretName)) {
-    problems.push(`KEY_VAULT_SECRET_NAME is '${keyVaultSecretName}': expected 1-127 letters, digits and hyphens.`);
+    problems.push(
+      `KEY_VAULT_SECRET_NAME is '${keyVaultSecretName}': expected 1-127 letters, digits and hyphens.`,
+    );
   }
   const clientSecret = get('DEFENDER_CLIENT_SECRET');
   if (keyVaultUrl === undefined && clientSecret === undefined && get('KEY_VAULT_URL') === undefined) {
@@ -157,28 +213,43 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   }
   const managedIdentityClientId = get('AZURE_CLIENT_ID');
   if (managedIdentityClientId !== undefined && !GUID.test(managedIdentityClientId)) {
-    problems.push(`AZURE_CLIENT_ID is '${managedIdentityClientId}': expected the client ID (a GUID) of the user-assigned managed identity.`);
+    problems.push(
+      `AZURE_CLIENT_ID is '${managedIdentityClientId}': expected the client ID (a GUID) of the user-assigned managed identity.`,
+    );
   }
 
   const storageAccountUrl = url('EXPORT_STORAGE_ACCOUNT_URL', undefined);
   const storageConnectionString = get('EXPORT_STORAGE_CONNECTION_STRING');
-  if (storageAccountUrl === undefined && storageConnectionString === undefined && get('EXPORT_STORAGE_ACCOUNT_URL') === undefined) {
+  if (
+    storageAccountUrl === undefined &&
+    storageConnectionString === undefined &&
+    get('EXPORT_STORAGE_ACCOUNT_URL') === undefined
+  ) {
     problems.push(
       'EXPORT_STORAGE_ACCOUNT_URL is missing: set it to the blob endpoint (https://<account>.blob.core.windows.net), ' +
         'or set EXPORT_STORAGE_CONNECTION_STRING (e.g. for Azurite).',
     );
   }
-  if (storageConnectionString !== undefined && !/(AccountName=|UseDevelopmentStorage=true|BlobEndpoint=)/i.test(storageConnectionString)) {
-    problems.push('EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string: expected AccountName=...;AccountKey=...;BlobEndpoint=... or UseDevelopmentStorage=true.');
+  if (
+    storageConnectionString !== undefined &&
+    !/(AccountName=|UseDevelopmentStorage=true|BlobEndpoint=)/i.test(storageConnectionString)
+  ) {
+    problems.push(
+      'EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string: expected AccountName=...;AccountKey=...;BlobEndpoint=... or UseDevelopmentStorage=true.',
+    );
   }
   const container = get('EXPORT_CONTAINER') ?? SETTINGS.EXPORT_CONTAINER.default;
   if (!CONTAINER.test(container)) {
-    problems.push(`EXPORT_CONTAINER is '${container}': expected 3-63 lowercase letters, digits and single hyphens.`);
+    problems.push(
+      `EXPORT_CONTAINER is '${container}': expected 3-63 lowercase letters, digits and single hyphens.`,
+    );
   }
 
   const schedule = get('EXPORT_SCHEDULE') ?? SETTINGS.EXPORT_SCHEDULE.default;
   if (schedule.split(/\s+/).length !== 6) {
-    problems.push(`EXPORT_SCHEDULE is '${schedule}': expected an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. '0 0 * * * *'.`);
+    problems.push(
+      `EXPORT_SCHEDULE is '${schedule}': expected an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. '0 0 * * * *'.`,
+    );
   }
   const initialLookbackInMs = duration('EXPORT_INITIAL_LOOKBACK', 60_000, 180 * 86_400_000);
   const settleDelayInMs = duration('EXPORT_SETTLE_DELAY', 0, 86_400_000);
@@ -242,6 +313,9 @@ function readLocalSettings(path: string | undefined): Record<string, string> {
     throw new ConfigError([`${path} is not valid JSON: ${(thrown as Error).message}`]);
   }
   const values = (parsed as { Values?: unknown } | null)?.Values;
-  if (typeof values !== 'object' || values === null) throw new ConfigError([`${path} has no "Values" object.`]);
-  return Object.fromEntries(Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  if (typeof values !== 'object' || values === null)
+    throw new ConfigError([`${path} has no "Values" object.`]);
+  return Object.fromEntries(
+    Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string'),
+  );
 }

@@ -45,7 +45,8 @@ export class ApiError extends Error {
     this.status = details.status;
     this.method = details.method;
     this.url = redact(details.url);
-    this.responseExcerpt = details.responseExcerpt === undefined ? undefined : redact(details.responseExcerpt);
+    this.responseExcerpt =
+      details.responseExcerpt === undefined ? undefined : redact(details.responseExcerpt);
     this.code = details.code;
     this.isRetryable = details.isRetryable ?? false;
   }
@@ -66,8 +67,8 @@ export class ConcurrentRunError extends Error {
 
 const SECRET_PATTERNS: RegExp[] = [
   // Authorization headers and bearer tokens.
-  /(authorization["']?\s*[:=]\s*["']?)(bearer\s+)?[^\s"',}]+/gi,
-  /\bbearer\s+[A-Za-z0-9\-._~+/]+=*/gi,
+  /(authorization["']?\s*[:=]\s*["']?)(?:bearer\s+)?[^\s"',}]+/gi,
+  /\bbearer\s+[A-Za-z0-9\-._~+/]{16,}=*/gi,
   // JWT-shaped strings.
   /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g,
   // Form or JSON fields that carry secrets.
@@ -102,7 +103,8 @@ export function redact(text: string): string {
 
 /** Turns anything thrown into an Error with a redacted message, keeping known types as they are. */
 export function toError(thrown: unknown): Error {
-  if (thrown instanceof ConfigError || thrown instanceof ApiError || thrown instanceof ExportError) return thrown;
+  if (thrown instanceof ConfigError || thrown instanceof ApiError || thrown instanceof ExportError)
+    return thrown;
   if (thrown instanceof Error) {
     const e = new Error(redact(thrown.message));
     e.name = thrown.name;

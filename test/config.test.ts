@@ -39,12 +39,21 @@ describe('parseConfig', () => {
   });
 
   it('uses the legacy host by default for DEFENDER_API=legacy', () => {
-    expect(parseConfig({ ...valid, DEFENDER_API: 'Legacy' }).apiUrl).toBe('https://api.security.microsoft.com');
-    expect(parseConfig({ ...valid, DEFENDER_API_URL: 'https://graph.microsoft.us/' }).apiUrl).toBe('https://graph.microsoft.us');
+    expect(parseConfig({ ...valid, DEFENDER_API: 'Legacy' }).apiUrl).toBe(
+      'https://api.security.microsoft.com',
+    );
+    expect(parseConfig({ ...valid, DEFENDER_API_URL: 'https://graph.microsoft.us/' }).apiUrl).toBe(
+      'https://graph.microsoft.us',
+    );
   });
 
   it('accepts the local-development alternatives', () => {
-    const c = parseConfig({ DEFENDER_TENANT_ID: 'contoso.onmicrosoft.com', DEFENDER_CLIENT_ID: valid.DEFENDER_CLIENT_ID, DEFENDER_CLIENT_SECRET: 's3cr3t', EXPORT_STORAGE_CONNECTION_STRING: 'UseDevelopmentStorage=true' });
+    const c = parseConfig({
+      DEFENDER_TENANT_ID: 'contoso.onmicrosoft.com',
+      DEFENDER_CLIENT_ID: valid.DEFENDER_CLIENT_ID,
+      DEFENDER_CLIENT_SECRET: 's3cr3t',
+      EXPORT_STORAGE_CONNECTION_STRING: 'UseDevelopmentStorage=true',
+    });
     expect(c.keyVaultUrl).toBeUndefined();
     expect(c.clientSecret).toBe('s3cr3t');
   });
@@ -64,17 +73,29 @@ describe('parseConfig', () => {
     ['DEFENDER_API', 'beta', /DEFENDER_API is 'beta': expected one of 'graph', 'legacy'/],
     ['DEFENDER_API_URL', 'http://graph.microsoft.com', /DEFENDER_API_URL .* expected an https:\/\/ URL/],
     ['DEFENDER_API_URL', 'https://graph.microsoft.com/?x=1', /DEFENDER_API_URL .* without query/],
-    ['DEFENDER_AUTHORITY_HOST', 'nope', /DEFENDER_AUTHORITY_HOST is 'nope': expected an absolute https:\/\/ URL/],
+    [
+      'DEFENDER_AUTHORITY_HOST',
+      'nope',
+      /DEFENDER_AUTHORITY_HOST is 'nope': expected an absolute https:\/\/ URL/,
+    ],
     ['DEFENDER_AUTHORITY_HOST', 'http://127.0.0.1:1', /DEFENDER_AUTHORITY_HOST .* Entra requires https/],
     ['KEY_VAULT_URL', 'kv-soc', /KEY_VAULT_URL is 'kv-soc'/],
     ['KEY_VAULT_SECRET_NAME', 'bad_name', /KEY_VAULT_SECRET_NAME is 'bad_name'/],
     ['AZURE_CLIENT_ID', 'x', /AZURE_CLIENT_ID is 'x'/],
     ['EXPORT_STORAGE_ACCOUNT_URL', 'ftp://x', /EXPORT_STORAGE_ACCOUNT_URL/],
-    ['EXPORT_STORAGE_CONNECTION_STRING', 'hello', /EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string/],
+    [
+      'EXPORT_STORAGE_CONNECTION_STRING',
+      'hello',
+      /EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string/,
+    ],
     ['EXPORT_CONTAINER', 'Bad_Container', /EXPORT_CONTAINER is 'Bad_Container'/],
     ['EXPORT_SCHEDULE', '0 * * * *', /EXPORT_SCHEDULE .* 6 fields/],
     ['EXPORT_INITIAL_LOOKBACK', '48h', /EXPORT_INITIAL_LOOKBACK is '48h': expected an ISO-8601 duration/],
-    ['EXPORT_INITIAL_LOOKBACK', 'P365D', /EXPORT_INITIAL_LOOKBACK is 'P365D': expected a duration between PT1M and P180D/],
+    [
+      'EXPORT_INITIAL_LOOKBACK',
+      'P365D',
+      /EXPORT_INITIAL_LOOKBACK is 'P365D': expected a duration between PT1M and P180D/,
+    ],
     ['EXPORT_SETTLE_DELAY', 'P2D', /EXPORT_SETTLE_DELAY is 'P2D'/],
     ['EXPORT_MAX_RUN_DURATION', 'PT1S', /EXPORT_MAX_RUN_DURATION is 'PT1S'/],
     ['EXPORT_FORMAT', 'csv', /EXPORT_FORMAT is 'csv': expected one of 'json', 'jsonl'/],
@@ -87,7 +108,9 @@ describe('parseConfig', () => {
 
   it('documents every setting it reads', () => {
     const names = Object.keys(SETTINGS);
-    expect(names).toEqual(expect.arrayContaining(['DEFENDER_TENANT_ID', 'EXPORT_INCLUDE_ALERTS', 'AZURE_CLIENT_ID']));
+    expect(names).toEqual(
+      expect.arrayContaining(['DEFENDER_TENANT_ID', 'EXPORT_INCLUDE_ALERTS', 'AZURE_CLIENT_ID']),
+    );
     expect(names).toHaveLength(19);
   });
 });

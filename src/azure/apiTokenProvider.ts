@@ -34,7 +34,9 @@ export class ApiTokenProvider {
       return await this.tryGetToken(false, options.abortSignal);
     } catch (thrown) {
       if (!isRejectedSecret(thrown)) throw this.describe(thrown);
-      this.o.logger.info(`Entra rejected the client secret; re-reading ${this.o.secrets.location} in case it was rotated.`);
+      this.o.logger.info(
+        `Entra rejected the client secret; re-reading ${this.o.secrets.location} in case it was rotated.`,
+      );
       this.credential = undefined;
       try {
         return await this.tryGetToken(true, options.abortSignal);
@@ -46,7 +48,10 @@ export class ApiTokenProvider {
 
   private async tryGetToken(refreshSecret: boolean, abortSignal?: AbortSignal): Promise<string> {
     if (!this.credential) {
-      const secret = await this.o.secrets.getClientSecret({ forceRefresh: refreshSecret, ...(abortSignal ? { abortSignal } : {}) });
+      const secret = await this.o.secrets.getClientSecret({
+        forceRefresh: refreshSecret,
+        ...(abortSignal ? { abortSignal } : {}),
+      });
       const authority = new URL(this.o.authorityHost);
       this.credential = new ClientSecretCredential(this.o.tenantId, this.o.clientId, secret, {
         ...this.o.credentialOptions,
@@ -63,10 +68,18 @@ export class ApiTokenProvider {
 
   private describe(thrown: unknown): Error {
     if (thrown instanceof ExportError) return thrown;
-    const message = typeof thrown === 'object' && thrown !== null && 'message' in thrown ? String((thrown as Error).message) : String(thrown);
+    const message =
+      typeof thrown === 'object' && thrown !== null && 'message' in thrown
+        ? String((thrown as Error).message)
+        : String(thrown);
     const codes = new Set((message.match(/AADSTS(\d+)/g) ?? []).map((c) => c.slice(6)));
     const at = `at ${this.o.authorityHost}`;
-    if (codes.has('7000215') || codes.has('7000222') || codes.has('7000218') || /invalid_client/.test(message)) {
+    if (
+      codes.has('7000215') ||
+      codes.has('7000222') ||
+      codes.has('7000218') ||
+      /invalid_client/.test(message)
+    ) {
       const expired = codes.has('7000222') ? 'has expired' : 'is not valid';
       return new ExportError(
         `Entra rejected the client secret of DEFENDER_CLIENT_ID ${this.o.clientId}: it ${expired} (AADSTS${[...codes].join(', AADSTS') || ' invalid_client'}), ` +
@@ -74,7 +87,9 @@ export class ApiTokenProvider {
       );
     }
     if (codes.has('700016')) {
-      return new ExportError(`DEFENDER_CLIENT_ID ${this.o.clientId} is not an application in tenant ${this.o.tenantId} (AADSTS700016). Check DEFENDER_CLIENT_ID and DEFENDER_TENANT_ID.`);
+      return new ExportError(
+        `DEFENDER_CLIENT_ID ${this.o.clientId} is not an application in tenant ${this.o.tenantId} (AADSTS700016). Check DEFENDER_CLIENT_ID and DEFENDER_TENANT_ID.`,
+      );
     }
     if (codes.has('90002') || codes.has('900023') || /endpoints_resolution_error/.test(message)) {
       return new ExportError(
@@ -86,11 +101,16 @@ export class ApiTokenProvider {
         `Entra refused scope ${this.o.scope} (AADSTS${[...codes].join(', ')}): DEFENDER_API_URL must be the API's own host, and the API must be available in the tenant.`,
       );
     }
-    return new ExportError(`Could not get a token for ${this.o.scope} from Entra ${at}: ${message}`, { cause: thrown });
+    return new ExportError(`Could not get a token for ${this.o.scope} from Entra ${at}: ${message}`, {
+      cause: thrown,
+    });
   }
 }
 
 function isRejectedSecret(thrown: unknown): boolean {
-  const message = typeof thrown === 'object' && thrown !== null && 'message' in thrown ? String((thrown as Error).message) : '';
+  const message =
+    typeof thrown === 'object' && thrown !== null && 'message' in thrown
+      ? String((thrown as Error).message)
+      : '';
   return /AADSTS7000215|AADSTS7000222|invalid_client/.test(message);
 }

@@ -20,7 +20,7 @@ interface StorageErrorLike {
 }
 
 function storageError(thrown: unknown): StorageErrorLike {
-  return typeof thrown === 'object' && thrown !== null ? (thrown as StorageErrorLike) : {};
+  return typeof thrown === 'object' && thrown !== null ? thrown : {};
 }
 
 /** Maps a storage failure to an error that names the container, the blob and the fix. */
@@ -34,9 +34,15 @@ export function describeStorageError(thrown: unknown, container: string, action:
     );
   }
   if (e.statusCode === 404 && e.code === 'ContainerNotFound') {
-    return new ExportError(`Container '${container}' does not exist (EXPORT_CONTAINER). Deploy the infrastructure or create it.`, { cause: thrown });
+    return new ExportError(
+      `Container '${container}' does not exist (EXPORT_CONTAINER). Deploy the infrastructure or create it.`,
+      { cause: thrown },
+    );
   }
-  return new ExportError(`Storage failed to ${action} in container '${container}': ${e.message ?? String(thrown)}`, { cause: thrown });
+  return new ExportError(
+    `Storage failed to ${action} in container '${container}': ${e.message ?? String(thrown)}`,
+    { cause: thrown },
+  );
 }
 
 /** Export blobs and run manifests in one container, written create-only in staged blocks. */
@@ -85,7 +91,9 @@ class BlockBlobWriter implements ExportBlobWriter {
   ) {}
 
   async stage(block: Buffer): Promise<void> {
-    const id = Buffer.from(`${this.prefix}-${String(this.blockIds.length).padStart(6, '0')}`).toString('base64');
+    const id = Buffer.from(`${this.prefix}-${String(this.blockIds.length).padStart(6, '0')}`).toString(
+      'base64',
+    );
     try {
       await this.container.getBlockBlobClient(this.name).stageBlock(id, block, block.length);
     } catch (thrown) {
@@ -109,8 +117,14 @@ class BlockBlobWriter implements ExportBlobWriter {
       const e = storageError(thrown);
       // 409/412: the blob exists. 400 InvalidBlockList: another writer committed the name and its commit
       // discarded our uncommitted blocks. Either way another run owns this part of the export.
-      if (e.statusCode === 409 || e.statusCode === 412 || (e.code === 'InvalidBlockList' && (await client.exists()))) {
-        throw new ConcurrentRunError(`Export blob '${this.name}' was committed by another run; this run stops without writing it.`);
+      if (
+        e.statusCode === 409 ||
+        e.statusCode === 412 ||
+        (e.code === 'InvalidBlockList' && (await client.exists()))
+      ) {
+        throw new ConcurrentRunError(
+          `Export blob '${this.name}' was committed by another run; this run stops without writing it.`,
+        );
       }
       throw describeStorageError(thrown, this.container.containerName, `commit '${this.name}'`);
     }
@@ -130,7 +144,8 @@ export class BlobCheckpointStore implements CheckpointStore {
       etag = response.etag;
       body = await streamToBuffer(response.readableStreamBody);
     } catch (thrown) {
-      if (storageError(thrown).statusCode === 404 && storageError(thrown).code !== 'ContainerNotFound') return undefined;
+      if (storageError(thrown).statusCode === 404 && storageError(thrown).code !== 'ContainerNotFound')
+        return undefined;
       throw describeStorageError(thrown, this.container.containerName, `read '${CHECKPOINT_BLOB}'`);
     }
     let document: unknown;
@@ -160,7 +175,9 @@ export class BlobCheckpointStore implements CheckpointStore {
     } catch (thrown) {
       const status = storageError(thrown).statusCode;
       if (status === 412 || status === 409) {
-        throw new ConcurrentRunError('Another export run moved the checkpoint first; this run stops without writing it.');
+        throw new ConcurrentRunError(
+          'Another export run moved the checkpoint first; this run stops without writing it.',
+        );
       }
       if (thrown instanceof ExportError) throw thrown;
       throw describeStorageError(thrown, this.container.containerName, `write '${CHECKPOINT_BLOB}'`);
@@ -171,7 +188,12 @@ export class BlobCheckpointStore implements CheckpointStore {
 function isCheckpointDocument(value: unknown): value is CheckpointDocument {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as Record<string, unknown>;
-  return v.schemaVersion === 1 && typeof v.tenantId === 'string' && (v.api === 'graph' || v.api === 'legacy') && isCheckpoint(v.checkpoint);
+  return (
+    v.schemaVersion === 1 &&
+    typeof v.tenantId === 'string' &&
+    (v.api === 'graph' || v.api === 'legacy') &&
+    isCheckpoint(v.checkpoint)
+  );
 }
 
 /** Reads a Node stream into one Buffer. */

@@ -40,20 +40,31 @@ export class KeyVaultSecretProvider implements SecretProvider {
     this.location = `Key Vault secret '${o.secretName}' in ${o.vaultUrl}`;
   }
 
-  async getClientSecret(options: { forceRefresh?: boolean; abortSignal?: AbortSignal } = {}): Promise<string> {
+  async getClientSecret(
+    options: { forceRefresh?: boolean; abortSignal?: AbortSignal } = {},
+  ): Promise<string> {
     const now = (this.o.now ?? Date.now)();
-    if (this.cached && !options.forceRefresh && now - this.cached.readAt < (this.o.cacheTtlInMs ?? 3_600_000)) {
+    if (
+      this.cached &&
+      !options.forceRefresh &&
+      now - this.cached.readAt < (this.o.cacheTtlInMs ?? 3_600_000)
+    ) {
       return this.cached.value;
     }
     let value: string | undefined;
     try {
-      const secret = await this.o.client.getSecret(this.o.secretName, options.abortSignal ? { abortSignal: options.abortSignal } : {});
+      const secret = await this.o.client.getSecret(
+        this.o.secretName,
+        options.abortSignal ? { abortSignal: options.abortSignal } : {},
+      );
       value = secret.value;
     } catch (thrown) {
       throw this.describe(thrown);
     }
     if (!value) {
-      throw new ExportError(`${this.location} is empty. Set it to the client secret value: az keyvault secret set --vault-name <vault> --name ${this.o.secretName} --value <secret>.`);
+      throw new ExportError(
+        `${this.location} is empty. Set it to the client secret value: az keyvault secret set --vault-name <vault> --name ${this.o.secretName} --value <secret>.`,
+      );
     }
     registerSecret(value);
     this.cached = { value, readAt: now };
@@ -61,8 +72,15 @@ export class KeyVaultSecretProvider implements SecretProvider {
   }
 
   private describe(thrown: unknown): ExportError {
-    const e = (typeof thrown === 'object' && thrown !== null ? thrown : {}) as { statusCode?: number; code?: string; name?: string; message?: string };
-    const who = this.o.identityClientId ? `the managed identity (AZURE_CLIENT_ID ${this.o.identityClientId})` : "the function's identity";
+    const e = (typeof thrown === 'object' && thrown !== null ? thrown : {}) as {
+      statusCode?: number;
+      code?: string;
+      name?: string;
+      message?: string;
+    };
+    const who = this.o.identityClientId
+      ? `the managed identity (AZURE_CLIENT_ID ${this.o.identityClientId})`
+      : "the function's identity";
     if (e.statusCode === 403) {
       return new ExportError(
         `Key Vault ${this.o.vaultUrl} refused to read secret '${this.o.secretName}' (403 ${e.code ?? 'Forbidden'}). ` +
@@ -83,8 +101,11 @@ export class KeyVaultSecretProvider implements SecretProvider {
         { cause: thrown },
       );
     }
-    return new ExportError(`Could not read secret '${this.o.secretName}' from Key Vault ${this.o.vaultUrl} (check KEY_VAULT_URL): ${e.message ?? String(thrown)}`, {
-      cause: thrown,
-    });
+    return new ExportError(
+      `Could not read secret '${this.o.secretName}' from Key Vault ${this.o.vaultUrl} (check KEY_VAULT_URL): ${e.message ?? String(thrown)}`,
+      {
+        cause: thrown,
+      },
+    );
   }
 }

@@ -9,7 +9,10 @@ export interface Command {
 }
 
 /** Parses options with node:util, turning its errors into usage errors. */
-export function parseOptions<const O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
+export function parseOptions<const O extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: O,
+) {
   try {
     return parseArgs({ args, options, allowPositionals: false, strict: true });
   } catch (thrown) {

@@ -5,7 +5,6 @@ import type { Command } from './command';
 import { runCommand } from './runCommand';
 import { sandboxCommand } from './sandboxCommand';
 
-
 const COMMANDS: Record<string, Command> = {
   run: runCommand,
   sandbox: sandboxCommand,
@@ -60,7 +59,6 @@ export async function main(argv: string[]): Promise<number> {
 function startCommand(): Command {
   return hasRealSettings('local.settings.json') ? runCommand : sandboxCommand;
 }
-
 
 if (require.main === module) {
   main(process.argv.slice(2)).then(

@@ -1,9 +1,175 @@
-import type { Command } from './command';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { InvocationContext, type Timer } from '@azure/functions';
+import { createExporter } from '../compositionRoot';
+import { parseConfig } from '../config';
+import { decodeExportBlob } from '../exports/exportReader';
+import { createExportIncidentsHandler } from '../handlers/exportIncidentsHandler';
+import { startAzurite } from '../sandbox/azurite';
+import { defenderTime, type Incident } from '../sandbox/incidentStore';
+import { SimulatedTenant } from '../sandbox/simulatedTenant';
+import { parseOptions, type Command } from './command';
 
+interface SandboxState {
+  tenantId: string;
+  clientId: string;
+  clientSecret: string;
+  seed: number;
+  lastRunAt: number;
+  store: { nextId: number; incidents: Incident[] };
+}
+
+const SETTLE = 'PT5S';
+
+/**
+ * `npm start` without real settings: Azurite (data under .sandbox/azurite) and a simulated Defender tenant
+ * (kept in .sandbox/tenant.json) on 127.0.0.1, and one export cycle through the Function's own handler.
+ * Each new run first lets the simulated analysts change some incidents, so the run is incremental.
+ */
 export const sandboxCommand: Command = {
-  summary: 'run one export cycle against the built-in local sandbox (Azurite and a simulated Defender tenant)',
-  usage: 'Usage: defender-export sandbox',
-  run() {
-    return Promise.resolve(0);
+  summary:
+    'run one export cycle against the built-in local sandbox (Azurite and a simulated Defender tenant)',
+  usage: `Usage: defender-export sandbox [--api graph|legacy] [--dir DIR] [--reset]
+
+Starts Azurite and a simulated Defender tenant (Entra, Key Vault, Graph and legacy incidents APIs over HTTPS on
+127.0.0.1), runs one export cycle through the same handler the Azure Function uses, and prints what it wrote.
+Run it again for an incremental run. Nothing leaves this machine.
+
+Options:
+  --api graph|legacy  which incidents API the export reads (default graph)
+  --dir DIR           where the sandbox keeps its state and copies of the exports (default .sandbox)
+  --reset             forget the sandbox's state and start over`,
+  async run(args) {
+    const { values } = parseOptions(args, {
+      api: { type: 'string', default: 'graph' },
+      dir: { type: 'string', default: '.sandbox' },
+      reset: { type: 'boolean', default: false },
+    });
+    const dir = resolve(String(values.dir));
+    if (values.reset) rmSync(dir, { recursive: true, force: true });
+    mkdirSync(join(dir, 'azurite'), { recursive: true });
+    const statePath = join(dir, 'tenant.json');
+    const saved = existsSync(statePath)
+      ? (JSON.parse(readFileSync(statePath, 'utf8')) as SandboxState)
+      : undefined;
+
+    const print = (line = ''): void => {
+      process.stdout.write(`${line}\n`);
+    };
+    const azurite = await startAzurite({ location: join(dir, 'azurite') });
+    const tenant = await SimulatedTenant.start({
+      seed: (saved?.seed ?? 7) + 1,
+      ...(saved
+        ? { tenantId: saved.tenantId, clientId: saved.clientId, clientSecret: saved.clientSecret }
+        : {}),
+    });
+    try {
+      const now = Date.now();
+      if (saved) {
+        tenant.store.load(saved.store);
+        const changed = simulateActivity(tenant, saved.lastRunAt, now);
+        print(
+          `Simulated tenant: ${tenant.store.size} incidents; since the last run, analysts updated ${changed.updated} and ${changed.created} new ones arrived.`,
+        );
+      } else {
+        tenant.store.generate(300, { from: new Date(now - 72 * 3_600_000), to: new Date(now - 60_000) });
+        print(
+          `Simulated tenant: ${tenant.store.size} incidents updated over the last 72 hours (the first run exports the last 48).`,
+        );
+      }
+
+      const config = parseConfig({
+        DEFENDER_TENANT_ID: tenant.tenantId,
+        DEFENDER_CLIENT_ID: tenant.clientId,
+        DEFENDER_API: String(values.api),
+        DEFENDER_API_URL: tenant.origin,
+        DEFENDER_AUTHORITY_HOST: tenant.origin,
+        KEY_VAULT_URL: tenant.origin,
+        EXPORT_STORAGE_CONNECTION_STRING: azurite.connectionString,
+        EXPORT_SETTLE_DELAY: SETTLE,
+      });
+      const handler = createExportIncidentsHandler(() => config, createExporter, {
+        ca: tenant.ca,
+        azureCredential: tenant.managedIdentityCredential(),
+      });
+      const context = new InvocationContext({
+        invocationId: `sandbox-${new Date(now).toISOString().replace(/[-:.]/g, '').slice(0, 15)}`,
+        functionName: 'exportIncidents',
+        logHandler: (level, ...logArgs) => {
+          process.stderr.write(`  [${level}] ${logArgs.map(String).join(' ')}\n`);
+        },
+      });
+      const timer: Timer = {
+        isPastDue: false,
+        schedule: { adjustForDST: false },
+        scheduleStatus: { last: '', next: '', lastUpdated: '' },
+      };
+      print(`Export cycle (${config.api} API, settle delay ${SETTLE}), log lines on stderr:`);
+      const summary = await handler(timer, context);
+
+      const container = createExporter(config, {
+        logger: { debug() {}, info() {}, warn() {}, error() {} },
+        ca: tenant.ca,
+        azureCredential: tenant.managedIdentityCredential(),
+      }).container;
+      print('');
+      print(
+        `Outcome: ${summary.outcome}; ${summary.incidents} incident versions in ${summary.blobs} blob(s), ${summary.pages} pages, ${summary.requests} requests.`,
+      );
+      print(
+        `Window: ${summary.windowFrom} .. ${summary.windowUntil}; checkpoint now at ${summary.watermark}.`,
+      );
+      for (const name of summary.blobNames) {
+        const bytes = await container.getBlockBlobClient(name).downloadToBuffer();
+        const target = join(dir, 'exports', name);
+        mkdirSync(dirname(target), { recursive: true });
+        writeFileSync(target, bytes);
+        print(`  ${name}  ${decodeExportBlob(name, bytes).length} incidents, ${bytes.length} bytes`);
+      }
+      print('');
+      print(
+        `Copies of these blobs are in ${join(dir, 'exports')}: each is a JSON array of incidents exactly as the API returned them.`,
+      );
+      print(
+        `In the container '${config.container}' (Azurite data in ${join(dir, 'azurite')}): incidents/YYYY/MM/DD/… exports, runs/… manifests, state/checkpoint.json.`,
+      );
+      print(
+        `Try: jq '.[0] | {id, displayName, status, lastUpdateDateTime, alerts: (.alerts | length)}' ${summary.blobNames[0] ? join(dir, 'exports', summary.blobNames[0]) : '<blob>'}`,
+      );
+      print('Run `npm start` again for an incremental run; `npm start -- --reset` starts over.');
+
+      const state: SandboxState = {
+        tenantId: tenant.tenantId,
+        clientId: tenant.clientId,
+        clientSecret: tenant.clientSecret,
+        seed: (saved?.seed ?? 7) + 1,
+        lastRunAt: now,
+        store: tenant.store.toJSON(),
+      };
+      writeFileSync(statePath, JSON.stringify(state));
+      return summary.outcome === 'succeeded' ? 0 : 1;
+    } finally {
+      await tenant.close();
+      await azurite.stop();
+    }
   },
 };
+
+/** Analysts worked the queue since the last run: some incidents updated, a few new ones, stamped in between. */
+function simulateActivity(
+  tenant: SimulatedTenant,
+  lastRunAt: number,
+  now: number,
+): { updated: number; created: number } {
+  // After the last run's window (it ended at its start minus the settle delay) and inside this run's.
+  const from = lastRunAt;
+  const to = Math.max(from + 1, now - 6_000);
+  const stamp = (): string => defenderTime(from + Math.floor(Math.random() * Math.max(1, to - from)));
+  const all = tenant.store.all();
+  const updated = Math.min(all.length, 12);
+  for (let i = 0; i < updated; i++)
+    tenant.store.update(all[Math.floor(Math.random() * all.length)]!.id, { lastUpdateTime: stamp() });
+  const created = 4;
+  for (let i = 0; i < created; i++) tenant.store.add({ lastUpdateTime: stamp() });
+  return { updated, created };
+}

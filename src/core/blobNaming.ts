@@ -16,7 +16,11 @@ export const MANIFEST_PREFIX = 'runs/';
  * same versions again. The date folder is the UTC day of the start (runs cut their windows at midnight), the
  * file name sorts by time within it, and nothing from the API appears in it unescaped.
  */
-export function exportBlobName(from: Checkpoint, format: ExportFormat, compression: ExportCompression): string {
+export function exportBlobName(
+  from: Checkpoint,
+  format: ExportFormat,
+  compression: ExportCompression,
+): string {
   const ts = watermarkOf(from);
   const time = formatTicks(ts.ticks).slice(11, 27).replace(/[:.]/g, '');
   const ext = (format === 'json' ? '.json' : '.jsonl') + (compression === 'gzip' ? '.gz' : '');

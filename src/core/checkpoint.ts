@@ -32,7 +32,11 @@ export function watermarkOf(checkpoint: Checkpoint): Timestamp {
 }
 
 /** True when the record comes after the checkpoint, i.e. has not been exported yet. */
-export function isAfter(record: { id: string; lastUpdate: Timestamp }, checkpoint: Checkpoint, watermark = watermarkOf(checkpoint)): boolean {
+export function isAfter(
+  record: { id: string; lastUpdate: Timestamp },
+  checkpoint: Checkpoint,
+  watermark = watermarkOf(checkpoint),
+): boolean {
   if (record.lastUpdate.ticks > watermark.ticks) return true;
   return record.lastUpdate.ticks === watermark.ticks && !checkpoint.idsAtWatermark.includes(record.id);
 }
@@ -41,7 +45,10 @@ export function isAfter(record: { id: string; lastUpdate: Timestamp }, checkpoin
  * The checkpoint after `records`, which must be sorted by last update and all come after `from`.
  * The ids at the new watermark include those already at it when the watermark did not move.
  */
-export function advance(from: Checkpoint, records: readonly { id: string; lastUpdate: Timestamp }[]): Checkpoint {
+export function advance(
+  from: Checkpoint,
+  records: readonly { id: string; lastUpdate: Timestamp }[],
+): Checkpoint {
   const last = records.at(-1);
   if (!last) return from;
   const fromTs = watermarkOf(from);

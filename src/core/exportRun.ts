@@ -3,7 +3,14 @@ import { ConcurrentRunError, ExportError, toError } from '../errors';
 import type { Logger } from '../logger';
 import { exportBlobName, manifestBlobName } from './blobNaming';
 import { decodeCheckpoint, encodeCheckpoint, watermarkOf, type Checkpoint } from './checkpoint';
-import type { CheckpointDocument, CheckpointStore, Clock, ExportBlobWriter, ExportSink, IncidentSource } from './ports';
+import type {
+  CheckpointDocument,
+  CheckpointStore,
+  Clock,
+  ExportBlobWriter,
+  ExportSink,
+  IncidentSource,
+} from './ports';
 import { RecordEncoder } from './recordEncoder';
 import { formatTicks, nextUtcMidnight, ticksToMs, timestampFromMs } from './timestamp';
 
@@ -144,8 +151,13 @@ class ExportRun {
       this.lastSuccessfulRunAt = stored.document.lastSuccessfulRunAt;
       watermarkOf(this.persisted);
     } else {
-      const start: Checkpoint = { watermark: timestampFromMs(this.startedAtMs - this.o.initialLookbackInMs).text, idsAtWatermark: [] };
-      this.o.logger.info(`No checkpoint yet: the first run starts at ${start.watermark} (EXPORT_INITIAL_LOOKBACK).`);
+      const start: Checkpoint = {
+        watermark: timestampFromMs(this.startedAtMs - this.o.initialLookbackInMs).text,
+        idsAtWatermark: [],
+      };
+      this.o.logger.info(
+        `No checkpoint yet: the first run starts at ${start.watermark} (EXPORT_INITIAL_LOOKBACK).`,
+      );
       // Written create-only before anything else, so of two first runs at once only one gets past this line.
       await this.saveCheckpoint(start, undefined);
     }
@@ -163,9 +175,13 @@ class ExportRun {
       if (!metadata) return;
       const end = decodeCheckpoint(metadata.endcheckpoint);
       if (!end) {
-        throw new ExportError(`Export blob '${name}' has no valid 'endcheckpoint' metadata; it was not written by this exporter. Move it away and run again.`);
+        throw new ExportError(
+          `Export blob '${name}' has no valid 'endcheckpoint' metadata; it was not written by this exporter. Move it away and run again.`,
+        );
       }
-      this.o.logger.info(`Found blob ${name} committed by an earlier run that stopped before its checkpoint write; adopting it.`);
+      this.o.logger.info(
+        `Found blob ${name} committed by an earlier run that stopped before its checkpoint write; adopting it.`,
+      );
       await this.saveCheckpoint(end, name);
       this.summary.recoveredBlobs++;
     }
@@ -182,24 +198,32 @@ class ExportRun {
       position = result.position;
       if (!result.complete) {
         this.summary.outcome = 'partial';
-        this.summary.reason ??= 'time budget (EXPORT_MAX_RUN_DURATION) reached; the next run resumes from the checkpoint';
+        this.summary.reason ??=
+          'time budget (EXPORT_MAX_RUN_DURATION) reached; the next run resumes from the checkpoint';
         break;
       }
     }
-    if (this.summary.outcome === 'succeeded') this.lastSuccessfulRunAt = new Date(this.o.clock.now()).toISOString();
+    if (this.summary.outcome === 'succeeded')
+      this.lastSuccessfulRunAt = new Date(this.o.clock.now()).toISOString();
     if (!sameCheckpoint(position, this.persisted) || this.summary.outcome === 'succeeded') {
       await this.saveCheckpoint(position, undefined);
     }
   }
 
   /** Exports one window [from, until) of at most one UTC day. */
-  private async exportWindow(from: Checkpoint, until: string): Promise<{ position: Checkpoint; complete: boolean }> {
+  private async exportWindow(
+    from: Checkpoint,
+    until: string,
+  ): Promise<{ position: Checkpoint; complete: boolean }> {
     let blobStart = from;
     let blob: OpenBlob | undefined;
     let afterLastPage: Checkpoint | undefined = from;
     const seen = new Set<string>();
     const controller = new AbortController();
-    const signals = [controller.signal, AbortSignal.timeout(Math.max(1, this.deadlineMs - this.o.clock.now()))];
+    const signals = [
+      controller.signal,
+      AbortSignal.timeout(Math.max(1, this.deadlineMs - this.o.clock.now())),
+    ];
     if (this.o.abortSignal) signals.push(this.o.abortSignal);
     const abortSignal = AbortSignal.any(signals);
 
@@ -220,7 +244,10 @@ class ExportRun {
         if (page.records.length > 0) {
           for (const r of page.records) {
             const key = `${r.id}\u0000${r.lastUpdate.ticks}`;
-            if (seen.has(key)) throw new ExportError(`The incident source listed incident '${r.id}' at ${r.lastUpdate.text} twice in one window.`);
+            if (seen.has(key))
+              throw new ExportError(
+                `The incident source listed incident '${r.id}' at ${r.lastUpdate.text} twice in one window.`,
+              );
             seen.add(key);
           }
           if (!blob) {
@@ -233,13 +260,19 @@ class ExportRun {
           this.summary.incidents += page.records.length;
         }
         afterLastPage = page.resumeFrom;
-        if (afterLastPage && blob && afterLastPage.idsAtWatermark.length <= this.maxIds && blob.bytes >= this.maxBlobBytes) {
+        if (
+          afterLastPage &&
+          blob &&
+          afterLastPage.idsAtWatermark.length <= this.maxIds &&
+          blob.bytes >= this.maxBlobBytes
+        ) {
           await commit(afterLastPage);
         } else if (afterLastPage && !blob) {
           blobStart = afterLastPage;
         }
         if (this.budgetExhausted()) {
-          if (afterLastPage && afterLastPage.idsAtWatermark.length <= this.maxIds) await commit(afterLastPage);
+          if (afterLastPage && afterLastPage.idsAtWatermark.length <= this.maxIds)
+            await commit(afterLastPage);
           return { position: blob ? blobStart : (afterLastPage ?? blobStart), complete: false };
         }
       }
@@ -273,8 +306,12 @@ class ExportRun {
       ...(this.lastSuccessfulRunAt ? { lastSuccessfulRunAt: this.lastSuccessfulRunAt } : {}),
     };
     this.etag = await this.o.checkpoints.write(document, this.etag);
+    const moved = !this.persisted || !sameCheckpoint(this.persisted, checkpoint);
     this.persisted = checkpoint;
-    this.o.logger.info(`Checkpoint moved to ${checkpoint.watermark}${lastBlob ? ` after ${lastBlob}` : ''}.`);
+    if (moved)
+      this.o.logger.info(
+        `Checkpoint moved to ${checkpoint.watermark}${lastBlob ? ` after ${lastBlob}` : ''}.`,
+      );
   }
 
   private finishSummary(): void {
@@ -285,7 +322,9 @@ class ExportRun {
     this.summary.watermark = this.persisted?.watermark ?? '';
     const now = this.o.clock.now();
     this.summary.durationInMs = now - this.startedAtMs;
-    this.summary.watermarkAgeInMs = this.persisted ? Math.max(0, now - ticksToMs(watermarkOf(this.persisted).ticks)) : 0;
+    this.summary.watermarkAgeInMs = this.persisted
+      ? Math.max(0, now - ticksToMs(watermarkOf(this.persisted).ticks))
+      : 0;
   }
 
   private async writeManifest(): Promise<void> {

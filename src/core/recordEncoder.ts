@@ -20,7 +20,8 @@ export class RecordEncoder {
   /** Content type and encoding of the blobs this encoder produces. */
   get content(): BlobContentSettings {
     return {
-      contentType: this.format === 'json' ? 'application/json; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
+      contentType:
+        this.format === 'json' ? 'application/json; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
       contentEncoding: this.compression === 'gzip' ? 'gzip' : undefined,
     };
   }

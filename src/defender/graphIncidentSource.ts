@@ -49,7 +49,10 @@ export class GraphIncidentSource implements IncidentSource {
     return this.o.client.stats;
   }
 
-  async *listPages(window: ListWindow, options: { abortSignal?: AbortSignal } = {}): AsyncIterable<IncidentPage> {
+  async *listPages(
+    window: ListWindow,
+    options: { abortSignal?: AbortSignal } = {},
+  ): AsyncIterable<IncidentPage> {
     const until = parseTimestamp(window.until);
     if (!until) throw new ExportError(`Invalid window end '${window.until}'.`);
     let lower = watermarkOf(window.from);
@@ -63,7 +66,9 @@ export class GraphIncidentSource implements IncidentSource {
       const last = page.records.at(-1);
       if (last && last.lastUpdate.ticks > lower.ticks) {
         lower = last.lastUpdate;
-        seenAtLower = new Set(page.records.filter((r) => r.lastUpdate.ticks === lower.ticks).map((r) => r.id));
+        seenAtLower = new Set(
+          page.records.filter((r) => r.lastUpdate.ticks === lower.ticks).map((r) => r.id),
+        );
         inclusive = true;
         yield { records: fresh, resumeFrom: checkpoint(lower, seenAtLower) };
         if (!page.nextLink) return;
@@ -74,7 +79,9 @@ export class GraphIncidentSource implements IncidentSource {
       yield { records: fresh, resumeFrom: checkpoint(lower, seenAtLower) };
       if (!page.nextLink) return;
       if (page.records.length === 0) {
-        throw new ExportError(`Graph returned an empty page with an @odata.nextLink for ${this.endpoint}; refusing to loop.`);
+        throw new ExportError(
+          `Graph returned an empty page with an @odata.nextLink for ${this.endpoint}; refusing to loop.`,
+        );
       }
       // More rows share this instant than fit in a page: read the instant in full passes.
       yield* this.listInstant(lower, seenAtLower, options.abortSignal);
@@ -83,7 +90,11 @@ export class GraphIncidentSource implements IncidentSource {
   }
 
   /** Reads every incident at exactly `instant`, adding their ids to `seen`, until two passes agree. */
-  private async *listInstant(instant: Timestamp, seen: Set<string>, abortSignal?: AbortSignal): AsyncIterable<IncidentPage> {
+  private async *listInstant(
+    instant: Timestamp,
+    seen: Set<string>,
+    abortSignal?: AbortSignal,
+  ): AsyncIterable<IncidentPage> {
     let previous: Set<string> | undefined;
     for (let pass = 1; pass <= this.maxInstantPasses; pass++) {
       const current = new Set<string>();
@@ -93,7 +104,9 @@ export class GraphIncidentSource implements IncidentSource {
         const fresh: IncidentRecord[] = [];
         for (const r of page.records) {
           if (r.lastUpdate.ticks !== instant.ticks) {
-            throw new ExportError(`Graph returned incident '${r.id}' at ${r.lastUpdate.text} for a filter on ${instant.text} at ${this.endpoint}.`);
+            throw new ExportError(
+              `Graph returned incident '${r.id}' at ${r.lastUpdate.text} for a filter on ${instant.text} at ${this.endpoint}.`,
+            );
           }
           current.add(r.id);
           if (!seen.has(r.id)) {

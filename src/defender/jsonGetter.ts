@@ -3,5 +3,8 @@ import type { SourceStats } from '../core/ports';
 /** The slice of the HTTP client the incident sources need (see src/http/apiClient.ts). */
 export interface JsonGetter {
   readonly stats: SourceStats;
-  getJson(url: string, options?: { headers?: Record<string, string>; abortSignal?: AbortSignal }): Promise<unknown>;
+  getJson(
+    url: string,
+    options?: { headers?: Record<string, string>; abortSignal?: AbortSignal },
+  ): Promise<unknown>;
 }

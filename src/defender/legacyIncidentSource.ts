@@ -54,7 +54,10 @@ export class LegacyIncidentSource implements IncidentSource {
     return this.o.client.stats;
   }
 
-  async *listPages(window: ListWindow, options: { abortSignal?: AbortSignal } = {}): AsyncIterable<IncidentPage> {
+  async *listPages(
+    window: ListWindow,
+    options: { abortSignal?: AbortSignal } = {},
+  ): AsyncIterable<IncidentPage> {
     const until = parseTimestamp(window.until);
     if (!until) throw new ExportError(`Invalid window end '${window.until}'.`);
     let from: Checkpoint = window.from;
@@ -85,7 +88,12 @@ export class LegacyIncidentSource implements IncidentSource {
   }
 
   /** Pages one dense chunk with overlapping `$skip` pages; no consistent position exists until its end. */
-  private async *pageChunk(from: Checkpoint, end: string, first: ParsedPage, abortSignal?: AbortSignal): AsyncIterable<IncidentPage> {
+  private async *pageChunk(
+    from: Checkpoint,
+    end: string,
+    first: ParsedPage,
+    abortSignal?: AbortSignal,
+  ): AsyncIterable<IncidentPage> {
     const step = this.pageSize - this.overlap;
     const seen = new Set<string>();
     let page = first;
@@ -104,7 +112,9 @@ export class LegacyIncidentSource implements IncidentSource {
         // No row of the previous page's tail came back: more rows left the result set than the overlap
         // covers, and some may have slid past us. Step back and read again.
         if (++stepsBack > 20 || skip === 0) {
-          throw new ExportError(`The legacy incidents result for ${from.watermark}..${end} kept shifting while paging; the next run retries.`);
+          throw new ExportError(
+            `The legacy incidents result for ${from.watermark}..${end} kept shifting while paging; the next run retries.`,
+          );
         }
         skip = Math.max(0, skip - step);
       }
@@ -137,7 +147,12 @@ export class LegacyIncidentSource implements IncidentSource {
     if (this.span < this.minSpan) this.span = this.minSpan;
   }
 
-  private async fetch(from: string, until: string, skip: number, abortSignal?: AbortSignal): Promise<ParsedPage> {
+  private async fetch(
+    from: string,
+    until: string,
+    skip: number,
+    abortSignal?: AbortSignal,
+  ): Promise<ParsedPage> {
     const params = new URLSearchParams();
     params.set('$filter', `lastUpdateTime ge ${from} and lastUpdateTime lt ${until}`);
     params.set('$top', String(this.pageSize));
@@ -149,7 +164,9 @@ export class LegacyIncidentSource implements IncidentSource {
     const upper = parseTimestamp(until);
     for (const r of page.records) {
       if (!lower || !upper || r.lastUpdate.ticks < lower.ticks || r.lastUpdate.ticks >= upper.ticks) {
-        throw new ExportError(`The legacy API returned incident '${r.id}' (lastUpdateTime ${r.lastUpdate.text}) outside the requested window ${from}..${until}; nothing of this page was exported.`);
+        throw new ExportError(
+          `The legacy API returned incident '${r.id}' (lastUpdateTime ${r.lastUpdate.text}) outside the requested window ${from}..${until}; nothing of this page was exported.`,
+        );
       }
     }
     return page;

@@ -14,8 +14,13 @@ export interface ExportBlobInfo {
 /** UTC days from `from` to `to` inclusive, as `YYYY/MM/DD`. */
 export function daysBetween(fromMs: number, toMs: number): string[] {
   const days: string[] = [];
-  const start = Date.UTC(new Date(fromMs).getUTCFullYear(), new Date(fromMs).getUTCMonth(), new Date(fromMs).getUTCDate());
-  for (let t = start; t <= toMs; t += 86_400_000) days.push(new Date(t).toISOString().slice(0, 10).replace(/-/g, '/'));
+  const start = Date.UTC(
+    new Date(fromMs).getUTCFullYear(),
+    new Date(fromMs).getUTCMonth(),
+    new Date(fromMs).getUTCDate(),
+  );
+  for (let t = start; t <= toMs; t += 86_400_000)
+    days.push(new Date(t).toISOString().slice(0, 10).replace(/-/g, '/'));
   return days;
 }
 
@@ -23,12 +28,23 @@ export function daysBetween(fromMs: number, toMs: number): string[] {
  * Lists the export blobs of the UTC days from `fromMs` to `toMs`, by their date prefixes (no full-container
  * scan), in name order, which is time order.
  */
-export async function listExportBlobs(container: ContainerClient, fromMs: number, toMs: number): Promise<ExportBlobInfo[]> {
+export async function listExportBlobs(
+  container: ContainerClient,
+  fromMs: number,
+  toMs: number,
+): Promise<ExportBlobInfo[]> {
   const out: ExportBlobInfo[] = [];
   for (const day of daysBetween(fromMs, toMs)) {
     try {
-      for await (const blob of container.listBlobsFlat({ prefix: `${EXPORT_PREFIX}${day}/`, includeMetadata: true })) {
-        out.push({ name: blob.name, size: blob.properties.contentLength ?? 0, metadata: blob.metadata ?? {} });
+      for await (const blob of container.listBlobsFlat({
+        prefix: `${EXPORT_PREFIX}${day}/`,
+        includeMetadata: true,
+      })) {
+        out.push({
+          name: blob.name,
+          size: blob.properties.contentLength ?? 0,
+          metadata: blob.metadata ?? {},
+        });
       }
     } catch (thrown) {
       throw describeStorageError(thrown, container.containerName, `list '${EXPORT_PREFIX}${day}/'`);
@@ -52,7 +68,9 @@ export function decodeExportBlob(name: string, bytes: Buffer): unknown[] {
     if (!Array.isArray(value)) throw new Error('not a JSON array');
     return value;
   } catch (thrown) {
-    throw new ExportError(`Export blob '${name}' is not valid ${name.includes('.jsonl') ? 'JSON lines' : 'JSON'}: ${(thrown as Error).message}`);
+    throw new ExportError(
+      `Export blob '${name}' is not valid ${name.includes('.jsonl') ? 'JSON lines' : 'JSON'}: ${(thrown as Error).message}`,
+    );
   }
 }
 

@@ -21,7 +21,10 @@ export function createExportIncidentsHandler(
   return async (timer, context) => {
     const logger = loggerFromContext(context);
     exporter ??= factory(load(), { ...options, logger });
-    if (timer.isPastDue) logger.info('The timer is past due (the host was down or a run overran); this run catches up from the checkpoint.');
+    if (timer.isPastDue)
+      logger.info(
+        'The timer is past due (the host was down or a run overran); this run catches up from the checkpoint.',
+      );
     const summary = await exporter.run({ runId: context.invocationId, logger });
     if (summary.outcome === 'concurrent') {
       logger.warn(`Another export run is active: ${summary.reason ?? ''}`);

@@ -63,7 +63,10 @@ export class ApiClient {
     this.agent = o.agent ?? new https.Agent({ keepAlive: true });
   }
 
-  async getJson(url: string, options: { headers?: Record<string, string>; abortSignal?: AbortSignal } = {}): Promise<unknown> {
+  async getJson(
+    url: string,
+    options: { headers?: Record<string, string>; abortSignal?: AbortSignal } = {},
+  ): Promise<unknown> {
     const target = this.checkOrigin(url);
     const maxAttempts = this.o.maxAttempts ?? 6;
     let refreshed = false;
@@ -71,7 +74,10 @@ export class ApiClient {
     for (let attempt = 1; ; attempt++) {
       options.abortSignal?.throwIfAborted();
       if (this.o.beforeRequest) await this.o.beforeRequest(options.abortSignal);
-      const token = await this.o.getToken({ forceRefresh, ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}) });
+      const token = await this.o.getToken({
+        forceRefresh,
+        ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
+      });
       forceRefresh = false;
       let response: RawResponse;
       try {
@@ -82,7 +88,12 @@ export class ApiClient {
         if (options.abortSignal?.aborted) throw thrown;
         const reason = thrown instanceof Error ? thrown.message : String(thrown);
         if (attempt >= maxAttempts) {
-          throw new ApiError(`GET ${describe(target)} failed after ${attempt} attempts: ${reason}`, { status: 0, method: 'GET', url: describe(target), cause: thrown });
+          throw new ApiError(`GET ${describe(target)} failed after ${attempt} attempts: ${reason}`, {
+            status: 0,
+            method: 'GET',
+            url: describe(target),
+            cause: thrown,
+          });
         }
         await this.backoff(attempt, undefined, `${reason}`, options.abortSignal);
         continue;
@@ -94,12 +105,15 @@ export class ApiClient {
         } catch {
           // A cut or garbled body is usually a dropped connection; the same request normally succeeds again.
           if (attempt >= maxAttempts) {
-            throw new ApiError(`GET ${describe(target)} returned a body that is not valid JSON (${response.body.length} bytes) ${attempt} times.`, {
-              status,
-              method: 'GET',
-              url: describe(target),
-              responseExcerpt: excerpt(response.body),
-            });
+            throw new ApiError(
+              `GET ${describe(target)} returned a body that is not valid JSON (${response.body.length} bytes) ${attempt} times.`,
+              {
+                status,
+                method: 'GET',
+                url: describe(target),
+                responseExcerpt: excerpt(response.body),
+              },
+            );
           }
           await this.backoff(attempt, undefined, 'invalid JSON body', options.abortSignal);
           continue;
@@ -112,11 +126,17 @@ export class ApiClient {
         this.o.logger.debug(`GET ${describe(target)}: 401, getting a fresh token and trying once more.`);
         continue;
       }
-      const retryable = status === 429 || status === 500 || status === 502 || status === 503 || status === 504;
+      const retryable =
+        status === 429 || status === 500 || status === 502 || status === 503 || status === 504;
       if (!retryable || attempt >= maxAttempts) throw this.toError(target, response, attempt);
       if (status === 429) this.stats.throttles++;
-      const hinted = status === 429 || status === 503 ? retryAfterInMs(response.headers, response.body.toString('utf8'), Date.now()) : undefined;
-      await this.backoff(attempt, hinted, `HTTP ${status}`, options.abortSignal, () => this.toError(target, response, attempt));
+      const hinted =
+        status === 429 || status === 503
+          ? retryAfterInMs(response.headers, response.body.toString('utf8'), Date.now())
+          : undefined;
+      await this.backoff(attempt, hinted, `HTTP ${status}`, options.abortSignal, () =>
+        this.toError(target, response, attempt),
+      );
     }
   }
 
@@ -128,29 +148,52 @@ export class ApiClient {
       throw new ExportError(`Refusing to request an invalid URL '${redact(url).slice(0, 200)}'.`);
     }
     if (target.origin !== this.origin) {
-      throw new ExportError(`Refusing to send the API token to ${target.origin}: only ${this.origin} (DEFENDER_API_URL) is allowed.`);
+      throw new ExportError(
+        `Refusing to send the API token to ${target.origin}: only ${this.origin} (DEFENDER_API_URL) is allowed.`,
+      );
     }
     return target;
   }
 
-  private async backoff(attempt: number, hintedInMs: number | undefined, reason: string, abortSignal?: AbortSignal, onTooLong?: () => Error): Promise<void> {
+  private async backoff(
+    attempt: number,
+    hintedInMs: number | undefined,
+    reason: string,
+    abortSignal?: AbortSignal,
+    onTooLong?: () => Error,
+  ): Promise<void> {
     const base = this.o.baseDelayInMs ?? 1_000;
     const cap = this.o.maxDelayInMs ?? 60_000;
     const random = this.o.random ?? Math.random;
     const delay = hintedInMs ?? Math.round(random() * Math.min(cap, base * 2 ** (attempt - 1)));
     const budget = this.o.remainingBudgetInMs?.() ?? Number.POSITIVE_INFINITY;
-    if (hintedInMs !== undefined && (hintedInMs > (this.o.maxRetryAfterInMs ?? 300_000) || hintedInMs > budget)) {
-      throw onTooLong?.() ?? new ExportError(`The API asked to wait ${Math.round(hintedInMs / 1000)} s, longer than this run can; the next run resumes.`);
+    if (
+      hintedInMs !== undefined &&
+      (hintedInMs > (this.o.maxRetryAfterInMs ?? 300_000) || hintedInMs > budget)
+    ) {
+      throw (
+        onTooLong?.() ??
+        new ExportError(
+          `The API asked to wait ${Math.round(hintedInMs / 1000)} s, longer than this run can; the next run resumes.`,
+        )
+      );
     }
     if (delay > budget) {
-      throw new ExportError(`Out of time while retrying (${reason}); the next run resumes from the checkpoint.`);
+      throw new ExportError(
+        `Out of time while retrying (${reason}); the next run resumes from the checkpoint.`,
+      );
     }
     this.stats.retries++;
     this.o.logger.debug(`Retrying in ${delay} ms after ${reason} (attempt ${attempt}).`);
     await (this.o.sleep ?? defaultSleep)(delay, abortSignal);
   }
 
-  private send(target: URL, token: string, headers: Record<string, string>, abortSignal?: AbortSignal): Promise<RawResponse> {
+  private send(
+    target: URL,
+    token: string,
+    headers: Record<string, string>,
+    abortSignal?: AbortSignal,
+  ): Promise<RawResponse> {
     const timeoutInMs = this.o.timeoutInMs ?? 60_000;
     const transport = target.protocol === 'https:' ? https : http;
     return new Promise<RawResponse>((resolve, reject) => {
@@ -173,8 +216,14 @@ export class ApiClient {
           response.on('data', (chunk: Buffer) => chunks.push(chunk));
           response.on('end', () => {
             clearTimeout(timer);
-            if (!response.complete) reject(new TransientError('the connection closed before the response was complete'));
-            else resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) });
+            if (!response.complete)
+              reject(new TransientError('the connection closed before the response was complete'));
+            else
+              resolve({
+                status: response.statusCode ?? 0,
+                headers: response.headers,
+                body: Buffer.concat(chunks),
+              });
           });
           response.on('error', (e) => {
             clearTimeout(timer);
@@ -182,10 +231,17 @@ export class ApiClient {
           });
         },
       );
-      const timer = setTimeout(() => request.destroy(new TransientError(`no complete response within ${timeoutInMs} ms`)), timeoutInMs);
+      const timer = setTimeout(
+        () => request.destroy(new TransientError(`no complete response within ${timeoutInMs} ms`)),
+        timeoutInMs,
+      );
       request.on('error', (e) => {
         clearTimeout(timer);
-        reject(e instanceof TransientError ? e : new TransientError(`${(e as NodeJS.ErrnoException).code ?? ''} ${e.message}`.trim()));
+        reject(
+          e instanceof TransientError
+            ? e
+            : new TransientError(`${(e as NodeJS.ErrnoException).code ?? ''} ${e.message}`.trim()),
+        );
       });
       request.end();
     });
@@ -197,28 +253,32 @@ export class ApiClient {
     let message: string | undefined;
     try {
       const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-      code = typeof parsed.error?.code === 'string' && parsed.error.code !== '' ? parsed.error.code : undefined;
+      code =
+        typeof parsed.error?.code === 'string' && parsed.error.code !== '' ? parsed.error.code : undefined;
       message = typeof parsed.error?.message === 'string' ? parsed.error.message : undefined;
     } catch {
       // Not JSON: the excerpt tells what came back.
     }
     const where = `GET ${describe(target)}`;
     const hint = HINTS[response.status] ?? (attempts > 1 ? `gave up after ${attempts} attempts` : '');
-    return new ApiError(`${where} failed with HTTP ${response.status}${code ? ` ${code}` : ''}${message ? `: ${message.slice(0, 300)}` : ''}${hint ? ` (${hint})` : ''}`, {
-      status: response.status,
-      method: 'GET',
-      url: describe(target),
-      responseExcerpt: excerpt(response.body),
-      ...(code ? { code } : {}),
-      isRetryable: response.status === 429 || response.status >= 500,
-    });
+    return new ApiError(
+      `${where} failed with HTTP ${response.status}${code ? ` ${code}` : ''}${message ? `: ${message.slice(0, 300)}` : ''}${hint ? ` (${hint})` : ''}`,
+      {
+        status: response.status,
+        method: 'GET',
+        url: describe(target),
+        responseExcerpt: excerpt(response.body),
+        ...(code ? { code } : {}),
+        isRetryable: response.status === 429 || response.status >= 500,
+      },
+    );
   }
 }
 
 const HINTS: Record<number, string> = {
   400: 'the API refused the query; this is a bug in the exporter or an API change: report it with this message',
   401: 'the token was rejected even after a refresh: check that DEFENDER_API_URL is the API the app registration has permission for',
-  403: "the app registration lacks the application permission (Graph: SecurityIncident.Read.All; legacy: Incident.Read.All) or admin consent",
+  403: 'the app registration lacks the application permission (Graph: SecurityIncident.Read.All; legacy: Incident.Read.All) or admin consent',
   404: 'check DEFENDER_API_URL and DEFENDER_API',
   429: 'still throttled after every retry; the next run resumes',
 };

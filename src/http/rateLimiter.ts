@@ -52,7 +52,8 @@ export class SlidingWindowRateLimiter {
     let wait = this.next - now;
     for (const w of this.windows) {
       const inWindow = this.history.filter((t) => t > now - w.windowInMs);
-      if (inWindow.length >= w.limit) wait = Math.max(wait, inWindow[inWindow.length - w.limit]! + w.windowInMs - now);
+      if (inWindow.length >= w.limit)
+        wait = Math.max(wait, inWindow[inWindow.length - w.limit]! + w.windowInMs - now);
     }
     return wait;
   }

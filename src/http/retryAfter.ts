@@ -4,7 +4,11 @@
  * HTTP-date (RFC 9110), and the legacy Defender API's body text "You can send requests again in N seconds"
  * (api-contract.md §3.4).
  */
-export function retryAfterInMs(headers: Readonly<Record<string, string | string[] | undefined>>, body: string, nowMs: number): number | undefined {
+export function retryAfterInMs(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  body: string,
+  nowMs: number,
+): number | undefined {
   for (const name of ['retry-after-ms', 'x-ms-retry-after-ms']) {
     const ms = Number(first(headers[name]));
     if (first(headers[name]) !== undefined && Number.isFinite(ms) && ms >= 0) return ms;

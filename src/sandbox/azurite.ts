@@ -18,7 +18,8 @@ export interface AzuriteOptions {
 }
 
 /** The well-known development account key of Azurite (public, documented, not a secret). */
-const DEV_ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+const DEV_ACCOUNT_KEY =
+  'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
 /**
  * Starts Azurite's blob service from node_modules as a child process. `--skipApiVersionCheck` is required:

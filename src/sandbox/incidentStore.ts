@@ -11,7 +11,14 @@ export interface Incident {
   status: 'active' | 'inProgress' | 'resolved' | 'redirected' | 'awaitingAction';
   severity: 'informational' | 'low' | 'medium' | 'high';
   classification: 'unknown' | 'falsePositive' | 'truePositive' | 'informationalExpectedActivity';
-  determination: 'unknown' | 'malware' | 'phishing' | 'compromisedUser' | 'multiStagedAttack' | 'securityTesting' | 'other';
+  determination:
+    | 'unknown'
+    | 'malware'
+    | 'phishing'
+    | 'compromisedUser'
+    | 'multiStagedAttack'
+    | 'securityTesting'
+    | 'other';
   assignedTo: string | null;
   tags: string[];
   comments: { comment: string; createdBy: string; createdTime: string }[];
@@ -29,9 +36,30 @@ export interface Alert {
   createdTime: string;
   lastUpdatedTime: string;
   mitreTechniques: string[];
-  device: { id: string; aadId: string; dnsName: string; osPlatform: string; osBuild: number; rbacGroup: string };
-  user: { accountName: string; domainName: string; sid: string; aadUserId: string; upn: string; displayName: string };
-  process: { fileName: string; filePath: string; commandLine: string; sha1: string; sha256: string; processId: number };
+  device: {
+    id: string;
+    aadId: string;
+    dnsName: string;
+    osPlatform: string;
+    osBuild: number;
+    rbacGroup: string;
+  };
+  user: {
+    accountName: string;
+    domainName: string;
+    sid: string;
+    aadUserId: string;
+    upn: string;
+    displayName: string;
+  };
+  process: {
+    fileName: string;
+    filePath: string;
+    commandLine: string;
+    sha1: string;
+    sha256: string;
+    processId: number;
+  };
 }
 
 const TITLES = [
@@ -46,7 +74,15 @@ const TITLES = [
   'Connection to a known command-and-control server',
   'Malicious macro in an Office document (日本語の添付ファイル)',
 ];
-const CATEGORIES = ['CredentialAccess', 'InitialAccess', 'Execution', 'LateralMovement', 'Impact', 'Exfiltration', 'CommandAndControl'];
+const CATEGORIES = [
+  'CredentialAccess',
+  'InitialAccess',
+  'Execution',
+  'LateralMovement',
+  'Impact',
+  'Exfiltration',
+  'CommandAndControl',
+];
 const USERS = ['mkowalski', 'jdoe', 'asmith', 'zoë.müller', 'lchen', 'soc-automation', 'ravi.k'];
 const TECHNIQUES = ['T1003.001', 'T1059.001', 'T1021.002', 'T1566.001', 'T1486', 'T1071.001', 'T1078'];
 const SEVERITIES: Incident['severity'][] = ['informational', 'low', 'medium', 'high'];
@@ -85,7 +121,12 @@ export class IncidentStore {
     let previous: string | undefined;
     for (let i = 0; i < count; i++) {
       const lastUpdate =
-        previous !== undefined && this.random.chance(0.08) ? previous : defenderTime(range.from.getTime() + Math.floor(this.random.next() * span), this.random.int(0, 9999));
+        previous !== undefined && this.random.chance(0.08)
+          ? previous
+          : defenderTime(
+              range.from.getTime() + Math.floor(this.random.next() * span),
+              this.random.int(0, 9999),
+            );
       previous = lastUpdate;
       created.push(this.add({ lastUpdateTime: lastUpdate }));
     }
@@ -93,7 +134,9 @@ export class IncidentStore {
   }
 
   /** Adds one incident; anything not given is generated. */
-  add(partial: Partial<Omit<Incident, 'lastUpdateTime'>> & { lastUpdateTime?: string | Date } = {}): Incident {
+  add(
+    partial: Partial<Omit<Incident, 'lastUpdateTime'>> & { lastUpdateTime?: string | Date } = {},
+  ): Incident {
     const r = this.random;
     const id = partial.id ?? this.nextId++;
     this.nextId = Math.max(this.nextId, id + 1);
@@ -102,7 +145,9 @@ export class IncidentStore {
     const createdTime = defenderTime(lastMs - r.int(0, 6 * 3_600_000), r.int(0, 9999));
     const severity = r.pick(SEVERITIES);
     const user = r.pick(USERS);
-    const alerts = Array.from({ length: r.int(1, 5) }, () => this.alert(createdTime, lastUpdateTime, severity, user));
+    const alerts = Array.from({ length: r.int(1, 5) }, () =>
+      this.alert(createdTime, lastUpdateTime, severity, user),
+    );
     const incident: Incident = {
       id,
       name: `Multi-stage incident involving ${alerts.map((a) => a.category).join(' & ')} on ${alerts[0]!.device.dnsName}`,
@@ -114,7 +159,15 @@ export class IncidentStore {
       determination: 'unknown',
       assignedTo: r.chance(0.5) ? `soc-tier${r.int(1, 3)}@fabrikam.com` : null,
       tags: r.chance(0.3) ? ['Phish-Campaign-Q1'] : [],
-      comments: r.chance(0.4) ? [{ comment: 'Escalated to IR on-call — vérifié', createdBy: `${user}@fabrikam.com`, createdTime: lastUpdateTime }] : [],
+      comments: r.chance(0.4)
+        ? [
+            {
+              comment: 'Escalated to IR on-call — vérifié',
+              createdBy: `${user}@fabrikam.com`,
+              createdTime: lastUpdateTime,
+            },
+          ]
+        : [],
       redirectIncidentId: null,
       alerts,
       ...stripUndefined(partial),
@@ -125,12 +178,16 @@ export class IncidentStore {
   }
 
   /** Updates an incident; its last update moves to the given time, or to the tenant clock's now. */
-  update(id: number | string, changes: Partial<Omit<Incident, 'id' | 'lastUpdateTime'>> & { lastUpdateTime?: string | Date } = {}): Incident {
+  update(
+    id: number | string,
+    changes: Partial<Omit<Incident, 'id' | 'lastUpdateTime'>> & { lastUpdateTime?: string | Date } = {},
+  ): Incident {
     const incident = this.get(id);
     if (!incident) throw new Error(`no incident ${id}`);
     Object.assign(incident, stripUndefined(changes));
     incident.lastUpdateTime = toDefenderTime(changes.lastUpdateTime ?? new Date(this.now()));
-    if (!changes.status && incident.status === 'active' && this.random.chance(0.5)) incident.status = 'inProgress';
+    if (!changes.status && incident.status === 'active' && this.random.chance(0.5))
+      incident.status = 'inProgress';
     return incident;
   }
 
@@ -157,21 +214,43 @@ export class IncidentStore {
     this.nextId = Math.max(this.nextId, saved.nextId);
   }
 
-  private alert(createdTime: string, lastUpdateTime: string, severity: Incident['severity'], user: string): Alert {
+  private alert(
+    createdTime: string,
+    lastUpdateTime: string,
+    severity: Incident['severity'],
+    user: string,
+  ): Alert {
     const r = this.random;
     const host = `${r.pick(['fin', 'hr', 'dev', 'ops'])}-wks-${String(r.int(1, 999)).padStart(4, '0')}`;
     return {
       id: `da${r.int(100000000, 999999999)}${r.int(100000000, 999999999)}_-${r.int(100000000, 2147483647)}`,
       title: r.pick(TITLES),
-      description: 'A process accessed the memory of the Local Security Authority Subsystem Service, which may indicate credential theft. '.repeat(r.int(1, 4)),
+      description:
+        'A process accessed the memory of the Local Security Authority Subsystem Service, which may indicate credential theft. '.repeat(
+          r.int(1, 4),
+        ),
       category: r.pick(CATEGORIES),
       severity,
       status: r.pick(['new', 'inProgress', 'resolved'] as const),
       createdTime,
       lastUpdatedTime: lastUpdateTime,
       mitreTechniques: [r.pick(TECHNIQUES), r.pick(TECHNIQUES)],
-      device: { id: r.hex(40), aadId: r.guid(), dnsName: `${host}.fabrikam.local`, osPlatform: 'Windows11', osBuild: 22631, rbacGroup: 'Finance-Workstations' },
-      user: { accountName: user, domainName: 'FABRIKAM', sid: `S-1-5-21-${r.int(1e9, 4e9)}-${r.int(1e9, 4e9)}-${r.int(1e3, 9e3)}`, aadUserId: r.guid(), upn: `${user}@fabrikam.com`, displayName: user },
+      device: {
+        id: r.hex(40),
+        aadId: r.guid(),
+        dnsName: `${host}.fabrikam.local`,
+        osPlatform: 'Windows11',
+        osBuild: 22631,
+        rbacGroup: 'Finance-Workstations',
+      },
+      user: {
+        accountName: user,
+        domainName: 'FABRIKAM',
+        sid: `S-1-5-21-${r.int(1e9, 4e9)}-${r.int(1e9, 4e9)}-${r.int(1e3, 9e3)}`,
+        aadUserId: r.guid(),
+        upn: `${user}@fabrikam.com`,
+        displayName: user,
+      },
       process: {
         fileName: r.pick(['procdump64.exe', 'powershell.exe', 'rundll32.exe', 'wmic.exe']),
         filePath: 'C:\\Users\\Public\\Tools',
@@ -203,14 +282,22 @@ export function lastUpdateOf(incident: Incident): Timestamp {
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([k, v]) => v !== undefined && k !== 'lastUpdateTime')) as Partial<T>;
+  return Object.fromEntries(
+    Object.entries(value).filter(([k, v]) => v !== undefined && k !== 'lastUpdateTime'),
+  ) as Partial<T>;
 }
 
 const pascal = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 
 /** Microsoft Graph v1.0 shape (api-contract.md §4.2, §4.3). */
-export function toGraph(incident: Incident, options: { tenantId: string; expandAlerts: boolean; includeUnknownEnums: boolean }): Record<string, unknown> {
-  const status = incident.status === 'awaitingAction' && !options.includeUnknownEnums ? 'unknownFutureValue' : incident.status;
+export function toGraph(
+  incident: Incident,
+  options: { tenantId: string; expandAlerts: boolean; includeUnknownEnums: boolean },
+): Record<string, unknown> {
+  const status =
+    incident.status === 'awaitingAction' && !options.includeUnknownEnums
+      ? 'unknownFutureValue'
+      : incident.status;
   const url = `https://security.microsoft.com/incident2/${incident.id}/overview?tid=${options.tenantId}`;
   return {
     id: String(incident.id),
@@ -232,8 +319,14 @@ export function toGraph(incident: Incident, options: { tenantId: string; expandA
     lastModifiedBy: 'Microsoft 365 Defender-IncidentCreation',
     resolvingComment: null,
     priorityScore: incident.severity === 'high' ? 74 : 18,
-    comments: incident.comments.map((c) => ({ comment: c.comment, createdByDisplayName: c.createdBy, createdDateTime: c.createdTime })),
-    ...(options.expandAlerts ? { alerts: incident.alerts.map((a) => graphAlert(a, incident, options.tenantId)) } : {}),
+    comments: incident.comments.map((c) => ({
+      comment: c.comment,
+      createdByDisplayName: c.createdBy,
+      createdDateTime: c.createdTime,
+    })),
+    ...(options.expandAlerts
+      ? { alerts: incident.alerts.map((a) => graphAlert(a, incident, options.tenantId)) }
+      : {}),
   };
 }
 
@@ -279,8 +372,20 @@ function graphAlert(a: Alert, incident: Incident, tenantId: string): Record<stri
         verdict: 'malicious',
         processId: a.process.processId,
         processCommandLine: a.process.commandLine,
-        imageFile: { sha1: a.process.sha1, sha256: a.process.sha256, fileName: a.process.fileName, filePath: a.process.filePath },
-        userAccount: { accountName: a.user.accountName, domainName: a.user.domainName, userSid: a.user.sid, azureAdUserId: a.user.aadUserId, userPrincipalName: a.user.upn, displayName: a.user.displayName },
+        imageFile: {
+          sha1: a.process.sha1,
+          sha256: a.process.sha256,
+          fileName: a.process.fileName,
+          filePath: a.process.filePath,
+        },
+        userAccount: {
+          accountName: a.user.accountName,
+          domainName: a.user.domainName,
+          userSid: a.user.sid,
+          azureAdUserId: a.user.aadUserId,
+          userPrincipalName: a.user.upn,
+          displayName: a.user.displayName,
+        },
       },
     ],
   };
@@ -315,10 +420,39 @@ export function toLegacy(incident: Incident): Record<string, unknown> {
       status: pascal(a.status),
       severity: pascal(a.severity),
       mitreTechniques: a.mitreTechniques,
-      devices: [{ mdatpDeviceId: a.device.id, aadDeviceId: a.device.aadId, deviceDnsName: a.device.dnsName, osPlatform: a.device.osPlatform, osBuild: a.device.osBuild, rbacGroupName: a.device.rbacGroup }],
+      devices: [
+        {
+          mdatpDeviceId: a.device.id,
+          aadDeviceId: a.device.aadId,
+          deviceDnsName: a.device.dnsName,
+          osPlatform: a.device.osPlatform,
+          osBuild: a.device.osBuild,
+          rbacGroupName: a.device.rbacGroup,
+        },
+      ],
       entities: [
-        { entityType: 'Process', sha1: a.process.sha1, sha256: a.process.sha256, fileName: a.process.fileName, filePath: a.process.filePath, processId: a.process.processId, processCommandLine: a.process.commandLine, accountName: null, userPrincipalName: null },
-        { entityType: 'User', sha1: null, sha256: null, fileName: null, filePath: null, processId: null, processCommandLine: null, accountName: a.user.accountName, userPrincipalName: a.user.upn },
+        {
+          entityType: 'Process',
+          sha1: a.process.sha1,
+          sha256: a.process.sha256,
+          fileName: a.process.fileName,
+          filePath: a.process.filePath,
+          processId: a.process.processId,
+          processCommandLine: a.process.commandLine,
+          accountName: null,
+          userPrincipalName: null,
+        },
+        {
+          entityType: 'User',
+          sha1: null,
+          sha256: null,
+          fileName: null,
+          filePath: null,
+          processId: null,
+          processCommandLine: null,
+          accountName: a.user.accountName,
+          userPrincipalName: a.user.upn,
+        },
       ],
     })),
   };

@@ -14,11 +14,16 @@ const COMPARISONS = new Set(['eq', 'ne', 'gt', 'ge', 'lt', 'le']);
  * datetime literals with 0–7 fractional digits compared at 100-ns precision, single-quoted strings, `null`.
  * `and` binds tighter than `or`. Fields outside `allowedFields` are refused, as the real APIs do.
  */
-export function compileFilter(text: string, allowedFields: readonly string[], dateFields: readonly string[]): FilterPredicate {
+export function compileFilter(
+  text: string,
+  allowedFields: readonly string[],
+  dateFields: readonly string[],
+): FilterPredicate {
   const tokens = tokenize(text);
   let pos = 0;
   const peek = (): Token | undefined => tokens[pos];
-  const word = (t: Token | undefined): string | undefined => (t?.kind === 'word' ? t.text.toLowerCase() : undefined);
+  const word = (t: Token | undefined): string | undefined =>
+    t?.kind === 'word' ? t.text.toLowerCase() : undefined;
 
   const parseOr = (): FilterPredicate => {
     const parts = [parseAnd()];
@@ -49,7 +54,8 @@ export function compileFilter(text: string, allowedFields: readonly string[], da
     const op = word(tokens[pos++]);
     if (!op || !COMPARISONS.has(op)) throw new FilterSyntaxError(`expected a comparison after '${t.text}'`);
     const literal = tokens[pos++];
-    if (literal?.kind !== 'word' && literal?.kind !== 'string') throw new FilterSyntaxError(`expected a value after '${op}'`);
+    if (literal?.kind !== 'word' && literal?.kind !== 'string')
+      throw new FilterSyntaxError(`expected a value after '${op}'`);
     if (dateFields.includes(field)) {
       if (literal.kind !== 'word') throw new FilterSyntaxError(`a datetime literal is not quoted: ${field}`);
       const value = parseTimestamp(literal.text);

@@ -69,7 +69,13 @@ export class SimulatedTenant {
   tokenLifetimeSeconds: number;
   tokenRequests = 0;
   secretReads = 0;
-  readonly requests: { api: SimulatedApi; method: string; path: string; query: Record<string, string>; hadAuthorization: boolean }[] = [];
+  readonly requests: {
+    api: SimulatedApi;
+    method: string;
+    path: string;
+    query: Record<string, string>;
+    hadAuthorization: boolean;
+  }[] = [];
   intercept: ((request: SimulatedRequest) => Fault | undefined) | undefined;
   afterPage: ((api: 'graph' | 'legacy', pageIndex: number) => void) | undefined;
   /** Every access token issued (tests check that none leaks). */
@@ -106,13 +112,17 @@ export class SimulatedTenant {
     const tenant = new SimulatedTenant(options);
     if (options.incidents) {
       const now = tenant.clock();
-      tenant.store.generate(options.incidents, { from: new Date(now - 72 * 3_600_000), to: new Date(now - 60_000) });
+      tenant.store.generate(options.incidents, {
+        from: new Date(now - 72 * 3_600_000),
+        to: new Date(now - 60_000),
+      });
     }
     const { cert, key } = await createLoopbackCertificate();
     tenant.ca = cert;
     tenant.server = https.createServer({ cert, key }, (req, res) => {
       tenant.handle(req, res).catch((e: unknown) => {
-        if (!res.headersSent) tenant.json(res, 500, { error: { code: 'InternalServerError', message: String(e) } });
+        if (!res.headersSent)
+          tenant.json(res, 500, { error: { code: 'InternalServerError', message: String(e) } });
       });
     });
     tenant.server.on('connection', (socket: Socket) => {
@@ -165,7 +175,13 @@ export class SimulatedTenant {
       return;
     }
     const body = await readBody(req);
-    this.requests.push({ api, method: req.method ?? 'GET', path, query: Object.fromEntries(url.searchParams), hadAuthorization: Boolean(req.headers.authorization) });
+    this.requests.push({
+      api,
+      method: req.method ?? 'GET',
+      path,
+      query: Object.fromEntries(url.searchParams),
+      hadAuthorization: Boolean(req.headers.authorization),
+    });
     const index = this.counters[api]++;
     const fault = this.intercept?.({ api, url, index });
     if (fault && !('kind' in fault && (fault.kind === 'truncate' || fault.kind === 'nextLink'))) {
@@ -185,7 +201,9 @@ export class SimulatedTenant {
   private applyFault(req: IncomingMessage, res: ServerResponse, fault: Fault): void {
     if ('status' in fault) {
       res.writeHead(fault.status, { 'Content-Type': 'application/json; charset=utf-8', ...fault.headers });
-      res.end(fault.body ?? JSON.stringify({ error: { code: String(fault.status), message: 'Injected fault' } }));
+      res.end(
+        fault.body ?? JSON.stringify({ error: { code: String(fault.status), message: 'Injected fault' } }),
+      );
     } else if (fault.kind === 'reset') {
       req.socket.destroy();
     }
@@ -198,7 +216,13 @@ export class SimulatedTenant {
     const [, tenant, ...rest] = url.pathname.split('/');
     const knownTenant = tenant?.toLowerCase() === this.tenantId.toLowerCase();
     if (!knownTenant) {
-      this.aadError(res, 400, 'invalid_tenant', 90002, `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`);
+      this.aadError(
+        res,
+        400,
+        'invalid_tenant',
+        90002,
+        `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`,
+      );
       return;
     }
     if (rest[0] === 'v2.0') {
@@ -218,35 +242,83 @@ export class SimulatedTenant {
     const secret = form.get('client_secret') ?? '';
     const scope = form.get('scope') ?? '';
     if (form.get('grant_type') !== 'client_credentials') {
-      this.aadError(res, 400, 'unsupported_grant_type', 70003, 'The app requested an unsupported grant type.');
+      this.aadError(
+        res,
+        400,
+        'unsupported_grant_type',
+        70003,
+        'The app requested an unsupported grant type.',
+      );
       return;
     }
     const isApp = clientId === this.clientId;
     const isIdentity = clientId === this.identityClientId;
     if (!isApp && !isIdentity) {
-      this.aadError(res, 400, 'unauthorized_client', 700016, `Application with identifier '${clientId}' was not found in the directory '${this.tenantId}'.`);
+      this.aadError(
+        res,
+        400,
+        'unauthorized_client',
+        700016,
+        `Application with identifier '${clientId}' was not found in the directory '${this.tenantId}'.`,
+      );
       return;
     }
     if (!secret) {
-      this.aadError(res, 401, 'invalid_client', 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.");
+      this.aadError(
+        res,
+        401,
+        'invalid_client',
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+      );
       return;
     }
     if ((isApp && !this.validClientSecrets.has(secret)) || (isIdentity && secret !== this.identitySecret)) {
-      this.aadError(res, 401, 'invalid_client', 7000215, `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`);
+      this.aadError(
+        res,
+        401,
+        'invalid_client',
+        7000215,
+        `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`,
+      );
       return;
     }
-    const resource = scope.split(' ').find((s) => s.endsWith('/.default'))?.slice(0, -'/.default'.length);
+    const resource = scope
+      .split(' ')
+      .find((s) => s.endsWith('/.default'))
+      ?.slice(0, -'/.default'.length);
     if (!resource || (resource !== this.origin && resource !== VAULT_AUDIENCE)) {
-      this.aadError(res, 400, 'invalid_scope', 70011, `The provided value for the input parameter 'scope' is not valid. The scope ${scope} is not valid.`);
+      this.aadError(
+        res,
+        400,
+        'invalid_scope',
+        70011,
+        `The provided value for the input parameter 'scope' is not valid. The scope ${scope} is not valid.`,
+      );
       return;
     }
     const token = `sbx.${randomBytes(24).toString('base64url')}`;
-    this.tokens.set(token, { audience: resource, expiresAt: this.clock() + this.tokenLifetimeSeconds * 1000, clientId });
+    this.tokens.set(token, {
+      audience: resource,
+      expiresAt: this.clock() + this.tokenLifetimeSeconds * 1000,
+      clientId,
+    });
     this.issuedTokens.push(token);
-    this.json(res, 200, { token_type: 'Bearer', expires_in: this.tokenLifetimeSeconds, ext_expires_in: this.tokenLifetimeSeconds, access_token: token });
+    this.json(res, 200, {
+      token_type: 'Bearer',
+      expires_in: this.tokenLifetimeSeconds,
+      ext_expires_in: this.tokenLifetimeSeconds,
+      access_token: token,
+    });
   }
 
-  private aadError(res: ServerResponse, status: number, error: string, code: number, description: string): void {
+  private aadError(
+    res: ServerResponse,
+    status: number,
+    error: string,
+    code: number,
+    description: string,
+  ): void {
     const traceId = randomUUID();
     const timestamp = new Date(this.clock()).toISOString().replace('T', ' ').slice(0, 19) + 'Z';
     this.json(res, status, {
@@ -272,8 +344,13 @@ export class SimulatedTenant {
 
   private keyVault(req: IncomingMessage, res: ServerResponse, url: URL): void {
     if (this.tokenFor(req, VAULT_AUDIENCE) !== 'ok') {
-      res.setHeader('WWW-Authenticate', `Bearer authorization="${this.origin}/${this.tenantId}", resource="${VAULT_AUDIENCE}"`);
-      this.json(res, 401, { error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' } });
+      res.setHeader(
+        'WWW-Authenticate',
+        `Bearer authorization="${this.origin}/${this.tenantId}", resource="${VAULT_AUDIENCE}"`,
+      );
+      this.json(res, 401, {
+        error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' },
+      });
       return;
     }
     const [, , name, version] = url.pathname.split('/');
@@ -289,7 +366,12 @@ export class SimulatedTenant {
     }
     const value = name ? this.secrets.get(name) : undefined;
     if (value === undefined) {
-      this.json(res, 404, { error: { code: 'SecretNotFound', message: `A secret with (name/id) ${name} was not found in this key vault.` } });
+      this.json(res, 404, {
+        error: {
+          code: 'SecretNotFound',
+          message: `A secret with (name/id) ${name} was not found in this key vault.`,
+        },
+      });
       return;
     }
     this.secretReads++;
@@ -298,20 +380,43 @@ export class SimulatedTenant {
       value,
       contentType: 'text/plain',
       id: `${this.origin}/secrets/${name}/${version || '4387e9f3d6e14c459867679a90fd0f79'}`,
-      attributes: { enabled: true, created: secondsNow, updated: secondsNow, recoveryLevel: 'Recoverable+Purgeable', recoverableDays: 90 },
+      attributes: {
+        enabled: true,
+        created: secondsNow,
+        updated: secondsNow,
+        recoveryLevel: 'Recoverable+Purgeable',
+        recoverableDays: 90,
+      },
     });
   }
 
   // ---------------------------------------------------------------- incidents
 
-  private incidents(api: 'graph' | 'legacy', req: IncomingMessage, res: ServerResponse, url: URL, fault: Fault | undefined): void {
+  private incidents(
+    api: 'graph' | 'legacy',
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    fault: Fault | undefined,
+  ): void {
     const auth = this.tokenFor(req, this.origin);
     if (auth !== 'ok') {
       if (api === 'graph') {
-        res.setHeader('WWW-Authenticate', 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"');
-        this.graphError(req, res, 401, 'InvalidAuthenticationToken', 'Access token has expired or is not yet valid.');
+        res.setHeader(
+          'WWW-Authenticate',
+          'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"',
+        );
+        this.graphError(
+          req,
+          res,
+          401,
+          'InvalidAuthenticationToken',
+          'Access token has expired or is not yet valid.',
+        );
       } else {
-        this.json(res, 401, { error: { code: 'Unauthorized', message: 'Unauthorized', target: randomUUID() } });
+        this.json(res, 401, {
+          error: { code: 'Unauthorized', message: 'Unauthorized', target: randomUUID() },
+        });
       }
       return;
     }
@@ -323,14 +428,24 @@ export class SimulatedTenant {
     const skip = Number(query.get('$skip') ?? 0);
     if (!Number.isInteger(top) || top < 0 || top > maxTop) {
       const message = `The limit of '${maxTop}' for Top query has been exceeded. The value from the incoming request is '${query.get('$top')}'.`;
-      if (api === 'graph') this.graphError(req, res, 400, '', `The query specified in the URI is not valid. ${message}`);
-      else this.json(res, 400, { error: { code: 'ODataError', message: `Invalid OData URI query: ${message}`, target: randomUUID() } });
+      if (api === 'graph')
+        this.graphError(req, res, 400, '', `The query specified in the URI is not valid. ${message}`);
+      else
+        this.json(res, 400, {
+          error: { code: 'ODataError', message: `Invalid OData URI query: ${message}`, target: randomUUID() },
+        });
       return;
     }
     if (api === 'legacy') {
       const unsupported = ['$orderby', '$expand', '$select', '$count'].find((k) => query.has(k));
       if (unsupported) {
-        this.json(res, 400, { error: { code: 'ODataError', message: `Invalid OData URI query: ${unsupported} is not supported.`, target: randomUUID() } });
+        this.json(res, 400, {
+          error: {
+            code: 'ODataError',
+            message: `Invalid OData URI query: ${unsupported} is not supported.`,
+            target: randomUUID(),
+          },
+        });
         return;
       }
     }
@@ -339,28 +454,51 @@ export class SimulatedTenant {
     const filter = query.get('$filter');
     if (filter) {
       try {
-        const compiled = compileFilter(filter, Object.keys(fields), api === 'graph' ? ['lastUpdateDateTime', 'createdDateTime'] : ['lastUpdateTime', 'createdTime']);
-        predicate = (i) => compiled(Object.fromEntries(Object.entries(fields).map(([name, get]) => [name, get(i)])));
+        const compiled = compileFilter(
+          filter,
+          Object.keys(fields),
+          api === 'graph' ? ['lastUpdateDateTime', 'createdDateTime'] : ['lastUpdateTime', 'createdTime'],
+        );
+        predicate = (i) =>
+          compiled(Object.fromEntries(Object.entries(fields).map(([name, get]) => [name, get(i)])));
       } catch (e) {
         if (!(e instanceof FilterSyntaxError)) throw e;
-        if (api === 'graph') this.graphError(req, res, 400, 'BadRequest', `Invalid filter clause: ${e.message}`);
-        else this.json(res, 400, { error: { code: 'ODataError', message: `Invalid OData URI query: ${e.message}`, target: randomUUID() } });
+        if (api === 'graph')
+          this.graphError(req, res, 400, 'BadRequest', `Invalid filter clause: ${e.message}`);
+        else
+          this.json(res, 400, {
+            error: {
+              code: 'ODataError',
+              message: `Invalid OData URI query: ${e.message}`,
+              target: randomUUID(),
+            },
+          });
         return;
       }
     }
-    const matching = this.store.all().filter(predicate).sort(order(api === 'graph' ? query.get('$orderby') : undefined));
+    const matching = this.store
+      .all()
+      .filter(predicate)
+      .sort(order(api === 'graph' ? query.get('$orderby') : undefined));
     const page = matching.slice(skip, skip + top);
     const hasMore = skip + page.length < matching.length;
     const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
     const expand = api === 'graph' && /alerts/.test(query.get('$expand') ?? '');
-    const value = page.map((i) => (api === 'graph' ? toGraph(i, { tenantId: this.tenantId, expandAlerts: expand, includeUnknownEnums: includeUnknown }) : toLegacy(i)));
+    const value = page.map((i) =>
+      api === 'graph'
+        ? toGraph(i, { tenantId: this.tenantId, expandAlerts: expand, includeUnknownEnums: includeUnknown })
+        : toLegacy(i),
+    );
     const next = new URL(url.pathname, this.origin);
     for (const [k, v] of url.searchParams) if (k.toLowerCase() !== '$skip') next.searchParams.set(k, v);
     next.searchParams.set('$skip', String(skip + page.length));
     let nextLink = hasMore && (api === 'graph' || this.options.legacyNextLink) ? next.toString() : undefined;
     if (fault && 'kind' in fault && fault.kind === 'nextLink') nextLink = fault.url;
     const document: Record<string, unknown> = {
-      '@odata.context': api === 'graph' ? `${this.origin}/v1.0/$metadata#security/incidents${expand ? '(alerts())' : ''}` : `${this.origin}/api/$metadata#Incidents`,
+      '@odata.context':
+        api === 'graph'
+          ? `${this.origin}/v1.0/$metadata#security/incidents${expand ? '(alerts())' : ''}`
+          : `${this.origin}/api/$metadata#Incidents`,
       ...(query.get('$count') === 'true' ? { '@odata.count': matching.length } : {}),
       ...(nextLink ? { '@odata.nextLink': nextLink } : {}),
       value,
@@ -369,7 +507,10 @@ export class SimulatedTenant {
     res.on('finish', () => this.afterPage?.(api, pageIndex));
     const text = JSON.stringify(document);
     const headers: Record<string, string> = {
-      'Content-Type': api === 'graph' ? 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8' : 'application/json; odata.metadata=minimal',
+      'Content-Type':
+        api === 'graph'
+          ? 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8'
+          : 'application/json; odata.metadata=minimal',
       'request-id': randomUUID(),
       'client-request-id': String(req.headers['client-request-id'] ?? randomUUID()),
     };
@@ -398,7 +539,9 @@ export class SimulatedTenant {
       this.legacyCalls.push(now);
       return true;
     }
-    const resetAt = overHour ? this.legacyCalls[this.legacyCalls.length - limits.perHour]! + hour : lastMinute[lastMinute.length - limits.perMinute]! + minute;
+    const resetAt = overHour
+      ? this.legacyCalls[this.legacyCalls.length - limits.perHour]! + hour
+      : lastMinute[lastMinute.length - limits.perMinute]! + minute;
     const seconds = Math.max(1, Math.ceil((resetAt - now) / 1000));
     res.setHeader('Retry-After', String(seconds));
     this.json(res, 429, {
@@ -411,10 +554,25 @@ export class SimulatedTenant {
     return false;
   }
 
-  private graphError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): void {
+  private graphError(
+    req: IncomingMessage,
+    res: ServerResponse,
+    status: number,
+    code: string,
+    message: string,
+  ): void {
     const requestId = randomUUID();
     this.json(res, status, {
-      error: { code, message, ...(status === 400 ? { details: [] } : {}), innerError: { date: new Date(this.clock()).toISOString().slice(0, 19), 'request-id': requestId, 'client-request-id': String(req.headers['client-request-id'] ?? requestId) } },
+      error: {
+        code,
+        message,
+        ...(status === 400 ? { details: [] } : {}),
+        innerError: {
+          date: new Date(this.clock()).toISOString().slice(0, 19),
+          'request-id': requestId,
+          'client-request-id': String(req.headers['client-request-id'] ?? requestId),
+        },
+      },
     });
   }
 
@@ -444,7 +602,10 @@ const LEGACY_FIELDS: Record<string, (i: Incident) => string | null> = {
 /** Default order newest created first; Graph also orders by either timestamp, id breaking ties. */
 function order(orderby: string | undefined): (a: Incident, b: Incident) => number {
   const [field = 'createdDateTime', direction = 'desc'] = (orderby ?? '').trim().split(/\s+/).filter(Boolean);
-  const key = field === 'lastUpdateDateTime' ? (i: Incident) => lastUpdateOf(i).ticks : (i: Incident) => parseTimestamp(i.createdTime)!.ticks;
+  const key =
+    field === 'lastUpdateDateTime'
+      ? (i: Incident) => lastUpdateOf(i).ticks
+      : (i: Incident) => parseTimestamp(i.createdTime)!.ticks;
   const sign = direction.toLowerCase() === 'asc' ? 1 : -1;
   return (a, b) => {
     const ka = key(a);

@@ -1,5 +1,12 @@
 import { exportBlobName, manifestBlobName } from '../../src/core/blobNaming';
-import { advance, checkpointDigest, decodeCheckpoint, encodeCheckpoint, isAfter, type Checkpoint } from '../../src/core/checkpoint';
+import {
+  advance,
+  checkpointDigest,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  isAfter,
+  type Checkpoint,
+} from '../../src/core/checkpoint';
 import { parseTimestamp } from '../../src/core/timestamp';
 
 const rec = (id: string, text: string) => ({ id, lastUpdate: parseTimestamp(text)! });
@@ -15,8 +22,17 @@ describe('checkpoint arithmetic', () => {
   });
 
   it('advances to the last record and keeps the whole tie set', () => {
-    expect(advance(cp, [rec('3', '2025-03-02T09:15:40.27Z')])).toEqual({ watermark: '2025-03-02T09:15:40.27Z', idsAtWatermark: ['1', '2', '3'] });
-    expect(advance(cp, [rec('3', '2025-03-02T09:15:41Z'), rec('4', '2025-03-02T09:15:42Z'), rec('5', '2025-03-02T09:15:42.0Z')])).toEqual({
+    expect(advance(cp, [rec('3', '2025-03-02T09:15:40.27Z')])).toEqual({
+      watermark: '2025-03-02T09:15:40.27Z',
+      idsAtWatermark: ['1', '2', '3'],
+    });
+    expect(
+      advance(cp, [
+        rec('3', '2025-03-02T09:15:41Z'),
+        rec('4', '2025-03-02T09:15:42Z'),
+        rec('5', '2025-03-02T09:15:42.0Z'),
+      ]),
+    ).toEqual({
       watermark: '2025-03-02T09:15:42.0Z',
       idsAtWatermark: ['4', '5'],
     });
@@ -27,27 +43,39 @@ describe('checkpoint arithmetic', () => {
     expect(decodeCheckpoint(encodeCheckpoint(cp))).toEqual(cp);
     expect(encodeCheckpoint(cp)).toMatch(/^[A-Za-z0-9_-]+$/);
     expect(decodeCheckpoint('not-base64-json')).toBeUndefined();
-    expect(decodeCheckpoint(Buffer.from('{"watermark":"x","idsAtWatermark":[]}').toString('base64url'))).toBeUndefined();
+    expect(
+      decodeCheckpoint(Buffer.from('{"watermark":"x","idsAtWatermark":[]}').toString('base64url')),
+    ).toBeUndefined();
     expect(decodeCheckpoint(undefined)).toBeUndefined();
   });
 
   it('digests equal checkpoints equally, whatever the id order or timestamp spelling', () => {
-    expect(checkpointDigest(cp)).toBe(checkpointDigest({ watermark: '2025-03-02T09:15:40.2700000Z', idsAtWatermark: ['2', '1'] }));
+    expect(checkpointDigest(cp)).toBe(
+      checkpointDigest({ watermark: '2025-03-02T09:15:40.2700000Z', idsAtWatermark: ['2', '1'] }),
+    );
     expect(checkpointDigest(cp)).not.toBe(checkpointDigest({ ...cp, idsAtWatermark: ['1'] }));
   });
 });
 
 describe('blob names', () => {
   it('derive from the start checkpoint, sort by time and sit in the UTC day folder', () => {
-    const a = exportBlobName({ watermark: '2026-11-24T09:05:03.1234567Z', idsAtWatermark: [] }, 'json', 'none');
+    const a = exportBlobName(
+      { watermark: '2026-11-24T09:05:03.1234567Z', idsAtWatermark: [] },
+      'json',
+      'none',
+    );
     const b = exportBlobName({ watermark: '2026-11-24T10:00:00Z', idsAtWatermark: ['7'] }, 'jsonl', 'gzip');
     expect(a).toMatch(/^incidents\/2026\/11\/24\/0905031234567-[0-9a-f]{12}\.json$/);
     expect(b).toMatch(/^incidents\/2026\/11\/24\/1000000000000-[0-9a-f]{12}\.jsonl\.gz$/);
     expect(a < b).toBe(true);
-    expect(exportBlobName({ watermark: '2026-11-24T10:00:00Z', idsAtWatermark: ['7'] }, 'jsonl', 'gzip')).toBe(b);
+    expect(
+      exportBlobName({ watermark: '2026-11-24T10:00:00Z', idsAtWatermark: ['7'] }, 'jsonl', 'gzip'),
+    ).toBe(b);
   });
 
   it('keep unsafe characters out of manifest names', () => {
-    expect(manifestBlobName(Date.UTC(2026, 10, 24, 1, 2, 3, 4), '../x y/..')).toBe('runs/2026/11/24/010203004-xy.json');
+    expect(manifestBlobName(Date.UTC(2026, 10, 24, 1, 2, 3, 4), '../x y/..')).toBe(
+      'runs/2026/11/24/010203004-xy.json',
+    );
   });
 });

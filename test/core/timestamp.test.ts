@@ -1,4 +1,10 @@
-import { formatTicks, nextUtcMidnight, parseTimestamp, timestampFromMs, utcDatePath } from '../../src/core/timestamp';
+import {
+  formatTicks,
+  nextUtcMidnight,
+  parseTimestamp,
+  timestampFromMs,
+  utcDatePath,
+} from '../../src/core/timestamp';
 
 describe('parseTimestamp', () => {
   it('keeps all 7 fractional digits, which Date would truncate to milliseconds', () => {
@@ -8,20 +14,31 @@ describe('parseTimestamp', () => {
   });
 
   it('compares trimmed fractions by value, not by text', () => {
-    expect(parseTimestamp('2025-03-02T09:15:40Z')!.ticks).toBeLessThan(parseTimestamp('2025-03-02T09:15:40.1Z')!.ticks);
-    expect(parseTimestamp('2025-03-02T09:15:40.2Z')!.ticks).toBe(parseTimestamp('2025-03-02T09:15:40.2000000Z')!.ticks);
+    expect(parseTimestamp('2025-03-02T09:15:40Z')!.ticks).toBeLessThan(
+      parseTimestamp('2025-03-02T09:15:40.1Z')!.ticks,
+    );
+    expect(parseTimestamp('2025-03-02T09:15:40.2Z')!.ticks).toBe(
+      parseTimestamp('2025-03-02T09:15:40.2000000Z')!.ticks,
+    );
   });
 
   it('applies offsets', () => {
-    expect(parseTimestamp('2025-03-02T10:15:40.5+01:00')!.ticks).toBe(parseTimestamp('2025-03-02T09:15:40.5Z')!.ticks);
+    expect(parseTimestamp('2025-03-02T10:15:40.5+01:00')!.ticks).toBe(
+      parseTimestamp('2025-03-02T09:15:40.5Z')!.ticks,
+    );
   });
 
-  it.each(['', '2025-03-02', '2025-02-30T00:00:00Z', '2025-03-02T09:15:40.12345678Z', '2025-03-02T25:00:00Z', 42, null])(
-    'refuses %p',
-    (text) => {
-      expect(parseTimestamp(text)).toBeUndefined();
-    },
-  );
+  it.each([
+    '',
+    '2025-03-02',
+    '2025-02-30T00:00:00Z',
+    '2025-03-02T09:15:40.12345678Z',
+    '2025-03-02T25:00:00Z',
+    42,
+    null,
+  ])('refuses %p', (text) => {
+    expect(parseTimestamp(text)).toBeUndefined();
+  });
 });
 
 describe('formatTicks', () => {
@@ -40,7 +57,9 @@ describe('days', () => {
   it('finds the next UTC midnight and the date folder', () => {
     const t = parseTimestamp('2026-11-24T23:59:59.9999999Z')!;
     expect(formatTicks(nextUtcMidnight(t.ticks))).toBe('2026-11-25T00:00:00.0000000Z');
-    expect(formatTicks(nextUtcMidnight(parseTimestamp('2026-11-25T00:00:00Z')!.ticks))).toBe('2026-11-26T00:00:00.0000000Z');
+    expect(formatTicks(nextUtcMidnight(parseTimestamp('2026-11-25T00:00:00Z')!.ticks))).toBe(
+      '2026-11-26T00:00:00.0000000Z',
+    );
     expect(utcDatePath(t.ticks)).toBe('2026/11/24');
   });
 });

@@ -88,7 +88,9 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
     world.tenant.store.generate(400, { from: new Date(now - 40 * HOUR), to: new Date(now - HOUR) });
     const early = world.tenant.store
       .all()
-      .sort((a, b) => (parseTimestamp(a.lastUpdateTime)!.ticks < parseTimestamp(b.lastUpdateTime)!.ticks ? -1 : 1))
+      .sort((a, b) =>
+        parseTimestamp(a.lastUpdateTime)!.ticks < parseTimestamp(b.lastUpdateTime)!.ticks ? -1 : 1,
+      )
       .slice(0, 30);
     let moved = false;
     world.tenant.afterPage = () => {
@@ -103,7 +105,8 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
     expect(duplicates(exported)).toEqual([]);
     const ids = new Set(exported.map((v) => v.id));
     // Every incident still inside the window at the end was exported.
-    for (const key of expectedVersions(world, until, now - 48 * HOUR)) expect(ids.has(key.split('@')[0]!)).toBe(true);
+    for (const key of expectedVersions(world, until, now - 48 * HOUR))
+      expect(ids.has(key.split('@')[0]!)).toBe(true);
 
     // The moved ones come with their new version in the next run.
     await new Promise((r) => setTimeout(r, 1100));
@@ -111,7 +114,9 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
     await world.run();
     const after = await world.exported();
     expect(duplicates(after)).toEqual([]);
-    expect(versionsOf(after)).toEqual(expect.arrayContaining(expectedVersions(world, Date.now() - 1000, now - 48 * HOUR)));
+    expect(versionsOf(after)).toEqual(
+      expect.arrayContaining(expectedVersions(world, Date.now() - 1000, now - 48 * HOUR)),
+    );
   });
 
   it('writes jsonl with gzip when asked', async () => {
@@ -124,7 +129,10 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
     const client = world.container.getBlockBlobClient(name!);
     const props = await client.getProperties();
     expect(props.contentEncoding).toBe('gzip');
-    const lines = gunzipSync(await client.downloadToBuffer()).toString('utf8').trim().split('\n');
+    const lines = gunzipSync(await client.downloadToBuffer())
+      .toString('utf8')
+      .trim()
+      .split('\n');
     expect(lines.length).toBe(Number(props.metadata!.recordcount));
     expect(JSON.parse(lines[0]!)).toHaveProperty(api === 'graph' ? 'lastUpdateDateTime' : 'lastUpdateTime');
   });

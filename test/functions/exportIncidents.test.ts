@@ -15,7 +15,10 @@ import { exportIncidentsHandler } from '../../src/handlers/exportIncidentsHandle
 
 interface Registration {
   name: string;
-  bindings: Record<string, { type: string; schedule?: string; runOnStartup?: boolean; useMonitor?: boolean; direction: string }>;
+  bindings: Record<
+    string,
+    { type: string; schedule?: string; runOnStartup?: boolean; useMonitor?: boolean; direction: string }
+  >;
 }
 
 describe('timer registration', () => {
@@ -26,7 +29,12 @@ describe('timer registration', () => {
     expect(core.registerFunction).toHaveBeenCalledTimes(1);
     expect(metadata.name).toBe('exportIncidents');
     const trigger = Object.values(metadata.bindings).find((b) => b.type === 'timerTrigger');
-    expect(trigger).toMatchObject({ schedule: '%EXPORT_SCHEDULE%', direction: 'in', runOnStartup: false, useMonitor: true });
+    expect(trigger).toMatchObject({
+      schedule: '%EXPORT_SCHEDULE%',
+      direction: 'in',
+      runOnStartup: false,
+      useMonitor: true,
+    });
   });
 
   it('wraps the export handler', () => {

@@ -19,14 +19,19 @@ export class LogRecorder implements Logger {
   warn = (m: string, ...a: unknown[]) => this.push('warn', m, a);
   error = (m: string, ...a: unknown[]) => this.push('error', m, a);
   private push(level: string, message: string, args: unknown[]): void {
-    this.lines.push({ level, text: [message, ...args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a)))].join(' ') });
+    this.lines.push({
+      level,
+      text: [message, ...args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a)))].join(' '),
+    });
   }
   get text(): string {
     return this.lines.map((l) => `${l.level} ${l.text}`).join('\n');
   }
   /** The parsed `export summary` lines. */
   get summaries(): RunSummary[] {
-    return this.lines.filter((l) => l.text.startsWith('export summary ')).map((l) => JSON.parse(l.text.slice(15)) as RunSummary);
+    return this.lines
+      .filter((l) => l.text.startsWith('export summary '))
+      .map((l) => JSON.parse(l.text.slice(15)) as RunSummary);
   }
 }
 
@@ -48,7 +53,10 @@ export interface WorldOptions {
 /** The Azurite connection string the jest global setup started. */
 export function azuriteConnectionString(): string {
   const cs = process.env.AZURITE_CONNECTION_STRING;
-  if (!cs) throw new Error('AZURITE_CONNECTION_STRING is not set: run the tests through jest (test/support/globalSetup.ts).');
+  if (!cs)
+    throw new Error(
+      'AZURITE_CONNECTION_STRING is not set: run the tests through jest (test/support/globalSetup.ts).',
+    );
   return cs;
 }
 
@@ -72,7 +80,8 @@ export class World {
   constructor(readonly tenant: SimulatedTenant) {}
 
   static async start(options: WorldOptions & { tenant?: SimulatedTenant } = {}): Promise<World> {
-    const tenant = options.tenant ?? (await SimulatedTenant.start({ seed: 7, legacyLimits: SCALED_LEGACY_LIMITS }));
+    const tenant =
+      options.tenant ?? (await SimulatedTenant.start({ seed: 7, legacyLimits: SCALED_LEGACY_LIMITS }));
     return new World(tenant).configure(options);
   }
 
