@@ -83,6 +83,22 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
     expect(versionsOf(exported)).toEqual(expectedVersions(world, now, now - 48 * HOUR));
   });
 
+  it('exports incidents that share a timestamp across a page boundary exactly once', async () => {
+    const now = Date.now();
+    const base = now - 10 * HOUR;
+    // 49 distinct instants, then 3 incidents at one instant: the first page ends inside the tie.
+    for (let i = 0; i < 49; i++) world.tenant.store.add({ lastUpdateTime: new Date(base + i * 1000) });
+    const tie = new Date(base + 60_000).toISOString().replace('Z', '5Z');
+    for (let i = 0; i < 3; i++) world.tenant.store.add({ lastUpdateTime: tie });
+    for (let i = 0; i < 10; i++)
+      world.tenant.store.add({ lastUpdateTime: new Date(base + 120_000 + i * 1000) });
+
+    await world.run();
+    const exported = await world.exported();
+    expect(duplicates(exported)).toEqual([]);
+    expect(versionsOf(exported)).toEqual(expectedVersions(world, now, now - 48 * HOUR));
+  });
+
   it('loses nothing when incidents are updated while it pages', async () => {
     const now = Date.now();
     world.tenant.store.generate(400, { from: new Date(now - 40 * HOUR), to: new Date(now - HOUR) });
