@@ -63,14 +63,17 @@ export class BlobExportSink implements ExportSink {
     return new BlockBlobWriter(this.container, name, content);
   }
 
-  async writeJson(name: string, value: unknown): Promise<void> {
+  async writeJson(name: string, value: unknown): Promise<boolean> {
     const body = Buffer.from(`${JSON.stringify(value, null, 2)}\n`, 'utf8');
     try {
       await this.container.getBlockBlobClient(name).upload(body, body.length, {
         conditions: { ifNoneMatch: '*' },
         blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
       });
+      return true;
     } catch (thrown) {
+      const status = storageError(thrown).statusCode;
+      if (status === 409 || status === 412) return false;
       throw describeStorageError(thrown, this.container.containerName, `write '${name}'`);
     }
   }

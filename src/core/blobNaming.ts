@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ExportCompression, ExportFormat } from '../config';
 import { checkpointDigest, watermarkOf, type Checkpoint } from './checkpoint';
 import { formatTicks, utcDatePath } from './timestamp';
@@ -32,4 +33,18 @@ export function manifestBlobName(startedAtMs: number, runId: string): string {
   const iso = new Date(startedAtMs).toISOString();
   const safeId = runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64) || 'run';
   return `${MANIFEST_PREFIX}${iso.slice(0, 10).replace(/-/g, '/')}/${iso.slice(11, 23).replace(/[:.]/g, '')}-${safeId}.json`;
+}
+
+export const QUARANTINE_PREFIX = 'quarantine/';
+
+/**
+ * Where an item that cannot be placed in time (no id, no valid last update) is kept:
+ * `quarantine/YYYY/MM/DD/<content digest>.json`, named by its content so a rerun writes it once.
+ */
+export function quarantineBlobName(windowStart: Checkpoint, raw: unknown): string {
+  const digest = createHash('sha256')
+    .update(JSON.stringify(raw) ?? 'undefined')
+    .digest('hex')
+    .slice(0, 24);
+  return `${QUARANTINE_PREFIX}${utcDatePath(watermarkOf(windowStart).ticks)}/${digest}.json`;
 }

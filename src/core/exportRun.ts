@@ -1,7 +1,7 @@
 import type { DefenderApi, ExportCompression, ExportFormat } from '../config';
 import { ConcurrentRunError, ExportError, toError } from '../errors';
 import type { Logger } from '../logger';
-import { exportBlobName, manifestBlobName } from './blobNaming';
+import { exportBlobName, manifestBlobName, quarantineBlobName } from './blobNaming';
 import { decodeCheckpoint, encodeCheckpoint, watermarkOf, type Checkpoint } from './checkpoint';
 import type {
   CheckpointDocument,
@@ -10,6 +10,7 @@ import type {
   ExportBlobWriter,
   ExportSink,
   IncidentSource,
+  RejectedRecord,
 } from './ports';
 import { RecordEncoder } from './recordEncoder';
 import { formatTicks, nextUtcMidnight, ticksToMs, timestampFromMs } from './timestamp';
@@ -55,6 +56,8 @@ export interface RunSummary {
   throttles: number;
   retries: number;
   recoveredBlobs: number;
+  /** Items that were not placeable incidents, kept under quarantine/. */
+  quarantined: number;
   durationInMs: number;
   reason?: string;
 }
@@ -108,6 +111,7 @@ class ExportRun {
       throttles: 0,
       retries: 0,
       recoveredBlobs: 0,
+      quarantined: 0,
       durationInMs: 0,
     };
   }
@@ -241,6 +245,7 @@ class ExportRun {
     try {
       for await (const page of this.o.source.listPages({ from, until }, { abortSignal })) {
         this.summary.pages++;
+        if (page.rejected?.length) await this.quarantine(blobStart, page.rejected);
         if (page.records.length > 0) {
           for (const r of page.records) {
             const key = `${r.id}\u0000${r.lastUpdate.ticks}`;
@@ -287,6 +292,23 @@ class ExportRun {
     const end: Checkpoint = { watermark: until, idsAtWatermark: [] };
     await commit(end);
     return { position: end, complete: true };
+  }
+
+  /** Keeps unplaceable items (written before the checkpoint can move past them), and says so. */
+  private async quarantine(windowStart: Checkpoint, rejected: readonly RejectedRecord[]): Promise<void> {
+    for (const item of rejected) {
+      const name = quarantineBlobName(windowStart, item.raw);
+      const isNew = await this.o.sink.writeJson(name, {
+        reason: item.reason,
+        api: this.o.source.api,
+        runId: this.o.runId,
+        record: item.raw,
+      });
+      if (isNew) {
+        this.summary.quarantined++;
+        this.o.logger.warn(`Quarantined a malformed item in ${name}: ${item.reason}.`);
+      }
+    }
   }
 
   private budgetExhausted(): boolean {

@@ -1,9 +1,16 @@
 import type { DefenderApi } from '../config';
 import type { Checkpoint, IncidentRecord } from './checkpoint';
 
+/** An item of a page that cannot be placed in time; kept in quarantine so nothing is silently dropped. */
+export interface RejectedRecord {
+  readonly reason: string;
+  readonly raw: unknown;
+}
+
 /** One page of incidents from the API, already validated and filtered to what comes after the window start. */
 export interface IncidentPage {
   readonly records: readonly IncidentRecord[];
+  readonly rejected?: readonly RejectedRecord[];
   /**
    * A consistent position after this page: everything up to it has been listed. Undefined when the page
    * ends in the middle of something that cannot be resumed (a legacy chunk being paged with `$skip`).
@@ -83,8 +90,8 @@ export interface ExportSink {
   /** The metadata of a committed blob, or undefined when there is none by that name. */
   committedMetadata(name: string): Promise<Record<string, string> | undefined>;
   openBlob(name: string, content: BlobContentSettings): ExportBlobWriter;
-  /** Writes a small JSON document (run manifest); create-only. */
-  writeJson(name: string, value: unknown): Promise<void>;
+  /** Writes a small JSON document (run manifest, quarantine); create-only. False when it already existed. */
+  writeJson(name: string, value: unknown): Promise<boolean>;
 }
 
 /** Port: the clock, so tests and the sandbox can move time. */

@@ -70,15 +70,15 @@ export class GraphIncidentSource implements IncidentSource {
           page.records.filter((r) => r.lastUpdate.ticks === lower.ticks).map((r) => r.id),
         );
         inclusive = true;
-        yield { records: fresh, resumeFrom: checkpoint(lower, seenAtLower) };
+        yield { records: fresh, rejected: page.rejected, resumeFrom: checkpoint(lower, seenAtLower) };
         if (!page.nextLink) return;
         continue;
       }
       // Every row is at `lower` (or there are none).
       for (const r of fresh) seenAtLower.add(r.id);
-      yield { records: fresh, resumeFrom: checkpoint(lower, seenAtLower) };
+      yield { records: fresh, rejected: page.rejected, resumeFrom: checkpoint(lower, seenAtLower) };
       if (!page.nextLink) return;
-      if (page.records.length === 0) {
+      if (page.records.length + page.rejected.length === 0) {
         throw new ExportError(
           `Graph returned an empty page with an @odata.nextLink for ${this.endpoint}; refusing to loop.`,
         );
@@ -114,7 +114,7 @@ export class GraphIncidentSource implements IncidentSource {
             fresh.push(r);
           }
         }
-        yield { records: fresh, resumeFrom: checkpoint(instant, seen) };
+        yield { records: fresh, rejected: page.rejected, resumeFrom: checkpoint(instant, seen) };
         url = page.nextLink;
       }
       if (previous && sameSet(previous, current)) return;

@@ -1,6 +1,7 @@
 import type { DefenderApi } from '../config';
 import type { IncidentRecord } from '../core/checkpoint';
 import { parseTimestamp } from '../core/timestamp';
+import type { RejectedRecord } from '../core/ports';
 import { ExportError } from '../errors';
 
 /** The two field names that differ between the APIs (api-contract.md §3.3 and §4.3). */
@@ -11,6 +12,8 @@ export const FIELDS: Record<DefenderApi, { id: string; lastUpdate: string; label
 
 export interface ParsedPage {
   readonly records: IncidentRecord[];
+  /** Items that are not placeable incidents (no id or no valid last update): quarantined by the exporter. */
+  readonly rejected: RejectedRecord[];
   readonly nextLink: string | undefined;
 }
 
@@ -50,25 +53,28 @@ function parseBody(body: unknown, api: DefenderApi, url: string): ParsedPage {
   if (nextLinkValue !== undefined && nextLinkValue !== null && typeof nextLinkValue !== 'string') {
     throw new ExportError(`Malformed ${where}: '@odata.nextLink' is not a string.`);
   }
-  const records = value.map((item: unknown, index): IncidentRecord => {
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
-      throw new ExportError(`Malformed ${where}: item ${index} is not an incident object.`);
-    }
-    const incident = item as Record<string, unknown>;
-    const rawId = incident[f.id];
-    const id = typeof rawId === 'number' && Number.isSafeInteger(rawId) ? String(rawId) : rawId;
-    if (typeof id !== 'string' || id.length === 0 || id.length > 128) {
-      throw new ExportError(`Malformed ${where}: item ${index} has no valid '${f.id}'.`);
-    }
-    const lastUpdate = parseTimestamp(incident[f.lastUpdate]);
-    if (!lastUpdate) {
-      throw new ExportError(
-        `Malformed ${where}: incident '${printable(id)}' (item ${index}) has no valid '${f.lastUpdate}' (got ${printable(JSON.stringify(incident[f.lastUpdate]) ?? 'nothing')}).`,
-      );
-    }
-    return { id, lastUpdate, raw: item };
+  const records: IncidentRecord[] = [];
+  const rejected: RejectedRecord[] = [];
+  value.forEach((item: unknown, index) => {
+    const result = parseRecord(item, f);
+    if (typeof result === 'string') rejected.push({ reason: `${where}: item ${index} ${result}`, raw: item });
+    else records.push(result);
   });
-  return { records, nextLink: typeof nextLinkValue === 'string' ? nextLinkValue : undefined };
+  return { records, rejected, nextLink: typeof nextLinkValue === 'string' ? nextLinkValue : undefined };
+}
+
+/** One incident, or why it cannot be placed in time (then it is quarantined, not dropped). */
+function parseRecord(item: unknown, f: (typeof FIELDS)[DefenderApi]): IncidentRecord | string {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'is not an incident object';
+  const incident = item as Record<string, unknown>;
+  const rawId = incident[f.id];
+  const id = typeof rawId === 'number' && Number.isSafeInteger(rawId) ? String(rawId) : rawId;
+  if (typeof id !== 'string' || id.length === 0 || id.length > 128) return `has no valid '${f.id}'`;
+  const lastUpdate = parseTimestamp(incident[f.lastUpdate]);
+  if (!lastUpdate) {
+    return `(incident '${printable(id)}') has no valid '${f.lastUpdate}' (got ${printable(JSON.stringify(incident[f.lastUpdate]) ?? 'nothing')})`;
+  }
+  return { id, lastUpdate, raw: item };
 }
 
 /** Origin and path of a URL, for messages (the query holds only our filter, but stays out to keep lines short). */

@@ -66,7 +66,7 @@ export class LegacyIncidentSource implements IncidentSource {
       const endTicks = start.ticks + this.span < until.ticks ? start.ticks + this.span : until.ticks;
       const end = endTicks === until.ticks ? until.text : formatTicks(endTicks);
       const first = await this.fetch(start.text, end, 0, options.abortSignal);
-      const isFull = first.records.length >= this.pageSize;
+      const isFull = first.records.length + first.rejected.length >= this.pageSize;
       if (isFull) {
         const narrower = this.narrowerSpan(start.ticks, endTicks, first);
         if (narrower !== undefined) {
@@ -76,8 +76,12 @@ export class LegacyIncidentSource implements IncidentSource {
       }
       const next: Checkpoint = { watermark: end, idsAtWatermark: [] };
       if (!isFull) {
-        yield { records: first.records.filter((r) => isAfter(r, from)), resumeFrom: next };
-        this.adapt(first.records.length);
+        yield {
+          records: first.records.filter((r) => isAfter(r, from)),
+          rejected: first.rejected,
+          resumeFrom: next,
+        };
+        this.adapt(first.records.length + first.rejected.length);
       } else {
         yield* this.pageChunk(from, end, first, options.abortSignal);
         yield { records: [], resumeFrom: next };
@@ -102,8 +106,8 @@ export class LegacyIncidentSource implements IncidentSource {
     for (;;) {
       const fresh = page.records.filter((r) => !seen.has(r.id) && isAfter(r, from));
       for (const r of fresh) seen.add(r.id);
-      yield { records: fresh, resumeFrom: undefined };
-      if (page.records.length < this.pageSize) return;
+      yield { records: fresh, rejected: page.rejected, resumeFrom: undefined };
+      if (page.records.length + page.rejected.length < this.pageSize) return;
       const tail = new Set(page.records.slice(-this.overlap).map((r) => r.id));
       skip += step;
       for (;;) {

@@ -171,15 +171,31 @@ describe('faults and recovery (Graph)', () => {
     await expect(world.run()).rejects.toThrow(
       /Malformed Microsoft Graph page https:\/\/127\.0\.0\.1:\d+\/v1\.0\/security\/incidents: the response has no 'value' array/,
     );
-    world.tenant.intercept = ({ api }) =>
-      api === 'graph'
-        ? { status: 200, body: '{"value":[{"id":"1","displayName":"no update time"}]}' }
-        : undefined;
-    await expect(world.run()).rejects.toThrow(/incident '1' \(item 0\) has no valid 'lastUpdateDateTime'/);
     expect((await world.checkpoint())!.etag).toBe(before!.etag);
     expect(await world.blobNames()).toEqual(blobsBefore);
     world.tenant.intercept = undefined;
     expect((await world.run()).incidents).toBe(5);
+  });
+
+  it('quarantines an incident it cannot place in time, says so, and keeps going', async () => {
+    const hostile = { id: '1', displayName: 'no update time — «»' };
+    world.tenant.intercept = ({ api, index }) =>
+      api === 'graph' && index === 0
+        ? { status: 200, body: JSON.stringify({ value: [hostile] }) }
+        : undefined;
+    const summary = await world.run();
+    expect(summary).toMatchObject({ outcome: 'succeeded', quarantined: 1 });
+    const [name] = await world.blobNames('quarantine/');
+    expect(name).toMatch(/^quarantine\/\d{4}\/\d{2}\/\d{2}\/[0-9a-f]{24}\.json$/);
+    const kept = JSON.parse(
+      (await world.container.getBlockBlobClient(name!).downloadToBuffer()).toString('utf8'),
+    );
+    expect(kept).toMatchObject({
+      record: hostile,
+      reason: expect.stringMatching(/incident '1'\) has no valid 'lastUpdateDateTime'/),
+    });
+    expect(world.logs.text).toMatch(/warn Quarantined a malformed item/);
+    expect(await world.blobNames('quarantine/')).toHaveLength(1);
   });
 
   it('never sends the token to a nextLink on another origin', async () => {
