@@ -1,7 +1,7 @@
 import { watermarkOf, type Checkpoint, type IncidentRecord } from '../core/checkpoint';
 import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../core/ports';
 import { parseTimestamp, type Timestamp } from '../core/timestamp';
-import { ExportError } from '../errors';
+import { ApiError, ExportError } from '../errors';
 import type { Logger } from '../logger';
 import { parseIncidentPage, type ParsedPage } from './incidentPage';
 import type { JsonGetter } from './jsonGetter';
@@ -38,6 +38,9 @@ export class GraphIncidentSource implements IncidentSource {
   private readonly pageSize: number;
   private readonly maxInstantPasses: number;
   private readonly endpoint: string;
+  private isExpandDegraded = false;
+  /** Incidents exported without their alerts in this source's runs. */
+  alertsUnavailable = 0;
 
   constructor(private readonly o: GraphIncidentSourceOptions) {
     this.pageSize = Math.min(o.pageSize ?? GRAPH_MAX_PAGE_SIZE, GRAPH_MAX_PAGE_SIZE);
@@ -130,18 +133,80 @@ export class GraphIncidentSource implements IncidentSource {
     params.set('$filter', filter);
     if (ordered) params.set('$orderby', 'lastUpdateDateTime asc');
     params.set('$top', String(this.pageSize));
-    if (this.o.includeAlerts) params.set('$expand', 'alerts');
     return `${this.endpoint}?${params.toString().replace(/\+/g, '%20')}`;
   }
 
+  /**
+   * Fetches a page, with alerts expanded when asked. `$filter` with `$expand=alerts` has failed persistently
+   * with HTTP 500 on large tenants and stalled other exporters for good (Elastic #18144, #18277). So when an
+   * expanded page still fails after every retry, the run goes on without `$expand` and reads each incident's
+   * alerts on its own (`GET /security/incidents/{id}?$expand=alerts`); an incident whose alerts cannot be read
+   * either is exported without them, and the run says how many.
+   */
   private async fetch(url: string, abortSignal?: AbortSignal): Promise<ParsedPage> {
+    if (!this.o.includeAlerts) return this.get(withoutExpand(url), abortSignal);
+    if (!this.isExpandDegraded) {
+      try {
+        return await this.get(withExpand(url), abortSignal);
+      } catch (thrown) {
+        if (
+          !(thrown instanceof ApiError) ||
+          (thrown.status !== 0 && thrown.status < 500) ||
+          abortSignal?.aborted
+        )
+          throw thrown;
+        this.isExpandDegraded = true;
+        this.o.logger.warn(
+          `Graph keeps failing on pages with $expand=alerts (${thrown.message}); this run continues without it and reads alerts per incident.`,
+        );
+      }
+    }
+    const page = await this.get(withoutExpand(url), abortSignal);
+    return { ...page, records: await Promise.all(page.records.map((r) => this.withAlerts(r, abortSignal))) };
+  }
+
+  private async withAlerts(record: IncidentRecord, abortSignal?: AbortSignal): Promise<IncidentRecord> {
+    try {
+      const url = `${this.endpoint}/${encodeURIComponent(record.id)}?$expand=alerts`;
+      const full = await this.o.client.getJson(url, {
+        headers: PREFER,
+        ...(abortSignal ? { abortSignal } : {}),
+      });
+      const version = (full as Record<string, unknown> | null)?.lastUpdateDateTime;
+      if (parseTimestamp(version)?.ticks === record.lastUpdate.ticks) return { ...record, raw: full };
+    } catch (thrown) {
+      if (abortSignal?.aborted) throw thrown;
+    }
+    this.alertsUnavailable++;
+    this.o.logger.warn(
+      `Exporting incident '${record.id}' at ${record.lastUpdate.text} without its alerts: they could not be read.`,
+    );
+    return record;
+  }
+
+  private async get(url: string, abortSignal?: AbortSignal): Promise<ParsedPage> {
     const body = await this.o.client.getJson(url, {
-      // Without it, newer enum members (status 'awaitingAction') arrive as 'unknownFutureValue' (Elastic #12573).
-      headers: { Prefer: 'include-unknown-enum-members' },
+      headers: PREFER,
       ...(abortSignal ? { abortSignal } : {}),
     });
     return parseIncidentPage(body, 'graph', url);
   }
+}
+
+/** Without it, newer enum members (status 'awaitingAction') arrive as 'unknownFutureValue' (Elastic #12573). */
+const PREFER = { Prefer: 'include-unknown-enum-members' };
+
+function withExpand(url: string): string {
+  const u = new URL(url);
+  u.searchParams.set('$expand', 'alerts');
+  return u.toString().replace(/\+/g, '%20');
+}
+
+function withoutExpand(url: string): string {
+  const u = new URL(url);
+  if (!u.searchParams.has('$expand')) return url;
+  u.searchParams.delete('$expand');
+  return u.toString().replace(/\+/g, '%20');
 }
 
 function isNew(r: IncidentRecord, lower: Timestamp, seenAtLower: ReadonlySet<string>): boolean {

@@ -421,6 +421,25 @@ export class SimulatedTenant {
       return;
     }
     if (api === 'legacy' && !this.allowLegacyCall(res)) return;
+    const byId = /^\/v1\.0\/security\/incidents\/([^/]+)$/.exec(url.pathname);
+    if (api === 'graph' && byId) {
+      const incident = this.store.get(decodeURIComponent(byId[1]!));
+      if (!incident) this.graphError(req, res, 404, 'NotFound', `Incident ${byId[1]} was not found`);
+      else {
+        const expand = /alerts/.test(url.searchParams.get('$expand') ?? '');
+        const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
+        this.json(
+          res,
+          200,
+          toGraph(incident, {
+            tenantId: this.tenantId,
+            expandAlerts: expand,
+            includeUnknownEnums: includeUnknown,
+          }),
+        );
+      }
+      return;
+    }
     const query = new Map<string, string>();
     for (const [k, v] of url.searchParams) query.set(k.toLowerCase(), v);
     const maxTop = api === 'graph' ? 50 : 100;

@@ -198,6 +198,21 @@ describe('faults and recovery (Graph)', () => {
     expect(await world.blobNames('quarantine/')).toHaveLength(1);
   });
 
+  it('keeps going when pages with $expand=alerts fail persistently, reading alerts per incident', async () => {
+    world.tenant.intercept = ({ api, url }) =>
+      api === 'graph' && url.pathname === '/v1.0/security/incidents' && url.searchParams.has('$expand')
+        ? { status: 500, body: '{"error":{"code":"InternalServerError","message":"boom"}}' }
+        : undefined;
+    const summary = await world.run();
+    expect(summary.outcome).toBe('succeeded');
+    const exported = await world.exported();
+    expect(exported).toHaveLength(120);
+    expect(exported.every((v) => Array.isArray(v.raw.alerts) && (v.raw.alerts as unknown[]).length > 0)).toBe(
+      true,
+    );
+    expect(world.logs.text).toMatch(/continues without it and reads alerts per incident/);
+  });
+
   it('never sends the token to a nextLink on another origin', async () => {
     const other = await SimulatedTenant.start();
     try {
