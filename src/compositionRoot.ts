@@ -8,7 +8,13 @@ import { BlobCheckpointStore, BlobExportSink, describeStorageError } from './azu
 import { KeyVaultSecretProvider, StaticSecretProvider, type SecretProvider } from './azure/secretProvider';
 import { LEGACY_API_RETIREMENT_DATE, type ExportConfig } from './config';
 import { runExport, type RunSummary } from './core/exportRun';
-import { systemClock, type CheckpointStore, type Clock, type IncidentSource } from './core/ports';
+import {
+  systemClock,
+  type CheckpointStore,
+  type Clock,
+  type ExportSink,
+  type IncidentSource,
+} from './core/ports';
 import { GraphIncidentSource } from './defender/graphIncidentSource';
 import { LegacyIncidentSource } from './defender/legacyIncidentSource';
 import { ApiClient, type ApiClientOptions } from './http/apiClient';
@@ -37,6 +43,10 @@ export interface CompositionOptions {
   readonly maxBlobBytes?: number;
   /** Replaces the checkpoint store (fault injection in tests). */
   readonly checkpointStore?: CheckpointStore;
+  /** Wraps the export sink (fault injection in tests). */
+  readonly wrapSink?: (sink: ExportSink) => ExportSink;
+  /** Page size (`$top`) below the API's maximum: tests page small histories hard. */
+  readonly pageSize?: number;
 }
 
 /** The wired exporter of one configuration. Long-lived: the secret cache and rate limiter span runs. */
@@ -61,12 +71,15 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
   const apiOrigin = new URL(config.apiUrl).origin;
   const limiter =
     config.api === 'legacy'
-      ? new SlidingWindowRateLimiter([
-          ...(options.legacyLimits ?? [
-            { limit: 50, windowInMs: 60_000 },
-            { limit: 1500, windowInMs: 3_600_000 },
-          ]),
-        ])
+      ? new SlidingWindowRateLimiter(
+          [
+            ...(options.legacyLimits ?? [
+              { limit: 50, windowInMs: 60_000 },
+              { limit: 1500, windowInMs: 3_600_000 },
+            ]),
+          ],
+          { now: () => clock.now(), ...(options.http?.sleep ? { sleep: options.http.sleep } : {}) },
+        )
       : undefined;
 
   return {
@@ -99,6 +112,7 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         remainingBudgetInMs: () => startedAt + config.maxRunDurationInMs - clock.now(),
         ...(limiter ? { beforeRequest: (signal?: AbortSignal) => limiter.acquire(signal) } : {}),
       });
+      const page = options.pageSize ? { pageSize: options.pageSize } : {};
       const source: IncidentSource =
         config.api === 'graph'
           ? new GraphIncidentSource({
@@ -106,13 +120,16 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
               client,
               includeAlerts: config.includeAlerts,
               logger,
+              ...page,
             })
-          : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger });
+          : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger, ...page });
       await ensureContainer(container);
       return runExport({
         source,
         checkpoints: options.checkpointStore ?? new BlobCheckpointStore(container),
-        sink: new BlobExportSink(container),
+        sink: options.wrapSink
+          ? options.wrapSink(new BlobExportSink(container))
+          : new BlobExportSink(container),
         clock,
         logger,
         tenantId: config.tenantId,

@@ -13,7 +13,7 @@ import type {
   RejectedRecord,
 } from './ports';
 import { RecordEncoder } from './recordEncoder';
-import { formatTicks, nextUtcMidnight, ticksToMs, timestampFromMs } from './timestamp';
+import { formatTicks, nextUtcMidnight, parseTimestamp, ticksToMs, timestampFromMs } from './timestamp';
 
 export interface ExportRunOptions {
   readonly source: IncidentSource;
@@ -85,6 +85,7 @@ class ExportRun {
   private etag: string | undefined;
   private persisted!: Checkpoint;
   private lastSuccessfulRunAt: string | undefined;
+  private scannedUntil: string | undefined;
   private readonly maxBlobBytes: number;
   private readonly maxIds: number;
 
@@ -153,6 +154,7 @@ class ExportRun {
       this.etag = stored.etag;
       this.persisted = stored.document.checkpoint;
       this.lastSuccessfulRunAt = stored.document.lastSuccessfulRunAt;
+      this.scannedUntil = stored.document.scannedUntil;
       watermarkOf(this.persisted);
     } else {
       const start: Checkpoint = {
@@ -191,37 +193,43 @@ class ExportRun {
     }
   }
 
+  /**
+   * Walks the day windows from the checkpoint. The position moves ONLY by committing the blob named after it
+   * (create-only, so at most one successor can ever exist for a position), then writing the checkpoint: a window
+   * without incidents leaves the position where it is, except at midnight, where an empty blob carries it into
+   * the next day so that every blob sits in the folder of the day it holds. Two runs, or a stale run that wakes
+   * up late, therefore cannot fork the chain of blobs, and no version lands in two blobs.
+   */
   private async exportWindows(): Promise<void> {
     const untilTicks = timestampFromMs(this.o.clock.now() - this.o.settleDelayInMs).ticks;
     this.summary.windowUntil = formatTicks(untilTicks);
-    let position = this.persisted;
-    while (watermarkOf(position).ticks < untilTicks) {
-      const dayEnd = nextUtcMidnight(watermarkOf(position).ticks);
-      const windowEnd = dayEnd < untilTicks ? dayEnd : untilTicks;
-      const result = await this.exportWindow(position, formatTicks(windowEnd));
-      position = result.position;
-      if (!result.complete) {
+    while (watermarkOf(this.persisted).ticks < untilTicks) {
+      const dayEnd = nextUtcMidnight(watermarkOf(this.persisted).ticks);
+      const isLastWindow = dayEnd >= untilTicks;
+      const complete = await this.exportWindow(
+        formatTicks(isLastWindow ? untilTicks : dayEnd),
+        !isLastWindow,
+      );
+      if (!complete) {
         this.summary.outcome = 'partial';
         this.summary.reason ??=
           'time budget (EXPORT_MAX_RUN_DURATION) reached; the next run resumes from the checkpoint';
-        break;
+        return;
       }
+      if (isLastWindow) break;
     }
-    if (this.summary.outcome === 'succeeded')
-      this.lastSuccessfulRunAt = new Date(this.o.clock.now()).toISOString();
-    if (!sameCheckpoint(position, this.persisted) || this.summary.outcome === 'succeeded') {
-      await this.saveCheckpoint(position, undefined);
-    }
+    this.lastSuccessfulRunAt = new Date(this.o.clock.now()).toISOString();
+    this.scannedUntil = this.summary.windowUntil;
+    await this.saveCheckpoint(this.persisted, undefined);
   }
 
-  /** Exports one window [from, until) of at most one UTC day. */
-  private async exportWindow(
-    from: Checkpoint,
-    until: string,
-  ): Promise<{ position: Checkpoint; complete: boolean }> {
-    let blobStart = from;
+  /**
+   * Exports one window [checkpoint, until) of at most one UTC day; true when the whole window was read.
+   * `endsAtMidnight`: the window is a whole day's remainder, and the position may move to its end even when empty.
+   */
+  private async exportWindow(until: string, endsAtMidnight: boolean): Promise<boolean> {
     let blob: OpenBlob | undefined;
-    let afterLastPage: Checkpoint | undefined = from;
+    let afterLastPage: Checkpoint | undefined;
     const seen = new Set<string>();
     const controller = new AbortController();
     const signals = [
@@ -231,67 +239,55 @@ class ExportRun {
     if (this.o.abortSignal) signals.push(this.o.abortSignal);
     const abortSignal = AbortSignal.any(signals);
 
+    /** Commits the open blob (or an empty one) as the successor of the persisted position, then moves there. */
     const commit = async (end: Checkpoint): Promise<void> => {
-      if (!blob) return;
-      await blob.commit(blobStart, end, until);
-      this.summary.blobs++;
-      this.summary.blobNames.push(blob.name);
-      this.summary.bytes += blob.bytes;
-      await this.saveCheckpoint(end, blob.name);
+      const committing =
+        blob ?? new OpenBlob(this.o, exportBlobName(this.persisted, this.o.format, this.o.compression));
       blob = undefined;
-      blobStart = end;
+      await committing.commit(this.persisted, end, until);
+      if (committing.records > 0) {
+        this.summary.blobs++;
+        this.summary.blobNames.push(committing.name);
+        this.summary.bytes += committing.bytes;
+      }
+      await this.saveCheckpoint(end, committing.name);
     };
+    const canCutAt = (c: Checkpoint | undefined): c is Checkpoint =>
+      c !== undefined && c.idsAtWatermark.length <= this.maxIds;
 
     try {
-      for await (const page of this.o.source.listPages({ from, until }, { abortSignal })) {
+      for await (const page of this.o.source.listPages({ from: this.persisted, until }, { abortSignal })) {
         this.summary.pages++;
-        if (page.rejected?.length) await this.quarantine(blobStart, page.rejected);
+        if (page.rejected?.length) await this.quarantine(this.persisted, page.rejected);
         if (page.records.length > 0) {
           for (const r of page.records) {
             const key = `${r.id}\u0000${r.lastUpdate.ticks}`;
-            if (seen.has(key))
+            if (seen.has(key)) {
               throw new ExportError(
                 `The incident source listed incident '${r.id}' at ${r.lastUpdate.text} twice in one window.`,
               );
+            }
             seen.add(key);
           }
-          if (!blob) {
-            // The blob's name must be derived from a checkpoint that is persisted, or a crash after its commit
-            // could not be recovered.
-            if (!sameCheckpoint(blobStart, this.persisted)) await this.saveCheckpoint(blobStart, undefined);
-            blob = new OpenBlob(this.o, exportBlobName(blobStart, this.o.format, this.o.compression));
-          }
+          blob ??= new OpenBlob(this.o, exportBlobName(this.persisted, this.o.format, this.o.compression));
           await blob.append(page.records);
           this.summary.incidents += page.records.length;
         }
         afterLastPage = page.resumeFrom;
-        if (
-          afterLastPage &&
-          blob &&
-          afterLastPage.idsAtWatermark.length <= this.maxIds &&
-          blob.bytes >= this.maxBlobBytes
-        ) {
-          await commit(afterLastPage);
-        } else if (afterLastPage && !blob) {
-          blobStart = afterLastPage;
-        }
+        if (blob && canCutAt(afterLastPage) && blob.bytes >= this.maxBlobBytes) await commit(afterLastPage);
         if (this.budgetExhausted()) {
-          if (afterLastPage && afterLastPage.idsAtWatermark.length <= this.maxIds)
-            await commit(afterLastPage);
-          return { position: blob ? blobStart : (afterLastPage ?? blobStart), complete: false };
+          if (blob && canCutAt(afterLastPage)) await commit(afterLastPage);
+          return false;
         }
       }
     } catch (thrown) {
-      if (abortSignal.aborted && !this.o.abortSignal?.aborted && this.budgetExhausted()) {
-        return { position: blobStart, complete: false };
-      }
+      if (abortSignal.aborted && !this.o.abortSignal?.aborted && this.budgetExhausted()) return false;
       throw thrown;
     } finally {
       controller.abort();
     }
-    const end: Checkpoint = { watermark: until, idsAtWatermark: [] };
-    await commit(end);
-    return { position: end, complete: true };
+    if (blob || endsAtMidnight) await commit({ watermark: until, idsAtWatermark: [] });
+    return true;
   }
 
   /** Keeps unplaceable items (written before the checkpoint can move past them), and says so. */
@@ -326,6 +322,7 @@ class ExportRun {
       runId: this.o.runId,
       ...(lastBlob ? { lastBlob } : {}),
       ...(this.lastSuccessfulRunAt ? { lastSuccessfulRunAt: this.lastSuccessfulRunAt } : {}),
+      ...(this.scannedUntil ? { scannedUntil: this.scannedUntil } : {}),
     };
     this.etag = await this.o.checkpoints.write(document, this.etag);
     const moved = !this.persisted || !sameCheckpoint(this.persisted, checkpoint);
@@ -344,9 +341,13 @@ class ExportRun {
     this.summary.watermark = this.persisted?.watermark ?? '';
     const now = this.o.clock.now();
     this.summary.durationInMs = now - this.startedAtMs;
-    this.summary.watermarkAgeInMs = this.persisted
-      ? Math.max(0, now - ticksToMs(watermarkOf(this.persisted).ticks))
-      : 0;
+    // Everything before the later of the position and the last complete scan has been exported.
+    const scanned = this.scannedUntil ? parseTimestamp(this.scannedUntil)?.ticks : undefined;
+    const position = this.persisted ? watermarkOf(this.persisted).ticks : undefined;
+    const exportedUntil =
+      scanned !== undefined && (position === undefined || scanned > position) ? scanned : position;
+    this.summary.watermarkAgeInMs =
+      exportedUntil === undefined ? 0 : Math.max(0, now - ticksToMs(exportedUntil));
   }
 
   private async writeManifest(): Promise<void> {
@@ -370,6 +371,10 @@ class OpenBlob {
   ) {
     this.encoder = new RecordEncoder(o.format, o.compression);
     this.writer = o.sink.openBlob(name, this.encoder.content);
+  }
+
+  get records(): number {
+    return this.encoder.records;
   }
 
   async append(records: Parameters<RecordEncoder['encode']>[0]): Promise<void> {

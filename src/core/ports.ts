@@ -55,6 +55,8 @@ export interface CheckpointDocument {
   /** The export blob that ends at this checkpoint, if the last move committed one. */
   readonly lastBlob?: string;
   readonly lastSuccessfulRunAt?: string;
+  /** The end of the last window read completely; the position itself moves only with a blob. */
+  readonly scannedUntil?: string;
 }
 
 export interface StoredCheckpoint {

@@ -92,6 +92,8 @@ const SEVERITIES: Incident['severity'][] = ['informational', 'low', 'medium', 'h
  */
 export class IncidentStore {
   private readonly incidents = new Map<number, Incident>();
+  /** Every version that ever existed, as `id@ticks`: what an export may legitimately contain. */
+  readonly versions = new Set<string>();
   private nextId = 48_000;
   private readonly random: Random;
 
@@ -174,6 +176,7 @@ export class IncidentStore {
     } as Incident;
     incident.lastUpdateTime = lastUpdateTime;
     this.incidents.set(id, incident);
+    this.versions.add(versionKey(incident));
     return incident;
   }
 
@@ -188,6 +191,7 @@ export class IncidentStore {
     incident.lastUpdateTime = toDefenderTime(changes.lastUpdateTime ?? new Date(this.now()));
     if (!changes.status && incident.status === 'active' && this.random.chance(0.5))
       incident.status = 'inProgress';
+    this.versions.add(versionKey(incident));
     return incident;
   }
 
@@ -210,7 +214,10 @@ export class IncidentStore {
 
   /** Restores incidents saved with {@link toJSON} (the sandbox keeps its tenant between `npm start` runs). */
   load(saved: { nextId: number; incidents: Incident[] }): void {
-    for (const incident of saved.incidents) this.incidents.set(incident.id, incident);
+    for (const incident of saved.incidents) {
+      this.incidents.set(incident.id, incident);
+      this.versions.add(versionKey(incident));
+    }
     this.nextId = Math.max(this.nextId, saved.nextId);
   }
 
@@ -274,6 +281,11 @@ function toDefenderTime(value: string | Date): string {
   if (value instanceof Date) return defenderTime(value.getTime());
   if (!parseTimestamp(value)) throw new Error(`not a timestamp: ${value}`);
   return value;
+}
+
+/** `id@ticks` of an incident's current version. */
+export function versionKey(incident: Incident): string {
+  return `${incident.id}@${lastUpdateOf(incident).ticks}`;
 }
 
 /** The exact position of an incident's last update. */

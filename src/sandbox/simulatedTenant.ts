@@ -16,7 +16,9 @@ export type Fault =
   | { kind: 'reset' }
   | { kind: 'hang' }
   | { kind: 'truncate' }
-  | { kind: 'nextLink'; url: string };
+  | { kind: 'nextLink'; url: string }
+  /** Answer normally, but let the test change the page document first (hostile content). */
+  | { kind: 'corrupt'; mutate: (document: { value: Record<string, unknown>[] }) => void };
 
 export interface SimulatedRequest {
   readonly api: SimulatedApi;
@@ -60,7 +62,8 @@ export class SimulatedTenant {
   readonly identityClientId: string;
   private readonly identitySecret: string;
   readonly secretName: string;
-  readonly store: IncidentStore;
+  /** The incidents; a test may swap in a fresh store between cases. */
+  store: IncidentStore;
   /** Secrets the app registration accepts; remove one to simulate rotation. */
   readonly validClientSecrets = new Set<string>();
   /** Key Vault contents. */
@@ -184,7 +187,13 @@ export class SimulatedTenant {
     });
     const index = this.counters[api]++;
     const fault = this.intercept?.({ api, url, index });
-    if (fault && !('kind' in fault && (fault.kind === 'truncate' || fault.kind === 'nextLink'))) {
+    if (
+      fault &&
+      !(
+        'kind' in fault &&
+        (fault.kind === 'truncate' || fault.kind === 'nextLink' || fault.kind === 'corrupt')
+      )
+    ) {
       this.applyFault(req, res, fault);
       return;
     }
@@ -522,6 +531,8 @@ export class SimulatedTenant {
       ...(nextLink ? { '@odata.nextLink': nextLink } : {}),
       value,
     };
+    if (fault && 'kind' in fault && fault.kind === 'corrupt')
+      fault.mutate(document as { value: Record<string, unknown>[] });
     const pageIndex = this.pages[api]++;
     res.on('finish', () => this.afterPage?.(api, pageIndex));
     const text = JSON.stringify(document);

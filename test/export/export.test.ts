@@ -45,7 +45,7 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
     for (const v of exported) {
       expect(v.blob.startsWith(`incidents/${v.lastUpdate.slice(0, 10).replace(/-/g, '/')}/`)).toBe(true);
     }
-    const [name] = await world.blobNames();
+    const [name] = await world.dataBlobNames();
     const props = await world.container.getBlockBlobClient(name!).getProperties();
     expect(props.contentType).toMatch(/^application\/json/);
     expect(props.metadata).toMatchObject({ api, format: 'json', compression: 'none' });
@@ -140,7 +140,7 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
     const now = Date.now();
     world.tenant.store.generate(20, { from: new Date(now - 4 * HOUR), to: new Date(now - HOUR) });
     await world.run();
-    const [name] = await world.blobNames();
+    const [name] = await world.dataBlobNames();
     expect(name).toMatch(/\.jsonl\.gz$/);
     const client = world.container.getBlockBlobClient(name!);
     const props = await client.getProperties();

@@ -256,6 +256,7 @@ describe('crashes and concurrent runs', () => {
     await expect(world.run()).rejects.toThrow(/process killed/);
     const orphan = await world.blobNames();
     expect(orphan).toHaveLength(1);
+    expect((await world.checkpoint())!.document.lastBlob).toBeUndefined();
 
     world.configure();
     const summary = await world.run();

@@ -137,6 +137,15 @@ export class World {
     return out;
   }
 
+  /** Export blobs that hold incidents (not the empty blobs that carry the position over a quiet midnight). */
+  async dataBlobNames(): Promise<string[]> {
+    const names: string[] = [];
+    for await (const blob of this.container.listBlobsFlat({ prefix: EXPORT_PREFIX, includeMetadata: true })) {
+      if (Number(blob.metadata?.recordcount ?? 0) > 0) names.push(blob.name);
+    }
+    return names;
+  }
+
   async blobNames(prefix = EXPORT_PREFIX): Promise<string[]> {
     const names: string[] = [];
     for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
