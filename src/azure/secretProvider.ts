@@ -77,6 +77,7 @@ export class KeyVaultSecretProvider implements SecretProvider {
       code?: string;
       name?: string;
       message?: string;
+      errorCode?: unknown;
     };
     const who = this.o.identityClientId
       ? `the managed identity (AZURE_CLIENT_ID ${this.o.identityClientId})`
@@ -95,7 +96,14 @@ export class KeyVaultSecretProvider implements SecretProvider {
         { cause: thrown },
       );
     }
-    if (e.statusCode === 401 || e.name === 'CredentialUnavailableError' || e.name === 'AuthenticationError') {
+    // The identity's own token request failed (@azure/identity errors; MSAL's carry an errorCode).
+    if (
+      e.statusCode === 401 ||
+      /^(CredentialUnavailable|Authentication|AuthenticationRequired|AggregateAuthentication)Error$/.test(
+        e.name ?? '',
+      ) ||
+      typeof e.errorCode === 'string'
+    ) {
       return new ExportError(
         `Could not authenticate to Key Vault ${this.o.vaultUrl} as ${who}: ${e.message ?? ''}. Check AZURE_CLIENT_ID and that the identity is assigned to the function app.`,
         { cause: thrown },

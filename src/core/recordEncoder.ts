@@ -45,7 +45,8 @@ export class RecordEncoder {
 
   /** The closing block; none for jsonl, except that an empty gzip blob still needs one valid gzip member. */
   finish(): Buffer | undefined {
-    if (this.format === 'jsonl') return this.count === 0 && this.compression === 'gzip' ? this.pack('') : undefined;
+    if (this.format === 'jsonl')
+      return this.count === 0 && this.compression === 'gzip' ? this.pack('') : undefined;
     return this.pack(this.count === 0 ? '[]\n' : '\n]\n');
   }
 

@@ -19,6 +19,7 @@ import { azuriteConnectionString, LogRecorder } from '../support/world';
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 200);
 const SEED = process.env.PROPERTY_SEED ? Number(process.env.PROPERTY_SEED) : Date.now() % 2 ** 31;
 const SETTLE_MS = 5 * 60_000;
+const SAFE_BLOB_NAME = /^(incidents|runs|state|quarantine)\/[0-9A-Za-z][0-9A-Za-z/.-]*$/;
 
 type Kill = { at: 'stage' | 'afterCommit' | 'beforeCheckpoint' | 'afterCheckpoint'; n: number };
 type Step =
@@ -221,7 +222,9 @@ describe('completeness under random histories, schedules, kills and faults', () 
           const tsField = c.api === 'graph' ? 'lastUpdateDateTime' : 'lastUpdateTime';
           const exported: string[] = [];
           const haystack: string[] = [logs.text];
+          const names: string[] = [];
           for await (const blob of container.listBlobsFlat({ includeMetadata: true })) {
+            names.push(blob.name);
             haystack.push(blob.name, JSON.stringify(blob.metadata ?? {}));
             if (!blob.name.startsWith('incidents/')) {
               haystack.push(
@@ -254,6 +257,8 @@ describe('completeness under random histories, schedules, kills and faults', () 
           expect(missing).toEqual([]);
           // Monotone.
           for (let i = 1; i < watermarks.length; i++) expect(watermarks[i]! >= watermarks[i - 1]!).toBe(true);
+          // Only names of our own making, whatever the API sent (ids, times, links).
+          expect(names.filter((name) => !SAFE_BLOB_NAME.test(name))).toEqual([]);
           // Clean.
           const text = haystack.join('\n');
           for (const secret of [tenant.clientSecret, ...tenant.issuedTokens.slice(-200)])

@@ -228,6 +228,20 @@ describe('faults and recovery (Graph)', () => {
       await other.close();
     }
   });
+
+  it('follows no redirect, so the token never reaches another origin', async () => {
+    const other = await SimulatedTenant.start();
+    try {
+      world.tenant.intercept = ({ api, url }) =>
+        api === 'graph' || api === 'legacy'
+          ? { status: 302, headers: { Location: `${other.origin}${url.pathname}${url.search}` } }
+          : undefined;
+      await expect(world.run()).rejects.toThrow(/302/);
+      expect(other.requests).toEqual([]);
+    } finally {
+      await other.close();
+    }
+  });
 });
 
 describe('crashes and concurrent runs', () => {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { InvocationContext, type Timer } from '@azure/functions';
 import { createExporter } from '../../src/compositionRoot';
 import { ConfigError } from '../../src/errors';
@@ -39,6 +40,57 @@ describe('exportIncidents handler', () => {
       ).toBe(true);
       expect(logs.some(([, text]) => /past due/.test(text))).toBe(true);
       expect((await world.blobNames('runs/'))[0]).toMatch(/-inv-42\.json$/);
+    } finally {
+      await world.close();
+    }
+  });
+
+  it('writes nothing to the local disk: every byte goes to Blob Storage', async () => {
+    const world = await World.start();
+    try {
+      const handler = createExportIncidentsHandler(() => world.config, createExporter, {
+        ca: world.tenant.ca,
+        azureCredential: world.tenant.managedIdentityCredential(),
+      });
+      const hour = 3_600_000;
+      world.tenant.store.generate(30, {
+        from: new Date(Date.now() - 5 * hour),
+        to: new Date(Date.now() - hour),
+      });
+      await handler(timer, context([])); // loads every module first, so the watch below sees only the run
+      world.tenant.store.touchRandom(10);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+
+      const writers = [
+        'writeFile',
+        'writeFileSync',
+        'appendFile',
+        'appendFileSync',
+        'createWriteStream',
+        'open',
+        'openSync',
+        'mkdir',
+        'mkdirSync',
+        'mkdtemp',
+        'mkdtempSync',
+        'rename',
+        'renameSync',
+        'copyFile',
+        'copyFileSync',
+      ] as const;
+      const spies = [
+        ...writers.map((name) => jest.spyOn(fs, name)),
+        ...(['writeFile', 'appendFile', 'open', 'mkdir', 'mkdtemp', 'rename', 'copyFile'] as const).map(
+          (name) => jest.spyOn(fs.promises, name),
+        ),
+      ];
+      try {
+        const summary = await handler(timer, context([]));
+        expect(summary.incidents).toBeGreaterThan(0);
+        expect(spies.flatMap((spy) => spy.mock.calls.map((call) => JSON.stringify(call[0])))).toEqual([]);
+      } finally {
+        for (const spy of spies) spy.mockRestore();
+      }
     } finally {
       await world.close();
     }

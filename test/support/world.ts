@@ -61,9 +61,12 @@ export function azuriteConnectionString(): string {
 }
 
 /** A fresh container on the shared Azurite. */
-export function freshContainer(prefix = 'test'): ContainerClient {
+export function freshContainer(
+  prefix = 'test',
+  connectionString = azuriteConnectionString(),
+): ContainerClient {
   const name = `${prefix}-${randomBytes(6).toString('hex')}`;
-  return BlobServiceClient.fromConnectionString(azuriteConnectionString()).getContainerClient(name);
+  return BlobServiceClient.fromConnectionString(connectionString).getContainerClient(name);
 }
 
 /**
@@ -74,15 +77,23 @@ export class World {
   readonly logs = new LogRecorder();
   config!: ExportConfig;
   exporter!: Exporter;
-  readonly container: ContainerClient = freshContainer();
+  readonly container: ContainerClient;
   readonly sleeps: number[] = [];
 
-  constructor(readonly tenant: SimulatedTenant) {}
+  constructor(
+    readonly tenant: SimulatedTenant,
+    private readonly connectionString: string = azuriteConnectionString(),
+  ) {
+    this.container = freshContainer('test', connectionString);
+  }
 
-  static async start(options: WorldOptions & { tenant?: SimulatedTenant } = {}): Promise<World> {
+  /** A world on a new simulated tenant (or the given one) and the shared Azurite (or the given one). */
+  static async start(
+    options: WorldOptions & { tenant?: SimulatedTenant; connectionString?: string } = {},
+  ): Promise<World> {
     const tenant =
       options.tenant ?? (await SimulatedTenant.start({ seed: 7, legacyLimits: SCALED_LEGACY_LIMITS }));
-    return new World(tenant).configure(options);
+    return new World(tenant, options.connectionString).configure(options);
   }
 
   /** (Re)builds config and exporter on the same container. */
@@ -94,7 +105,7 @@ export class World {
       DEFENDER_API_URL: this.tenant.origin,
       DEFENDER_AUTHORITY_HOST: this.tenant.origin,
       KEY_VAULT_URL: this.tenant.origin,
-      EXPORT_STORAGE_CONNECTION_STRING: azuriteConnectionString(),
+      EXPORT_STORAGE_CONNECTION_STRING: this.connectionString,
       EXPORT_CONTAINER: this.container.containerName,
       EXPORT_SETTLE_DELAY: 'PT1S',
       ...options.settings,
