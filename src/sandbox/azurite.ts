@@ -39,18 +39,21 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     '--silent',
   ];
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
   await new Promise<void>((resolve, reject) => {
-    let output = '';
     const timer = setTimeout(() => reject(new Error(`Azurite did not start within 30 s: ${output}`)), 30_000);
-    child.once('exit', (code) => {
+    const onExit = (code: number | null): void => {
       clearTimeout(timer);
       reject(new Error(`Azurite exited with code ${code}: ${output}`));
-    });
+    };
+    child.once('exit', onExit);
+    let listening = false;
     const onData = (data: Buffer): void => {
       output += data.toString();
-      if (output.includes('successfully listens')) {
+      if (!listening && output.includes('successfully listens')) {
+        listening = true;
         clearTimeout(timer);
-        child.removeAllListeners('exit');
+        child.off('exit', onExit);
         resolve();
       }
     };
@@ -63,13 +66,18 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     port,
     pid: child.pid ?? 0,
     connectionString: `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${DEV_ACCOUNT_KEY};BlobEndpoint=${blobEndpoint};`,
+    // On SIGTERM Azurite closes its server and saves its data; if it has not exited 20 s later, it is killed.
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) {
+        if (child.exitCode !== null || child.signalCode !== null) {
           resolve();
           return;
         }
-        child.once('exit', () => resolve());
+        const deadline = setTimeout(() => child.kill('SIGKILL'), 20_000);
+        child.once('exit', () => {
+          clearTimeout(deadline);
+          resolve();
+        });
         child.kill('SIGTERM');
       }),
   };

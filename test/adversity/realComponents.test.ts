@@ -1,11 +1,48 @@
 import type { ExportSink } from '../../src/core/ports';
-import { freePort } from '../../src/sandbox/azurite';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, startAzurite } from '../../src/sandbox/azurite';
 import { TcpProxy } from '../support/tcpProxy';
 import { azuriteConnectionString, duplicates, World } from '../support/world';
 
 const HOUR = 3_600_000;
 
 describe('faults of the real components', () => {
+  it('recovers with nothing lost or doubled when Azurite stops in the middle of a run and starts again', async () => {
+    // Azurite on disk, so that it can stop and start again with its data.
+    const location = mkdtempSync(join(tmpdir(), 'azurite-'));
+    let azurite = await startAzurite({ location });
+    const world = await World.start({ connectionString: azurite.connectionString });
+    try {
+      world.configure({
+        settings: { EXPORT_INCLUDE_ALERTS: 'false' },
+        composition: { maxBlobBytes: 1, pageSize: 10 },
+      });
+      world.tenant.store.generate(200, {
+        from: new Date(Date.now() - 20 * HOUR),
+        to: new Date(Date.now() - HOUR),
+      });
+      let stopped: Promise<void> | undefined;
+      world.tenant.afterPage = (_api, page) => {
+        if (page === 6) stopped = azurite.stop();
+      };
+      await expect(world.run()).rejects.toThrow(/storage|blob|ECONNRE/i);
+      await stopped;
+      world.tenant.afterPage = undefined;
+      azurite = await startAzurite({ location, port: azurite.port });
+
+      expect((await world.run()).outcome).toBe('succeeded');
+      const exported = await world.exported();
+      expect(duplicates(exported)).toEqual([]);
+      expect(new Set(exported.map((e) => e.id)).size).toBe(200);
+    } finally {
+      await world.close().catch(() => undefined);
+      await azurite.stop();
+      rmSync(location, { recursive: true, force: true });
+    }
+  });
+
   describe('the network to Blob Storage fails in the middle of a run (Azurite keeps what it acknowledged)', () => {
     let proxy: TcpProxy;
     let world: World;
