@@ -80,7 +80,19 @@ const scenario = fc.record({
 
 class Killed extends Error {}
 
-const totals = { seed: SEED, cases: 0, runs: 0, killed: 0, faults: {} as Record<string, number> };
+const totals = {
+  seed: SEED,
+  cases: 0,
+  byApi: { graph: 0, legacy: 0 },
+  runs: 0,
+  concurrentRuns: 0,
+  killed: 0,
+  killedAt: {} as Record<string, number>,
+  tiedIncidents: 0,
+  hostileCases: 0,
+  hugeIncidents: 0,
+  faults: {} as Record<string, number>,
+};
 
 describe('completeness under random histories, schedules, kills and faults', () => {
   let tenant: SimulatedTenant;
@@ -101,6 +113,8 @@ describe('completeness under random histories, schedules, kills and faults', () 
     await fc.assert(
       fc.asyncProperty(scenario, async (c) => {
         totals.cases++;
+        totals.byApi[c.api]++;
+        if (c.hostile) totals.hostileCases++;
         // Time only moves forward, across cases too (the tenant's tokens and legacy quota live on).
         sim.now = Math.max(sim.now, Date.UTC(2026, 10, 20)) + 7 * 86_400_000 + (c.seed % 86_400_000);
         tenant.store = new IncidentStore(c.seed, () => sim.now);
@@ -113,7 +127,10 @@ describe('completeness under random histories, schedules, kills and faults', () 
           failExpandedPages: c.failExpandedPages,
           now: () => sim.now,
         });
-        if (c.seed % 17 === 0) script.huge(4 * 1024 * 1024);
+        if (c.seed % 17 === 0) {
+          script.huge(4 * 1024 * 1024);
+          totals.hugeIncidents++;
+        }
         const container = BlobServiceClient.fromConnectionString(
           azuriteConnectionString(),
         ).getContainerClient(`prop-${c.seed.toString(36)}-${totals.cases}`);
@@ -140,6 +157,7 @@ describe('completeness under random histories, schedules, kills and faults', () 
           const killIf = (at: Kill['at'], count: number) => {
             if (kill?.at === at && kill.n === count) {
               totals.killed++;
+              totals.killedAt[at] = (totals.killedAt[at] ?? 0) + 1;
               throw new Killed(`killed at ${at} #${count}`);
             }
           };
@@ -203,8 +221,11 @@ describe('completeness under random histories, schedules, kills and faults', () 
           for (const s of c.steps) {
             if (s.kind === 'advance') sim.now += s.ms;
             else if (s.kind === 'change') script.change(s.count);
-            else if (s.kind === 'tie') script.tie(s.count);
-            else {
+            else if (s.kind === 'tie') {
+              script.tie(s.count);
+              totals.tiedIncidents += s.count;
+            } else {
+              if (s.concurrent) totals.concurrentRuns++;
               await (s.concurrent ? Promise.all([runOnce(s.kill), runOnce(null)]) : runOnce(s.kill));
               await observe();
             }
