@@ -53,6 +53,8 @@ export interface CompositionOptions {
 export interface Exporter {
   readonly config: ExportConfig;
   readonly container: ContainerClient;
+  /** Where the checkpoint lives: `container` unless EXPORT_STATE_CONTAINER sets it apart. */
+  readonly stateContainer: ContainerClient;
   run(options?: { runId?: string; abortSignal?: AbortSignal; logger?: Logger }): Promise<RunSummary>;
 }
 
@@ -66,7 +68,12 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
       ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
       : new DefaultAzureCredential());
 
-  const container = createContainerClient(config, azureCredential, options);
+  const service = createBlobServiceClient(config, azureCredential, options);
+  const container = service.getContainerClient(config.container);
+  const stateContainer =
+    config.stateContainer === config.container
+      ? container
+      : service.getContainerClient(config.stateContainer);
   const secrets = createSecretProvider(config, azureCredential, options, clock);
   const apiOrigin = new URL(config.apiUrl).origin;
   const limiter =
@@ -85,6 +92,7 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
   return {
     config,
     container,
+    stateContainer,
     async run(runOptions = {}) {
       const logger = runOptions.logger ?? options.logger;
       if (config.api === 'legacy') {
@@ -124,9 +132,10 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
             })
           : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger, ...page });
       await ensureContainer(container);
+      if (stateContainer !== container) await ensureContainer(stateContainer);
       return runExport({
         source,
-        checkpoints: options.checkpointStore ?? new BlobCheckpointStore(container),
+        checkpoints: options.checkpointStore ?? new BlobCheckpointStore(stateContainer),
         sink: options.wrapSink
           ? options.wrapSink(new BlobExportSink(container))
           : new BlobExportSink(container),
@@ -146,16 +155,16 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
   };
 }
 
-function createContainerClient(
-  config: ExportConfig,
+/** The export storage account: a connection string (Azurite), or the account URL with the identity. */
+export function createBlobServiceClient(
+  config: Pick<ExportConfig, 'storageConnectionString' | 'storageAccountUrl'>,
   credential: TokenCredential,
-  options: CompositionOptions,
-): ContainerClient {
+  options: Pick<CompositionOptions, 'storageRetry'> = {},
+): BlobServiceClient {
   const pipeline: StoragePipelineOptions = options.storageRetry ? { retryOptions: options.storageRetry } : {};
-  const service = config.storageConnectionString
+  return config.storageConnectionString
     ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
     : new BlobServiceClient(config.storageAccountUrl ?? '', credential, pipeline);
-  return service.getContainerClient(config.container);
 }
 
 function createSecretProvider(

@@ -22,6 +22,8 @@ export interface ExportConfig {
   readonly storageAccountUrl: string | undefined;
   readonly storageConnectionString: string | undefined;
   readonly container: string;
+  /** Container of the checkpoint (`state/`): the export container unless set apart (WORM exports). */
+  readonly stateContainer: string;
   readonly schedule: string;
   readonly initialLookbackInMs: number;
   readonly settleDelayInMs: number;
@@ -68,7 +70,12 @@ export const SETTINGS = {
   },
   EXPORT_CONTAINER: {
     default: 'defender-incidents',
-    meaning: 'container for exports and state (created if missing)',
+    meaning: 'container for exports (created if missing)',
+  },
+  EXPORT_STATE_CONTAINER: {
+    default: undefined,
+    meaning:
+      'container for the checkpoint (`state/`), default `EXPORT_CONTAINER`; set it apart when the export container is immutable (WORM)',
   },
   EXPORT_SCHEDULE: { default: '0 0 * * * *', meaning: 'NCRONTAB schedule, 6 fields, UTC' },
   EXPORT_INITIAL_LOOKBACK: {
@@ -239,10 +246,14 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     );
   }
   const container = get('EXPORT_CONTAINER') ?? SETTINGS.EXPORT_CONTAINER.default;
-  if (!CONTAINER.test(container)) {
-    problems.push(
-      `EXPORT_CONTAINER is '${container}': expected 3-63 lowercase letters, digits and single hyphens.`,
-    );
+  const stateContainer = get('EXPORT_STATE_CONTAINER') ?? container;
+  for (const [name, value] of [
+    ['EXPORT_CONTAINER', container],
+    ['EXPORT_STATE_CONTAINER', stateContainer],
+  ] as const) {
+    if (!CONTAINER.test(value)) {
+      problems.push(`${name} is '${value}': expected 3-63 lowercase letters, digits and single hyphens.`);
+    }
   }
 
   const schedule = get('EXPORT_SCHEDULE') ?? SETTINGS.EXPORT_SCHEDULE.default;
@@ -272,6 +283,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     storageAccountUrl,
     storageConnectionString,
     container,
+    stateContainer,
     schedule,
     initialLookbackInMs,
     settleDelayInMs,

@@ -1,6 +1,7 @@
 import { gunzipSync } from 'node:zlib';
 import { parseTimestamp } from '../../src/core/timestamp';
-import { duplicates, World } from '../support/world';
+import { CHECKPOINT_BLOB } from '../../src/core/blobNaming';
+import { duplicates, freshContainer, World } from '../support/world';
 
 const HOUR = 3_600_000;
 
@@ -151,5 +152,25 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
       .split('\n');
     expect(lines.length).toBe(Number(props.metadata!.recordcount));
     expect(JSON.parse(lines[0]!)).toHaveProperty(api === 'graph' ? 'lastUpdateDateTime' : 'lastUpdateTime');
+  });
+  it('keeps the checkpoint in EXPORT_STATE_CONTAINER when it is set apart (an immutable export container)', async () => {
+    const state = freshContainer('state');
+    world.configure({ api, settings: { EXPORT_STATE_CONTAINER: state.containerName } });
+    try {
+      const now = Date.now();
+      world.tenant.store.generate(20, { from: new Date(now - 4 * HOUR), to: new Date(now - HOUR) });
+      await world.run();
+      world.tenant.store.touchRandom(5);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      await world.run();
+
+      expect(await world.blobNames('state/')).toEqual([]);
+      expect(await state.getBlockBlobClient(CHECKPOINT_BLOB).exists()).toBe(true);
+      const exported = await world.exported();
+      expect(duplicates(exported)).toEqual([]);
+      expect(versionsOf(exported)).toEqual(expect.arrayContaining(expectedVersions(world, now - 1_000)));
+    } finally {
+      await state.deleteIfExists();
+    }
   });
 });
