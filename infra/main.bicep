@@ -1,0 +1,734 @@
+// defender-incident-export: a timer-triggered Azure Function (Flex Consumption, Node.js 22) that exports
+// Microsoft Defender XDR incidents to Blob Storage. Secretless by default: one user-assigned managed identity
+// reaches host storage, the deployment container, Key Vault, the export containers and Application Insights.
+// Deploy: docs/deploy.md (azd up, or az deployment group create).
+
+targetScope = 'resourceGroup'
+
+// ---------------------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------------------
+
+@description('Azure region of every resource. Flex Consumption must be available there (az functionapp list-flexconsumption-locations).')
+param location string = resourceGroup().location
+
+@description('Short name that prefixes every resource name (letters and digits, 2-10 characters).')
+@minLength(2)
+@maxLength(10)
+param namePrefix string = 'dix'
+
+@description('azd environment name; tags the resources so azd finds them. Leave empty outside azd.')
+param environmentName string = ''
+
+@description('Entra tenant ID of the app registration that reads incidents (DEFENDER_TENANT_ID). Empty: the tenant of the subscription.')
+param defenderTenantId string = ''
+
+@description('Application (client) ID of that app registration (DEFENDER_CLIENT_ID).')
+@minLength(36)
+@maxLength(36)
+param defenderClientId string
+
+@description('Incidents API: graph (Microsoft Graph, SecurityIncident.Read.All) or legacy (api.security.microsoft.com, Incident.Read.All; retired 2027-02-01).')
+@allowed([
+  'graph'
+  'legacy'
+])
+param defenderApi string = 'graph'
+
+@description('Base URL of the incidents API for a regional host or a sovereign cloud (DEFENDER_API_URL). Empty: the default of the chosen API.')
+param defenderApiUrl string = ''
+
+@description('Entra authority host (DEFENDER_AUTHORITY_HOST). The default follows the cloud of the deployment.')
+param defenderAuthorityHost string = environment().authentication.loginEndpoint
+
+@description('Client secret of the app registration. Stored in Key Vault only, never in app settings or outputs. Leave empty and set it afterwards with az keyvault secret set (docs/deploy.md).')
+@secure()
+param defenderClientSecret string = ''
+
+@description('Name of the Key Vault secret that holds the client secret (KEY_VAULT_SECRET_NAME).')
+param keyVaultSecretName string = 'defender-client-secret'
+
+@description('Container for the exports (EXPORT_CONTAINER).')
+@minLength(3)
+@maxLength(57)
+param exportContainerName string = 'defender-incidents'
+
+@description('NCRONTAB schedule of the export, 6 fields, UTC (EXPORT_SCHEDULE).')
+param exportSchedule string = '0 0 * * * *'
+
+@description('How far back the first run reaches, ISO-8601 duration (EXPORT_INITIAL_LOOKBACK).')
+param exportInitialLookback string = 'PT48H'
+
+@description('A run exports up to now minus this, so late-indexed updates are not skipped (EXPORT_SETTLE_DELAY).')
+param exportSettleDelay string = 'PT5M'
+
+@description('Time budget of one run (EXPORT_MAX_RUN_DURATION); must stay below functionTimeout in host.json (30 minutes).')
+param exportMaxRunDuration string = 'PT25M'
+
+@description('json (one JSON array per blob) or jsonl (one incident per line) (EXPORT_FORMAT).')
+@allowed([
+  'json'
+  'jsonl'
+])
+param exportFormat string = 'json'
+
+@description('none or gzip (EXPORT_COMPRESSION).')
+@allowed([
+  'none'
+  'gzip'
+])
+param exportCompression string = 'none'
+
+@description('Graph only: export each incident with its alerts ($expand=alerts) (EXPORT_INCLUDE_ALERTS).')
+param exportIncludeAlerts bool = true
+
+@description('Redundancy of the export storage account. Archive tiering needs LRS, GRS or RA-GRS.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param exportStorageSku string = 'Standard_LRS'
+
+@description('Days after creation before an export blob moves to the Cool tier (0: never).')
+@minValue(0)
+param coolAfterDays int = 30
+
+@description('The colder tier that follows Cool: Cold, or Archive (cheapest; hours to read back; not on ZRS, GZRS, RA-GZRS).')
+@allowed([
+  'Cold'
+  'Archive'
+])
+param colderTier string = 'Cold'
+
+@description('Days after creation before an export blob moves to the colder tier (0: never).')
+@minValue(0)
+param colderAfterDays int = 90
+
+@description('Days after creation before an export blob is deleted (0: never).')
+@minValue(0)
+param deleteAfterDays int = 0
+
+@description('Days of time-based retention (WORM) on the export container, 0 for none. Created unlocked: lock it once you have checked it (docs/deploy.md). The checkpoint lives in a separate container that stays writable.')
+@minValue(0)
+@maxValue(146000)
+param immutabilityDays int = 0
+
+@description('Days that deleted blobs and containers stay recoverable (soft delete).')
+@minValue(1)
+@maxValue(365)
+param softDeleteDays int = 14
+
+@description('E-mail address that receives the alerts (a failed run; no successful run for staleAfterHours). Empty: the alert rules exist but notify no one.')
+param alertEmail string = ''
+
+@description('Hours without a successful run after which the export counts as stopped and an alert fires.')
+@minValue(2)
+@maxValue(48)
+param staleAfterHours int = 3
+
+@description('Days of log retention in the Log Analytics workspace.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 90
+
+@description('Memory of each Flex Consumption instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+// ---------------------------------------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------------------------------------
+
+var suffix = uniqueString(subscription().id, resourceGroup().id, namePrefix)
+var tags = empty(environmentName) ? {} : { 'azd-env-name': environmentName }
+var functionAppName = '${namePrefix}-func-${suffix}'
+var hostStorageName = take('${toLower(namePrefix)}host${suffix}', 24)
+var exportStorageName = take('${toLower(namePrefix)}data${suffix}', 24)
+var keyVaultName = take('${namePrefix}-kv-${suffix}', 24)
+var deploymentContainerName = 'app-package-${take(suffix, 8)}'
+var stateContainerName = '${exportContainerName}-state'
+
+// Built-in role definition IDs (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Identity
+// ---------------------------------------------------------------------------------------------------------
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' = {
+  name: '${namePrefix}-id-${suffix}'
+  location: location
+  tags: tags
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Monitoring: Log Analytics, Application Insights (Entra ingestion only), alerts
+// ---------------------------------------------------------------------------------------------------------
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2025-02-01' = {
+  name: '${namePrefix}-log-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: logRetentionDays
+    features: {
+      disableLocalAuth: true
+    }
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${namePrefix}-appi-${suffix}'
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: workspace.id
+    DisableLocalAuth: true
+  }
+}
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: '${namePrefix}-ag-${suffix}'
+  location: 'Global'
+  tags: tags
+  properties: {
+    groupShortName: take('${namePrefix}export', 12)
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operators'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+var alertActions = empty(alertEmail) ? [] : [actionGroup.id]
+
+// A run that throws is a failed invocation of exportIncidents in the requests table.
+resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
+  name: '${namePrefix}-run-failed-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Defender incident export: a run failed'
+    description: 'An exportIncidents run failed. The export summary log line and the exception say what to fix (docs/deploy.md, troubleshooting). The checkpoint stayed where the data is; the next run retries.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    criteria: {
+      allOf: [
+        {
+          query: 'requests | where operation_Name =~ "exportIncidents" and success == false'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: alertActions
+    }
+  }
+}
+
+// No successful run for staleAfterHours: the export has stopped, whatever the reason (disabled function,
+// lost permission, a host that no longer starts).
+resource exportStaleAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
+  name: '${namePrefix}-export-stale-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Defender incident export: no successful run for ${staleAfterHours} hours'
+    description: 'No exportIncidents run has succeeded within the window. Check the function app, its last errors and the export summary lines (docs/deploy.md).'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT${staleAfterHours}H'
+    criteria: {
+      allOf: [
+        {
+          query: 'requests | where operation_Name =~ "exportIncidents" and success == true'
+          timeAggregation: 'Count'
+          operator: 'LessThan'
+          threshold: 1
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: alertActions
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Host storage: the Functions host's locks and timer status, and the Flex deployment package
+// ---------------------------------------------------------------------------------------------------------
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2025-01-01' = {
+  name: hostStorageName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource hostBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-01-01' = {
+  parent: hostStorage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+  parent: hostBlobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Export storage: the exports (optionally WORM), the checkpoint, lifecycle
+// ---------------------------------------------------------------------------------------------------------
+
+resource exportStorage 'Microsoft.Storage/storageAccounts@2025-01-01' = {
+  name: exportStorageName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: exportStorageSku
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource exportBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-01-01' = {
+  parent: exportStorage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+  }
+}
+
+resource exportContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+  parent: exportBlobService
+  name: exportContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// Export blobs are written once, create-only, and never changed: a time-based retention policy fits them.
+// Created unlocked, so a mistake can still be undone; lock it with az storage container immutability-policy lock.
+resource exportImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-01-01' = if (immutabilityDays > 0) {
+  parent: exportContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: immutabilityDays
+    allowProtectedAppendWrites: false
+  }
+}
+
+// The checkpoint is rewritten every run, so it lives apart from a WORM export container.
+resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+  parent: exportBlobService
+  name: stateContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+var tierActions = union(
+  coolAfterDays > 0 ? { tierToCool: { daysAfterCreationGreaterThan: coolAfterDays } } : {},
+  colderAfterDays > 0 && colderTier == 'Cold' ? { tierToCold: { daysAfterCreationGreaterThan: colderAfterDays } } : {},
+  colderAfterDays > 0 && colderTier == 'Archive'
+    ? { tierToArchive: { daysAfterCreationGreaterThan: colderAfterDays } }
+    : {},
+  deleteAfterDays > 0 ? { delete: { daysAfterCreationGreaterThan: deleteAfterDays } } : {}
+)
+
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-01-01' = if (!empty(tierActions)) {
+  parent: exportStorage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'age-exports'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              // Exports and run manifests age; the checkpoint (another container) never does.
+              prefixMatch: [
+                '${exportContainerName}/incidents/'
+                '${exportContainerName}/runs/'
+                '${exportContainerName}/quarantine/'
+              ]
+            }
+            actions: {
+              baseBlob: tierActions
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Key Vault: RBAC only, purge protection; the secret only when given
+// ---------------------------------------------------------------------------------------------------------
+
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' = {
+  name: keyVaultName
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    enablePurgeProtection: true
+    enabledForDeployment: false
+    enabledForDiskEncryption: false
+    enabledForTemplateDeployment: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource clientSecret 'Microsoft.KeyVault/vaults/secrets@2026-02-01' = if (!empty(defenderClientSecret)) {
+  parent: vault
+  name: keyVaultSecretName
+  properties: {
+    value: defenderClientSecret
+    contentType: 'Entra client secret of app ${defenderClientId}'
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Role assignments: least privilege, each on the narrowest scope, names from guid()
+// ---------------------------------------------------------------------------------------------------------
+
+// The host keeps its locks and timer status in blobs, and reads the deployment package.
+resource hostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostStorage.id, identity.id, roles.storageBlobDataOwner)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Host diagnostic events.
+resource hostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostStorage.id, identity.id, roles.storageTableDataContributor)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId(
+      'Microsoft.Authorization/roleDefinitions',
+      roles.storageTableDataContributor
+    )
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource exportContainerContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(exportContainer.id, identity.id, roles.storageBlobDataContributor)
+  scope: exportContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId(
+      'Microsoft.Authorization/roleDefinitions',
+      roles.storageBlobDataContributor
+    )
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource stateContainerContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(stateContainer.id, identity.id, roles.storageBlobDataContributor)
+  scope: stateContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId(
+      'Microsoft.Authorization/roleDefinitions',
+      roles.storageBlobDataContributor
+    )
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource vaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, identity.id, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appInsightsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identity.id, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId(
+      'Microsoft.Authorization/roleDefinitions',
+      roles.monitoringMetricsPublisher
+    )
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Function app on Flex Consumption
+// ---------------------------------------------------------------------------------------------------------
+
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
+  name: '${namePrefix}-plan-${suffix}'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+// Exactly the settings the code reads (src/config.ts SETTINGS), plus the host's own. No secret among them:
+// the client secret is read from Key Vault at run time, storage and telemetry use the identity.
+var exportSettings = union(
+  {
+    DEFENDER_TENANT_ID: empty(defenderTenantId) ? subscription().tenantId : defenderTenantId
+    DEFENDER_CLIENT_ID: defenderClientId
+    DEFENDER_API: defenderApi
+    DEFENDER_AUTHORITY_HOST: defenderAuthorityHost
+    KEY_VAULT_URL: vault.properties.vaultUri
+    KEY_VAULT_SECRET_NAME: keyVaultSecretName
+    AZURE_CLIENT_ID: identity.properties.clientId
+    EXPORT_STORAGE_ACCOUNT_URL: exportStorage.properties.primaryEndpoints.blob
+    EXPORT_CONTAINER: exportContainer.name
+    EXPORT_STATE_CONTAINER: stateContainer.name
+    EXPORT_SCHEDULE: exportSchedule
+    EXPORT_INITIAL_LOOKBACK: exportInitialLookback
+    EXPORT_SETTLE_DELAY: exportSettleDelay
+    EXPORT_MAX_RUN_DURATION: exportMaxRunDuration
+    EXPORT_FORMAT: exportFormat
+    EXPORT_COMPRESSION: exportCompression
+    EXPORT_INCLUDE_ALERTS: exportIncludeAlerts ? 'true' : 'false'
+  },
+  empty(defenderApiUrl) ? {} : { DEFENDER_API_URL: defenderApiUrl }
+)
+
+var hostSettings = {
+  AzureWebJobsStorage__blobServiceUri: hostStorage.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__tableServiceUri: hostStorage.properties.primaryEndpoints.table
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.properties.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+}
+
+resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
+  name: functionAppName
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identity.id}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${hostStorage.properties.primaryEndpoints.blob}${deploymentContainer.name}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        // The timer is a singleton; a few instances are plenty and cap the cost of any surprise.
+        maximumInstanceCount: 40
+      }
+      runtime: {
+        name: 'node'
+        version: '22'
+      }
+    }
+  }
+
+  resource appSettings 'config' = {
+    name: 'appsettings'
+    properties: union(hostSettings, exportSettings)
+  }
+
+  // No FTP, no SCM basic auth: deployments use Entra identities.
+  resource ftpPolicy 'basicPublishingCredentialsPolicies' = {
+    name: 'ftp'
+    properties: {
+      allow: false
+    }
+  }
+
+  resource scmPolicy 'basicPublishingCredentialsPolicies' = {
+    name: 'scm'
+    properties: {
+      allow: false
+    }
+  }
+
+  dependsOn: [
+    hostBlobOwner
+    hostTableContributor
+    appInsightsPublisher
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Outputs: what the operator needs next (no secret)
+// ---------------------------------------------------------------------------------------------------------
+
+@description('Name of the function app.')
+output AZURE_FUNCTION_APP_NAME string = functionApp.name
+
+@description('Name of the storage account that holds the exports.')
+output EXPORT_STORAGE_ACCOUNT_NAME string = exportStorage.name
+
+@description('Blob endpoint of the export storage account.')
+output EXPORT_STORAGE_ACCOUNT_URL string = exportStorage.properties.primaryEndpoints.blob
+
+@description('Container of the exports.')
+output EXPORT_CONTAINER string = exportContainer.name
+
+@description('Container of the checkpoint.')
+output EXPORT_STATE_CONTAINER string = stateContainer.name
+
+@description('Name of the Key Vault.')
+output KEY_VAULT_NAME string = vault.name
+
+@description('URI of the Key Vault that holds the client secret.')
+output KEY_VAULT_URL string = vault.properties.vaultUri
+
+@description('Name of the Key Vault secret to set with the client secret.')
+output KEY_VAULT_SECRET_NAME string = keyVaultSecretName
+
+@description('Client ID of the managed identity (grant nothing else to it).')
+output AZURE_CLIENT_ID string = identity.properties.clientId
+
+@description('Name of the Application Insights component.')
+output APPLICATION_INSIGHTS_NAME string = appInsights.name
