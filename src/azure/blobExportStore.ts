@@ -93,16 +93,20 @@ class BlockBlobWriter implements ExportBlobWriter {
     private readonly content: BlobContentSettings,
   ) {}
 
+  /**
+   * Stages may run concurrently: the block's place in the list is taken when the stage starts, so the commit
+   * keeps the order of the calls. A failed stage fails the blob (its caller never commits it).
+   */
   async stage(block: Buffer): Promise<void> {
     const id = Buffer.from(`${this.prefix}-${String(this.blockIds.length).padStart(6, '0')}`).toString(
       'base64',
     );
+    this.blockIds.push(id);
     try {
       await this.container.getBlockBlobClient(this.name).stageBlock(id, block, block.length);
     } catch (thrown) {
       throw describeStorageError(thrown, this.container.containerName, `stage a block of '${this.name}'`);
     }
-    this.blockIds.push(id);
   }
 
   async commit(metadata: Record<string, string>): Promise<void> {

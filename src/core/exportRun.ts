@@ -360,10 +360,19 @@ class ExportRun {
 }
 
 /** A blob being built from pages; committed with the checkpoint it ends at in its metadata. */
+const MAX_STAGES_IN_FLIGHT = 4;
+
+/**
+ * The blob being filled. Blocks upload in the background, at most {@link MAX_STAGES_IN_FLIGHT} at a time, so
+ * that fetching the next page overlaps uploading the previous ones; the commit waits for all of them, and a
+ * failed upload fails the next append or the commit, so a blob is never committed without all its blocks.
+ */
 class OpenBlob {
   readonly encoder: RecordEncoder;
   readonly writer: ExportBlobWriter;
   bytes = 0;
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: { error: unknown } | undefined;
 
   constructor(
     private readonly o: ExportRunOptions,
@@ -378,17 +387,22 @@ class OpenBlob {
   }
 
   async append(records: Parameters<RecordEncoder['encode']>[0]): Promise<void> {
+    this.throwIfFailed();
     const block = this.encoder.encode(records);
     this.bytes += block.length;
-    await this.writer.stage(block);
+    this.startStage(block);
+    while (this.inFlight.size >= MAX_STAGES_IN_FLIGHT) await Promise.race(this.inFlight);
+    this.throwIfFailed();
   }
 
   async commit(from: Checkpoint, end: Checkpoint, windowUntil: string): Promise<void> {
     const tail = this.encoder.finish();
     if (tail) {
       this.bytes += tail.length;
-      await this.writer.stage(tail);
+      this.startStage(tail);
     }
+    await Promise.all(this.inFlight);
+    this.throwIfFailed();
     await this.writer.commit({
       schemaversion: '1',
       api: this.o.source.api,
@@ -401,6 +415,20 @@ class OpenBlob {
       runid: this.o.runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64),
       endcheckpoint: encodeCheckpoint(end),
     });
+  }
+
+  private startStage(block: Buffer): void {
+    const staging: Promise<void> = this.writer
+      .stage(block)
+      .catch((error: unknown) => {
+        this.failure ??= { error };
+      })
+      .finally(() => this.inFlight.delete(staging));
+    this.inFlight.add(staging);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure.error;
   }
 }
 

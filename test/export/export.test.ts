@@ -1,6 +1,7 @@
 import { gunzipSync } from 'node:zlib';
 import { parseTimestamp } from '../../src/core/timestamp';
 import { CHECKPOINT_BLOB } from '../../src/core/blobNaming';
+import type { ExportSink } from '../../src/core/ports';
 import { duplicates, freshContainer, World } from '../support/world';
 
 const HOUR = 3_600_000;
@@ -171,6 +172,46 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
       expect(versionsOf(exported)).toEqual(expect.arrayContaining(expectedVersions(world, now - 1_000)));
     } finally {
       await state.deleteIfExists();
+    }
+  });
+  it('keeps the records in page order while block uploads overlap and finish out of order', async () => {
+    let n = 0;
+    const staged = new Map<string, Buffer[]>();
+    world.configure({
+      api,
+      settings: { EXPORT_INCLUDE_ALERTS: 'false' },
+      composition: {
+        pageSize: 5,
+        wrapSink: (sink: ExportSink): ExportSink => ({
+          committedMetadata: (name) => sink.committedMetadata(name),
+          writeJson: (name, value) => sink.writeJson(name, value),
+          openBlob: (name, content) => {
+            const writer = sink.openBlob(name, content);
+            staged.set(name, []);
+            return {
+              // Every other upload reports late, so later ones finish first.
+              stage: async (block) => {
+                staged.get(name)!.push(block);
+                const staging = writer.stage(block);
+                await new Promise((resolve) => setTimeout(resolve, n++ % 2 === 0 ? 60 : 0));
+                await staging;
+              },
+              commit: (metadata) => writer.commit(metadata),
+            };
+          },
+        }),
+      },
+    });
+    const now = Date.now();
+    world.tenant.store.generate(40, { from: new Date(now - 3 * HOUR), to: new Date(now - 2 * HOUR) });
+    await world.run();
+    expect(n).toBeGreaterThan(4);
+    const exported = await world.exported();
+    expect(exported).toHaveLength(40);
+    // Each blob holds its blocks exactly in the order they were handed over.
+    for (const name of await world.dataBlobNames()) {
+      const body = await world.container.getBlockBlobClient(name).downloadToBuffer();
+      expect(body.equals(Buffer.concat(staged.get(name)!))).toBe(true);
     }
   });
 });
