@@ -61,12 +61,7 @@ export interface Exporter {
 /** Builds the real SDK clients and credentials from the validated config. The one composition root. */
 export function createExporter(config: ExportConfig, options: CompositionOptions): Exporter {
   const clock = options.clock ?? systemClock;
-  const tlsOptions = options.ca ? { tlsOptions: { ca: options.ca } } : {};
-  const azureCredential =
-    options.azureCredential ??
-    (config.managedIdentityClientId
-      ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
-      : new DefaultAzureCredential());
+  const azureCredential = options.azureCredential ?? defaultCredential(config);
 
   const service = createBlobServiceClient(config, azureCredential, options);
   const container = service.getContainerClient(config.container);
@@ -74,20 +69,7 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
     config.stateContainer === config.container
       ? container
       : service.getContainerClient(config.stateContainer);
-  const secrets = createSecretProvider(config, azureCredential, options, clock);
-  const apiOrigin = new URL(config.apiUrl).origin;
-  const limiter =
-    config.api === 'legacy'
-      ? new SlidingWindowRateLimiter(
-          [
-            ...(options.legacyLimits ?? [
-              { limit: 50, windowInMs: 60_000 },
-              { limit: 1500, windowInMs: 3_600_000 },
-            ]),
-          ],
-          { now: () => clock.now(), ...(options.http?.sleep ? { sleep: options.http.sleep } : {}) },
-        )
-      : undefined;
+  const incidents = createIncidentSourceFactory(config, options, azureCredential);
 
   return {
     config,
@@ -101,36 +83,7 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
             'Switch to DEFENDER_API=graph (permission SecurityIncident.Read.All on Microsoft Graph); the checkpoint carries over.',
         );
       }
-      const startedAt = clock.now();
-      const tokens = new ApiTokenProvider({
-        tenantId: config.tenantId,
-        clientId: config.clientId,
-        authorityHost: config.authorityHost,
-        scope: `${apiOrigin}/.default`,
-        secrets,
-        logger,
-        credentialOptions: tlsOptions,
-      });
-      const client = new ApiClient({
-        ...options.http,
-        allowedOrigin: apiOrigin,
-        getToken: (o) => tokens.getToken(o),
-        logger,
-        agent: new https.Agent({ keepAlive: true, ...(options.ca ? { ca: options.ca } : {}) }),
-        remainingBudgetInMs: () => startedAt + config.maxRunDurationInMs - clock.now(),
-        ...(limiter ? { beforeRequest: (signal?: AbortSignal) => limiter.acquire(signal) } : {}),
-      });
-      const page = options.pageSize ? { pageSize: options.pageSize } : {};
-      const source: IncidentSource =
-        config.api === 'graph'
-          ? new GraphIncidentSource({
-              baseUrl: config.apiUrl,
-              client,
-              includeAlerts: config.includeAlerts,
-              logger,
-              ...page,
-            })
-          : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger, ...page });
+      const source = incidents(logger);
       await ensureContainer(container);
       if (stateContainer !== container) await ensureContainer(stateContainer);
       return runExport({
@@ -153,6 +106,71 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
       });
     },
   };
+}
+
+/**
+ * The incidents API of one configuration: the secret (Key Vault or local), Entra tokens, the HTTP client with
+ * its retries, timeouts and the run's time budget, the legacy API's pacing, and the Graph or legacy source.
+ * The secret cache and the rate limiter live as long as the factory; each call gives one run's source.
+ */
+export function createIncidentSourceFactory(
+  config: ExportConfig,
+  options: CompositionOptions,
+  azureCredential: TokenCredential = options.azureCredential ?? defaultCredential(config),
+): (logger: Logger) => IncidentSource {
+  const clock = options.clock ?? systemClock;
+  const secrets = createSecretProvider(config, azureCredential, options, clock);
+  const apiOrigin = new URL(config.apiUrl).origin;
+  const limiter =
+    config.api === 'legacy'
+      ? new SlidingWindowRateLimiter(
+          [
+            ...(options.legacyLimits ?? [
+              { limit: 50, windowInMs: 60_000 },
+              { limit: 1500, windowInMs: 3_600_000 },
+            ]),
+          ],
+          { now: () => clock.now(), ...(options.http?.sleep ? { sleep: options.http.sleep } : {}) },
+        )
+      : undefined;
+  return (logger) => {
+    const startedAt = clock.now();
+    const tokens = new ApiTokenProvider({
+      tenantId: config.tenantId,
+      clientId: config.clientId,
+      authorityHost: config.authorityHost,
+      scope: `${apiOrigin}/.default`,
+      secrets,
+      logger,
+      credentialOptions: options.ca ? { tlsOptions: { ca: options.ca } } : {},
+    });
+    const client = new ApiClient({
+      ...options.http,
+      allowedOrigin: apiOrigin,
+      getToken: (o) => tokens.getToken(o),
+      logger,
+      agent: new https.Agent({ keepAlive: true, ...(options.ca ? { ca: options.ca } : {}) }),
+      remainingBudgetInMs: () => startedAt + config.maxRunDurationInMs - clock.now(),
+      ...(limiter ? { beforeRequest: (signal?: AbortSignal) => limiter.acquire(signal) } : {}),
+    });
+    const page = options.pageSize ? { pageSize: options.pageSize } : {};
+    return config.api === 'graph'
+      ? new GraphIncidentSource({
+          baseUrl: config.apiUrl,
+          client,
+          includeAlerts: config.includeAlerts,
+          logger,
+          ...page,
+        })
+      : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger, ...page });
+  };
+}
+
+/** The managed identity named by AZURE_CLIENT_ID, else DefaultAzureCredential (az login on a workstation). */
+function defaultCredential(config: ExportConfig): TokenCredential {
+  return config.managedIdentityClientId
+    ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
+    : new DefaultAzureCredential();
 }
 
 /** The export storage account: a connection string (Azurite), or the account URL with the identity. */

@@ -13,6 +13,7 @@ import type {
   RejectedRecord,
 } from './ports';
 import { RecordEncoder } from './recordEncoder';
+import { readAhead } from './readAhead';
 import { formatTicks, nextUtcMidnight, parseTimestamp, ticksToMs, timestampFromMs } from './timestamp';
 
 export interface ExportRunOptions {
@@ -256,7 +257,9 @@ class ExportRun {
       c !== undefined && c.idsAtWatermark.length <= this.maxIds;
 
     try {
-      for await (const page of this.o.source.listPages({ from: this.persisted, until }, { abortSignal })) {
+      // One page ahead: the next request is on the wire while this page is encoded and uploaded.
+      const pages = readAhead(this.o.source.listPages({ from: this.persisted, until }, { abortSignal }));
+      for await (const page of pages) {
         this.summary.pages++;
         if (page.rejected?.length) await this.quarantine(this.persisted, page.rejected);
         if (page.records.length > 0) {

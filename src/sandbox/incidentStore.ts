@@ -96,6 +96,8 @@ export class IncidentStore {
   readonly versions = new Set<string>();
   private nextId = 48_000;
   private readonly random: Random;
+  /** Changes with every add, update, delete or load, so that readers can cache query results. */
+  revision = 0;
 
   constructor(
     seed = 1,
@@ -177,6 +179,7 @@ export class IncidentStore {
     incident.lastUpdateTime = lastUpdateTime;
     this.incidents.set(id, incident);
     this.versions.add(versionKey(incident));
+    this.revision++;
     return incident;
   }
 
@@ -192,6 +195,7 @@ export class IncidentStore {
     if (!changes.status && incident.status === 'active' && this.random.chance(0.5))
       incident.status = 'inProgress';
     this.versions.add(versionKey(incident));
+    this.revision++;
     return incident;
   }
 
@@ -206,6 +210,7 @@ export class IncidentStore {
   /** Removes an incident (tests of hostile scenarios). */
   delete(id: number | string): void {
     this.incidents.delete(Number(id));
+    this.revision++;
   }
 
   toJSON(): { nextId: number; incidents: Incident[] } {
@@ -219,6 +224,7 @@ export class IncidentStore {
       this.versions.add(versionKey(incident));
     }
     this.nextId = Math.max(this.nextId, saved.nextId);
+    this.revision++;
   }
 
   private alert(

@@ -9,6 +9,17 @@ type Token = { kind: 'open' | 'close' } | { kind: 'word'; text: string } | { kin
 
 const COMPARISONS = new Set(['eq', 'ne', 'gt', 'ge', 'lt', 'le']);
 
+/** Parsed datetimes, shared by every filter: a large tenant is filtered on every page request. */
+const TICKS = new Map<string, bigint | undefined>();
+
+function ticksOf(text: string): bigint | undefined {
+  if (!TICKS.has(text)) {
+    if (TICKS.size > 1_000_000) TICKS.clear();
+    TICKS.set(text, parseTimestamp(text)?.ticks);
+  }
+  return TICKS.get(text);
+}
+
 /**
  * Parses the small OData filter grammar the incidents APIs accept: `eq ne gt ge lt le and or ( )`, unquoted
  * datetime literals with 0–7 fractional digits compared at 100-ns precision, single-quoted strings, `null`.
@@ -62,8 +73,8 @@ export function compileFilter(
       if (!value) throw new FilterSyntaxError(`'${literal.text}' is not a valid datetime`);
       return (f) => {
         const actual = f[field];
-        const ts = actual ? parseTimestamp(actual) : undefined;
-        return ts !== undefined && compare(ts.ticks, value.ticks, op);
+        const ticks = actual ? ticksOf(actual) : undefined;
+        return ticks !== undefined && compare(ticks, value.ticks, op);
       };
     }
     const raw = literal.text;

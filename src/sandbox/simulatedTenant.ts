@@ -44,6 +44,8 @@ export interface SimulatedTenantOptions {
   legacyNextLink?: boolean;
   store?: IncidentStore;
   port?: number;
+  /** Added to every incidents API response (Graph and legacy), as the network and the service would. */
+  latencyInMs?: number;
 }
 
 const VAULT_AUDIENCE = 'https://vault.azure.net';
@@ -88,6 +90,11 @@ export class SimulatedTenant {
   private readonly counters: Record<SimulatedApi, number> = { entra: 0, keyvault: 0, graph: 0, legacy: 0 };
   private readonly pages: Record<'graph' | 'legacy', number> = { graph: 0, legacy: 0 };
   private readonly legacyCalls: number[] = [];
+  private sortCache:
+    | { store: IncidentStore; revision: number; orderby: string | undefined; incidents: Incident[] }
+    | undefined;
+  private queryCache:
+    { key: string; store: IncidentStore; revision: number; matching: Incident[] } | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly clock: () => number;
   private readonly options: SimulatedTenantOptions;
@@ -186,6 +193,9 @@ export class SimulatedTenant {
       hadAuthorization: Boolean(req.headers.authorization),
     });
     const index = this.counters[api]++;
+    if ((api === 'graph' || api === 'legacy') && this.options.latencyInMs) {
+      await new Promise((resolve) => setTimeout(resolve, this.options.latencyInMs));
+    }
     const fault = this.intercept?.({ api, url, index });
     if (
       fault &&
@@ -487,8 +497,21 @@ export class SimulatedTenant {
           Object.keys(fields),
           api === 'graph' ? ['lastUpdateDateTime', 'createdDateTime'] : ['lastUpdateTime', 'createdTime'],
         );
-        predicate = (i) =>
-          compiled(Object.fromEntries(Object.entries(fields).map(([name, get]) => [name, get(i)])));
+        // One view whose fields are computed on demand for the incident at hand: a filter reads one or two.
+        let current: Incident | undefined;
+        const view = Object.defineProperties(
+          {},
+          Object.fromEntries(
+            Object.entries(fields).map(([name, get]) => [
+              name,
+              { get: () => get(current!), enumerable: true },
+            ]),
+          ),
+        ) as Record<string, string | null>;
+        predicate = (i) => {
+          current = i;
+          return compiled(view);
+        };
       } catch (e) {
         if (!(e instanceof FilterSyntaxError)) throw e;
         if (api === 'graph')
@@ -504,10 +527,7 @@ export class SimulatedTenant {
         return;
       }
     }
-    const matching = this.store
-      .all()
-      .filter(predicate)
-      .sort(order(api === 'graph' ? query.get('$orderby') : undefined));
+    const matching = this.query(api, url, predicate);
     const page = matching.slice(skip, skip + top);
     const hasMore = skip + page.length < matching.length;
     const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
@@ -584,6 +604,44 @@ export class SimulatedTenant {
     return false;
   }
 
+  /**
+   * The incidents a list request matches, in its order. Pages of one query differ only in `$skip` and `$top`,
+   * so the result is kept until the store changes: paging through a large tenant stays linear.
+   */
+  private query(api: 'graph' | 'legacy', url: URL, predicate: (i: Incident) => boolean): Incident[] {
+    const params = [...url.searchParams].filter(([k]) => !['$skip', '$top'].includes(k.toLowerCase()));
+    const key = `${api} ${url.pathname} ${JSON.stringify(params)}`;
+    const cached = this.queryCache;
+    if (
+      cached &&
+      cached.key === key &&
+      cached.store === this.store &&
+      cached.revision === this.store.revision
+    ) {
+      return cached.matching;
+    }
+    const orderby = api === 'graph' ? (url.searchParams.get('$orderby') ?? undefined) : undefined;
+    let sorted = this.sortCache;
+    if (
+      !sorted ||
+      sorted.store !== this.store ||
+      sorted.revision !== this.store.revision ||
+      sorted.orderby !== orderby
+    ) {
+      sorted = {
+        store: this.store,
+        revision: this.store.revision,
+        orderby,
+        incidents: this.store.all().sort(order(orderby)),
+      };
+      this.sortCache = sorted;
+    }
+    // Filtering keeps the order, so one sort serves every query until the store changes.
+    const matching = sorted.incidents.filter(predicate);
+    this.queryCache = { key, store: this.store, revision: this.store.revision, matching };
+    return matching;
+  }
+
   private graphError(
     req: IncomingMessage,
     res: ServerResponse,
@@ -637,9 +695,15 @@ function order(orderby: string | undefined): (a: Incident, b: Incident) => numbe
       ? (i: Incident) => lastUpdateOf(i).ticks
       : (i: Incident) => parseTimestamp(i.createdTime)!.ticks;
   const sign = direction.toLowerCase() === 'asc' ? 1 : -1;
+  const keys = new Map<Incident, bigint>();
+  const keyOf = (i: Incident): bigint => {
+    let k = keys.get(i);
+    if (k === undefined) keys.set(i, (k = key(i)));
+    return k;
+  };
   return (a, b) => {
-    const ka = key(a);
-    const kb = key(b);
+    const ka = keyOf(a);
+    const kb = keyOf(b);
     if (ka !== kb) return ka < kb ? -sign : sign;
     return (a.id - b.id) * sign;
   };

@@ -1,0 +1,58 @@
+import { SimulatedTenant } from '../sandbox/simulatedTenant';
+
+/** What the benchmark asks of its simulated tenant. */
+export interface BenchTenantRequest {
+  readonly incidents: number;
+  readonly latencyInMs: number;
+  readonly legacyLimits: { perMinute: number; perHour: number; minuteInMs: number; hourInMs: number };
+  /** The incidents' last updates fall in [from, to] (epoch ms). */
+  readonly from: number;
+  readonly to: number;
+}
+
+/** What it answers once the incidents exist. */
+export interface BenchTenantInfo {
+  readonly origin: string;
+  readonly ca: string;
+  readonly tenantId: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly averageIncidentBytes: number;
+}
+
+/**
+ * The benchmark's simulated tenant, in a process of its own so that its memory (every incident of the
+ * backlog) is not counted against the exporter. Started by exportBench.ts over IPC.
+ */
+async function main(): Promise<void> {
+  const request = await new Promise<BenchTenantRequest>((resolve) =>
+    process.once('message', (m) => resolve(m as BenchTenantRequest)),
+  );
+  const tenant = await SimulatedTenant.start({
+    seed: 42,
+    latencyInMs: request.latencyInMs,
+    legacyLimits: request.legacyLimits,
+    tokenLifetimeSeconds: 3600,
+  });
+  const made = tenant.store.generate(request.incidents, {
+    from: new Date(request.from),
+    to: new Date(request.to),
+  });
+  const sample = made.slice(0, 200);
+  const averageIncidentBytes =
+    sample.reduce((sum, i) => sum + Buffer.byteLength(JSON.stringify(i)), 0) / Math.max(1, sample.length);
+  const info: BenchTenantInfo = {
+    origin: tenant.origin,
+    ca: tenant.ca,
+    tenantId: tenant.tenantId,
+    clientId: tenant.clientId,
+    clientSecret: tenant.clientSecret,
+    averageIncidentBytes,
+  };
+  process.send?.(info);
+  process.on('disconnect', () => {
+    void tenant.close().finally(() => process.exit(0));
+  });
+}
+
+void main();

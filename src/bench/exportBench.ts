@@ -1,0 +1,231 @@
+#!/usr/bin/env node
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startAzurite, type AzuriteProcess } from '../sandbox/azurite';
+import type { BenchTenantInfo, BenchTenantRequest } from './benchTenant';
+import type { BenchJob, BenchResult } from './benchWorker';
+
+const USAGE = `Usage: npm run bench -- [options]
+
+Exports a generated backlog from the simulated tenant (HTTPS on 127.0.0.1, with latency) to a real Azurite,
+each job in a fresh process, and prints what it measured.
+
+Options:
+  --incidents N         Graph backlog size (default 20000)
+  --latency MS          latency added to every incidents API response (default 50)
+  --legacy-incidents N  legacy backlog for the pacing measurement (default 4000; 0 skips it)
+  --json                print the results as JSON too`;
+
+const MB = 1024 * 1024;
+/**
+ * Legacy limits scaled 10x in time (a "minute" of 6 s, an "hour" of 360 s): the allowed long-run rate is
+ * 4.17 requests/s, one every 240 ms, still longer than a request takes, as one every 2.4 s is in reality.
+ */
+const SCALED = { perMinute: 50, perHour: 1500, minuteInMs: 6_000, hourInMs: 360_000 };
+
+interface Tenant {
+  readonly info: BenchTenantInfo;
+  readonly process: ChildProcess;
+}
+
+async function startTenant(request: BenchTenantRequest): Promise<Tenant> {
+  const child = fork(join(__dirname, 'benchTenant.js'), [], {
+    execArgv: ['--max-old-space-size=16384'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const info = await new Promise<BenchTenantInfo>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as BenchTenantInfo));
+    child.once('exit', (code) => reject(new Error(`the bench tenant exited with code ${code}`)));
+    child.send(request);
+  });
+  child.removeAllListeners('exit');
+  return { info, process: child };
+}
+
+function runJob(job: BenchJob): Promise<BenchResult> {
+  const child = fork(join(__dirname, 'benchWorker.js'), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise<BenchResult>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as BenchResult));
+    child.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`the bench ${job.mode} job exited with code ${code}`));
+    });
+    child.send(job);
+  });
+}
+
+function settings(tenant: BenchTenantInfo, azurite: AzuriteProcess, api: string, container: string) {
+  return {
+    DEFENDER_TENANT_ID: tenant.tenantId,
+    DEFENDER_CLIENT_ID: tenant.clientId,
+    DEFENDER_API: api,
+    DEFENDER_API_URL: tenant.origin,
+    DEFENDER_AUTHORITY_HOST: tenant.origin,
+    DEFENDER_CLIENT_SECRET: tenant.clientSecret,
+    EXPORT_STORAGE_CONNECTION_STRING: azurite.connectionString,
+    EXPORT_CONTAINER: container,
+    EXPORT_INITIAL_LOOKBACK: 'PT48H',
+    EXPORT_SETTLE_DELAY: 'PT1M',
+    EXPORT_MAX_RUN_DURATION: 'PT4H',
+  };
+}
+
+/** Median time to load a module in a fresh Node process (only the require, not the process start). */
+function loadTimeInMs(modulePath: string, runs = 7): number {
+  const script = `const t = performance.now(); require(${JSON.stringify(modulePath)}); process.stdout.write(String(performance.now() - t));`;
+  const times = Array.from({ length: runs }, () =>
+    Number(
+      execFileSync(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'ignore'] }).toString(),
+    ),
+  ).sort((a, b) => a - b);
+  return times[Math.floor(runs / 2)]!;
+}
+
+const fixed = (n: number, digits = 1): string => n.toFixed(digits);
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      incidents: { type: 'string', default: '20000' },
+      latency: { type: 'string', default: '50' },
+      'legacy-incidents': { type: 'string', default: '4000' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const incidents = Number(values.incidents);
+  const latencyInMs = Number(values.latency);
+  const legacyIncidents = Number(values['legacy-incidents']);
+  if (![incidents, latencyInMs, legacyIncidents].every((n) => Number.isInteger(n) && n >= 0)) {
+    process.stderr.write(`--incidents, --latency and --legacy-incidents take whole numbers.\n${USAGE}\n`);
+    return 2;
+  }
+  const now = Date.now();
+  const range = { from: now - 47 * 3_600_000, to: now - 10 * 60_000 };
+  const rows: [string, string][] = [];
+  const results: Record<string, unknown> = { incidents, latencyInMs, legacyIncidents };
+  const azurite = await startAzurite();
+  try {
+    process.stderr.write(`generating ${incidents} incidents in the simulated tenant...\n`);
+    const graph = await startTenant({ incidents, latencyInMs, legacyLimits: SCALED, ...range });
+    try {
+      process.stderr.write('fetch floor...\n');
+      const floor = await runJob({
+        mode: 'floor',
+        ca: graph.info.ca,
+        settings: settings(graph.info, azurite, 'graph', 'bench-floor'),
+      });
+      process.stderr.write('export...\n');
+      const exported = await runJob({
+        mode: 'export',
+        ca: graph.info.ca,
+        settings: settings(graph.info, azurite, 'graph', `bench-graph-${now}`),
+      });
+      const seconds = exported.durationInMs / 1000;
+      results.graph = { floor, export: exported, averageIncidentBytes: graph.info.averageIncidentBytes };
+      rows.push(
+        ['Graph backlog', `${incidents} incidents with alerts, ${latencyInMs} ms latency`],
+        [
+          'export',
+          `${fixed(seconds)} s, ${exported.incidents} incidents, ${exported.pages} pages, ${exported.requests} requests, outcome ${exported.outcome}`,
+        ],
+        [
+          'throughput',
+          `${fixed(exported.incidents / seconds, 0)} incidents/s, ${fixed(exported.bytes / MB / seconds, 2)} MB/s (${fixed(exported.bytes / MB)} MB written, ${fixed(exported.bytes / 1024 / Math.max(1, exported.incidents))} KB per incident)`,
+        ],
+        [
+          'fetch floor',
+          `${fixed(floor.durationInMs / 1000)} s for ${floor.pages} pages, ${floor.incidents} incidents`,
+        ],
+        ['export / fetch floor', fixed(exported.durationInMs / floor.durationInMs, 3)],
+        [
+          'peak RSS of the exporter',
+          `${fixed(exported.maxRssBytes / MB, 0)} MB (fetch floor process: ${fixed(floor.maxRssBytes / MB, 0)} MB)`,
+        ],
+      );
+    } finally {
+      graph.process.disconnect();
+    }
+
+    if (legacyIncidents > 0) {
+      process.stderr.write(`legacy pacing with ${legacyIncidents} incidents...\n`);
+      const legacy = await startTenant({
+        incidents: legacyIncidents,
+        latencyInMs,
+        legacyLimits: SCALED,
+        ...range,
+      });
+      try {
+        const exported = await runJob({
+          mode: 'export',
+          ca: legacy.info.ca,
+          settings: settings(legacy.info, azurite, 'legacy', `bench-legacy-${now}`),
+          legacyLimits: [
+            { limit: SCALED.perMinute, windowInMs: SCALED.minuteInMs },
+            { limit: SCALED.perHour, windowInMs: SCALED.hourInMs },
+          ],
+        });
+        const allowed =
+          Math.min(SCALED.perMinute / SCALED.minuteInMs, SCALED.perHour / SCALED.hourInMs) * 1000;
+        const achieved = exported.requests / (exported.durationInMs / 1000);
+        results.legacy = { export: exported, allowedPerSecond: allowed, achievedPerSecond: achieved };
+        rows.push(
+          [
+            'legacy pacing',
+            `limits 50/"minute" of 2 s and 1,500/"hour" of 120 s: ${fixed(allowed)} requests/s allowed`,
+          ],
+          [
+            'legacy export',
+            `${fixed(exported.durationInMs / 1000)} s, ${exported.incidents} incidents, ${exported.requests} requests, outcome ${exported.outcome}`,
+          ],
+          [
+            'achieved / allowed rate',
+            `${fixed(achieved, 2)} / ${fixed(allowed, 2)} = ${fixed(achieved / allowed, 3)}; 429 received: ${exported.throttles}`,
+          ],
+        );
+      } finally {
+        legacy.process.disconnect();
+      }
+    }
+
+    const unbundled = join(__dirname, '..', 'functions', 'exportIncidents.js');
+    const bundled = join(__dirname, '..', '..', 'bundle', 'functions', 'exportIncidents.js');
+    const load = {
+      unbundled: loadTimeInMs(unbundled),
+      bundled: existsSync(bundled) ? loadTimeInMs(bundled) : undefined,
+    };
+    results.moduleLoadInMs = load;
+    rows.push([
+      'function module load (median of 7)',
+      `unbundled ${fixed(load.unbundled, 0)} ms` +
+        (load.bundled === undefined
+          ? ' (no bundle: npm run bundle)'
+          : `, bundled ${fixed(load.bundled, 0)} ms`),
+    ]);
+  } finally {
+    await azurite.stop();
+  }
+
+  const width = Math.max(...rows.map(([k]) => k.length));
+  process.stdout.write(`\n| ${'measure'.padEnd(width)} | result |\n|${'-'.repeat(width + 2)}|---|\n`);
+  for (const [k, v] of rows) process.stdout.write(`| ${k.padEnd(width)} | ${v} |\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (thrown: unknown) => {
+    process.stderr.write(`bench failed: ${thrown instanceof Error ? thrown.message : String(thrown)}\n`);
+    process.exitCode = 1;
+  },
+);
