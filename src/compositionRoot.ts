@@ -6,7 +6,7 @@ import { BlobServiceClient, type ContainerClient, type StoragePipelineOptions } 
 import { ApiTokenProvider } from './azure/apiTokenProvider';
 import { BlobCheckpointStore, BlobExportSink, describeStorageError } from './azure/blobExportStore';
 import { KeyVaultSecretProvider, StaticSecretProvider, type SecretProvider } from './azure/secretProvider';
-import { LEGACY_API_RETIREMENT_DATE, type ExportConfig } from './config';
+import { LEGACY_API_RETIREMENT_DATE, type ExportConfig, type StorageConfig } from './config';
 import { runExport, type RunSummary } from './core/exportRun';
 import {
   systemClock,
@@ -60,13 +60,8 @@ export interface Exporter {
 export function createExporter(config: ExportConfig, options: CompositionOptions): Exporter {
   const clock = options.clock ?? systemClock;
   const tlsOptions = options.ca ? { tlsOptions: { ca: options.ca } } : {};
-  const azureCredential =
-    options.azureCredential ??
-    (config.managedIdentityClientId
-      ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
-      : new DefaultAzureCredential());
-
-  const container = createContainerClient(config, azureCredential, options);
+  const azureCredential = options.azureCredential ?? createAzureCredential(config);
+  const container = createContainerClient(config, { ...options, azureCredential });
   const secrets = createSecretProvider(config, azureCredential, options, clock);
   const apiOrigin = new URL(config.apiUrl).origin;
   const limiter =
@@ -146,15 +141,34 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
   };
 }
 
-function createContainerClient(
-  config: ExportConfig,
-  credential: TokenCredential,
-  options: CompositionOptions,
+/**
+ * The credential for Key Vault and Storage: the user-assigned managed identity that AZURE_CLIENT_ID names, else
+ * DefaultAzureCredential (the Function's system identity in Azure; `az login` on an operator's machine).
+ */
+export function createAzureCredential(
+  config: Pick<StorageConfig, 'managedIdentityClientId'>,
+): TokenCredential {
+  return config.managedIdentityClientId
+    ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
+    : new DefaultAzureCredential();
+}
+
+/**
+ * The client of the export container: from the connection string when there is one, else the account URL with
+ * the given credential (default {@link createAzureCredential}). Shared by the exporter and the operators' CLI.
+ */
+export function createContainerClient(
+  config: StorageConfig,
+  options: Pick<CompositionOptions, 'azureCredential' | 'storageRetry'> = {},
 ): ContainerClient {
   const pipeline: StoragePipelineOptions = options.storageRetry ? { retryOptions: options.storageRetry } : {};
   const service = config.storageConnectionString
     ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
-    : new BlobServiceClient(config.storageAccountUrl ?? '', credential, pipeline);
+    : new BlobServiceClient(
+        config.storageAccountUrl ?? '',
+        options.azureCredential ?? createAzureCredential(config),
+        pipeline,
+      );
   return service.getContainerClient(config.container);
 }
 
