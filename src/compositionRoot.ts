@@ -49,11 +49,24 @@ export interface CompositionOptions {
   readonly pageSize?: number;
 }
 
+/** Options of one run of an {@link Exporter}. */
+export interface ExporterRunOptions {
+  readonly runId?: string;
+  readonly abortSignal?: AbortSignal;
+  readonly logger?: Logger;
+  /** The checkpoint blob; default the live export's `state/checkpoint.json`. A backfill keeps its own. */
+  readonly checkpointBlob?: string;
+  /** Where a run without a checkpoint starts (see {@link runExport}); default now minus EXPORT_INITIAL_LOOKBACK. */
+  readonly initialWatermark?: string;
+  /** Exclusive end the run never exports past (see {@link runExport}). */
+  readonly windowEnd?: string;
+}
+
 /** The wired exporter of one configuration. Long-lived: the secret cache and rate limiter span runs. */
 export interface Exporter {
   readonly config: ExportConfig;
   readonly container: ContainerClient;
-  run(options?: { runId?: string; abortSignal?: AbortSignal; logger?: Logger }): Promise<RunSummary>;
+  run(options?: ExporterRunOptions): Promise<RunSummary>;
 }
 
 /** Builds the real SDK clients and credentials from the validated config. The one composition root. */
@@ -121,7 +134,7 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
       await ensureContainer(container);
       return runExport({
         source,
-        checkpoints: options.checkpointStore ?? new BlobCheckpointStore(container),
+        checkpoints: options.checkpointStore ?? new BlobCheckpointStore(container, runOptions.checkpointBlob),
         sink: options.wrapSink
           ? options.wrapSink(new BlobExportSink(container))
           : new BlobExportSink(container),
@@ -136,6 +149,8 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         runId: runOptions.runId ?? randomUUID(),
         ...(options.maxBlobBytes ? { maxBlobBytes: options.maxBlobBytes } : {}),
         ...(runOptions.abortSignal ? { abortSignal: runOptions.abortSignal } : {}),
+        ...(runOptions.initialWatermark ? { initialWatermark: runOptions.initialWatermark } : {}),
+        ...(runOptions.windowEnd ? { windowEnd: runOptions.windowEnd } : {}),
       });
     },
   };

@@ -134,12 +134,18 @@ class BlockBlobWriter implements ExportBlobWriter {
   }
 }
 
-/** The checkpoint document in `state/checkpoint.json`, guarded by ETags (412 = another writer won). */
+/**
+ * A checkpoint document, by default the live export's `state/checkpoint.json` (a backfill keeps its own),
+ * guarded by ETags (412 = another writer won).
+ */
 export class BlobCheckpointStore implements CheckpointStore {
-  constructor(private readonly container: ContainerClient) {}
+  constructor(
+    private readonly container: ContainerClient,
+    readonly blobName: string = CHECKPOINT_BLOB,
+  ) {}
 
   async read(): Promise<StoredCheckpoint | undefined> {
-    const client = this.container.getBlockBlobClient(CHECKPOINT_BLOB);
+    const client = this.container.getBlockBlobClient(this.blobName);
     let body: Buffer;
     let etag: string | undefined;
     try {
@@ -149,7 +155,7 @@ export class BlobCheckpointStore implements CheckpointStore {
     } catch (thrown) {
       if (storageError(thrown).statusCode === 404 && storageError(thrown).code !== 'ContainerNotFound')
         return undefined;
-      throw describeStorageError(thrown, this.container.containerName, `read '${CHECKPOINT_BLOB}'`);
+      throw describeStorageError(thrown, this.container.containerName, `read '${this.blobName}'`);
     }
     let document: unknown;
     try {
@@ -159,7 +165,7 @@ export class BlobCheckpointStore implements CheckpointStore {
     }
     if (!isCheckpointDocument(document) || !etag) {
       throw new ExportError(
-        `'${CHECKPOINT_BLOB}' in container '${this.container.containerName}' is not a valid checkpoint. Restore it from a soft-deleted ` +
+        `'${this.blobName}' in container '${this.container.containerName}' is not a valid checkpoint. Restore it from a soft-deleted ` +
           'version, or delete it to start over from EXPORT_INITIAL_LOOKBACK (versions already exported may then be written again).',
       );
     }
@@ -169,11 +175,11 @@ export class BlobCheckpointStore implements CheckpointStore {
   async write(document: CheckpointDocument, etag: string | undefined): Promise<string> {
     const body = Buffer.from(`${JSON.stringify(document, null, 2)}\n`, 'utf8');
     try {
-      const response = await this.container.getBlockBlobClient(CHECKPOINT_BLOB).upload(body, body.length, {
+      const response = await this.container.getBlockBlobClient(this.blobName).upload(body, body.length, {
         conditions: etag ? { ifMatch: etag } : { ifNoneMatch: '*' },
         blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
       });
-      if (!response.etag) throw new ExportError(`Storage returned no ETag for '${CHECKPOINT_BLOB}'.`);
+      if (!response.etag) throw new ExportError(`Storage returned no ETag for '${this.blobName}'.`);
       return response.etag;
     } catch (thrown) {
       const status = storageError(thrown).statusCode;
@@ -183,7 +189,7 @@ export class BlobCheckpointStore implements CheckpointStore {
         );
       }
       if (thrown instanceof ExportError) throw thrown;
-      throw describeStorageError(thrown, this.container.containerName, `write '${CHECKPOINT_BLOB}'`);
+      throw describeStorageError(thrown, this.container.containerName, `write '${this.blobName}'`);
     }
   }
 }

@@ -4,6 +4,7 @@ import {
   checkpointDigest,
   decodeCheckpoint,
   encodeCheckpoint,
+  exportedUntil,
   isAfter,
   type Checkpoint,
 } from '../../src/core/checkpoint';
@@ -76,6 +77,21 @@ describe('blob names', () => {
   it('keep unsafe characters out of manifest names', () => {
     expect(manifestBlobName(Date.UTC(2026, 10, 24, 1, 2, 3, 4), '../x y/..')).toBe(
       'runs/2026/11/24/010203004-xy.json',
+    );
+  });
+});
+
+describe('exportedUntil', () => {
+  const at = (watermark: string) => ({ watermark, idsAtWatermark: ['1'] });
+  it('is the later of the position and the last complete scan, in exact ticks', () => {
+    expect(exportedUntil(at('2026-11-24T10:00:00.1234567Z'), undefined)).toBe(
+      parseTimestamp('2026-11-24T10:00:00.1234567Z')!.ticks,
+    );
+    expect(exportedUntil(at('2026-11-24T10:00:00.1234567Z'), '2026-11-24T10:00:00.1234568Z')).toBe(
+      parseTimestamp('2026-11-24T10:00:00.1234568Z')!.ticks,
+    );
+    expect(exportedUntil(at('2026-11-24T10:00:00.1234567Z'), '2026-11-24T09:00:00Z')).toBe(
+      parseTimestamp('2026-11-24T10:00:00.1234567Z')!.ticks,
     );
   });
 });
