@@ -28,14 +28,25 @@ export function describeStorageError(thrown: unknown, container: string, action:
   const e = storageError(thrown);
   if (e.statusCode === 403) {
     return new ExportError(
-      `Storage refused to ${action} in container '${container}' (403 ${e.code ?? ''}). Grant the function's identity ` +
-        `(AZURE_CLIENT_ID) the 'Storage Blob Data Contributor' role on the container, and check the account's network rules.`,
+      `Storage refused to ${action} in container '${container}' (403 ${e.code ?? ''}). Grant the identity in use the ` +
+        `'Storage Blob Data Contributor' role on the container ('Storage Blob Data Reader' is enough for the CLI's ` +
+        `download and status): the function's managed identity (AZURE_CLIENT_ID), or your 'az login' account when ` +
+        `you run the CLI. With EXPORT_STORAGE_CONNECTION_STRING, check its key or SAS permissions. Check the account's network rules too.`,
       { cause: thrown },
     );
   }
   if (e.statusCode === 404 && e.code === 'ContainerNotFound') {
     return new ExportError(
-      `Container '${container}' does not exist (EXPORT_CONTAINER). Deploy the infrastructure or create it.`,
+      `Container '${container}' does not exist in the storage account. Check EXPORT_CONTAINER and the account ` +
+        '(EXPORT_STORAGE_ACCOUNT_URL or EXPORT_STORAGE_CONNECTION_STRING); the deployment creates the container.',
+      { cause: thrown },
+    );
+  }
+  if (thrown instanceof Error && CREDENTIAL_ERRORS.has(thrown.name)) {
+    return new ExportError(
+      `Could not get a token for Storage to ${action} in container '${container}': ${thrown.message.split('\n')[0] ?? ''} ` +
+        "Locally, sign in with 'az login' (DefaultAzureCredential) or set EXPORT_STORAGE_CONNECTION_STRING; in Azure, " +
+        "check AZURE_CLIENT_ID and the function app's identity.",
       { cause: thrown },
     );
   }
@@ -44,6 +55,13 @@ export function describeStorageError(thrown: unknown, container: string, action:
     { cause: thrown },
   );
 }
+
+/** Errors of @azure/identity: no credential could give a token. */
+const CREDENTIAL_ERRORS = new Set([
+  'CredentialUnavailableError',
+  'AggregateAuthenticationError',
+  'AuthenticationError',
+]);
 
 /** Export blobs and run manifests in one container, written create-only in staged blocks. */
 export class BlobExportSink implements ExportSink {

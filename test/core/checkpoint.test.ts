@@ -1,4 +1,4 @@
-import { exportBlobName, manifestBlobName } from '../../src/core/blobNaming';
+import { exportBlobName, isExportBlobName, manifestBlobName } from '../../src/core/blobNaming';
 import {
   advance,
   checkpointDigest,
@@ -72,6 +72,34 @@ describe('blob names', () => {
     expect(
       exportBlobName({ watermark: '2026-11-24T10:00:00Z', idsAtWatermark: ['7'] }, 'jsonl', 'gzip'),
     ).toBe(b);
+  });
+
+  it('are recognised as ours, and nothing else is', () => {
+    for (const [format, compression] of [
+      ['json', 'none'],
+      ['jsonl', 'none'],
+      ['json', 'gzip'],
+      ['jsonl', 'gzip'],
+    ] as const) {
+      expect(
+        isExportBlobName(
+          exportBlobName(
+            { watermark: '2026-11-24T09:05:03.12Z', idsAtWatermark: ['1'] },
+            format,
+            compression,
+          ),
+        ),
+      ).toBe(true);
+    }
+    for (const name of [
+      'incidents/2026/11/24/../../../../etc/0905031234567-0123456789ab.json',
+      'incidents/2026/11/24/0905031234567-0123456789ab.json/x.json',
+      'incidents/2026/11/24/notes.json',
+      'state/checkpoint.json',
+      'incidents/2026/11/24/0905031234567-0123456789ab.json.zip',
+    ]) {
+      expect(isExportBlobName(name)).toBe(false);
+    }
   });
 
   it('keep unsafe characters out of manifest names', () => {
