@@ -5,9 +5,11 @@ import type { Command } from './command';
 import { downloadCommand } from './downloadCommand';
 import { runCommand } from './runCommand';
 import { sandboxCommand } from './sandboxCommand';
+import { statusCommand } from './statusCommand';
 
 const COMMANDS: Record<string, Command> = {
   download: downloadCommand,
+  status: statusCommand,
   run: runCommand,
   sandbox: sandboxCommand,
 };
