@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { hasRealSettings } from '../config';
 import { ConcurrentRunError, ConfigError, toError } from '../errors';
+import { backfillCommand } from './backfillCommand';
 import type { Command } from './command';
 import { downloadCommand } from './downloadCommand';
 import { runCommand } from './runCommand';
@@ -9,6 +10,7 @@ import { statusCommand } from './statusCommand';
 
 const COMMANDS: Record<string, Command> = {
   download: downloadCommand,
+  backfill: backfillCommand,
   status: statusCommand,
   run: runCommand,
   sandbox: sandboxCommand,
