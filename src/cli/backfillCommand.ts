@@ -4,7 +4,7 @@ import { runBackfill } from '../exports/backfill';
 import { parseTimeRange } from '../exports/timeRange';
 import { parseOptions, type Command } from './command';
 import { consoleLogger } from './consoleLogger';
-import { abortOnInterrupt, INTERRUPTED_EXIT_CODE } from './interrupt';
+import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
 
 /**
  * `defender-export backfill`, wired with these composition options (the local sandbox's certificate in tests;
@@ -44,21 +44,17 @@ Exit codes: 0 done (or nothing to do), 1 failed (run again to resume), 2 bad usa
       const config = loadConfig(values.settings);
       const logger = consoleLogger({ verbose: values.verbose });
       const exporter = createExporter(config, { ...composition, logger });
-      const interrupt = abortOnInterrupt();
-      let summary;
-      try {
-        summary = await runBackfill(exporter, {
+      const summary = await interruptible((abortSignal) =>
+        runBackfill(exporter, {
           range,
           logger,
-          abortSignal: interrupt.signal,
+          abortSignal,
           onRun: (r) =>
             logger.info(
               `Backfill run ${r.runs}: ${r.incidents} incident versions so far, at ${r.watermark}.`,
             ),
-        });
-      } finally {
-        interrupt.dispose();
-      }
+        }),
+      );
       if (values.json) {
         process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       } else if (summary.outcome === 'nothing-to-do') {

@@ -6,7 +6,7 @@ import { downloadExports } from '../exports/downloadExports';
 import { parseTimeRange } from '../exports/timeRange';
 import { writeVersionsFile } from '../exports/versionsFile';
 import { parseOptions, type Command } from './command';
-import { abortOnInterrupt, INTERRUPTED_EXIT_CODE } from './interrupt';
+import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
 import { formatBytes, ProgressBar } from './progressBar';
 
 /** `defender-export download`: the exports of a range of update times, to local files. */
@@ -48,11 +48,10 @@ Exit codes: 0 all files verified, 1 a blob failed (the others are kept; run agai
       settings: { type: 'string', default: 'local.settings.json' },
     });
     const range = parseTimeRange(values.from, values.to, Date.now());
-    const format = values.format;
+    const format: ExportFormat = values.format === 'jsonl' ? 'jsonl' : 'json';
     const concurrency = Number(values.concurrency);
     const problems: string[] = [];
-    if (format !== 'json' && format !== 'jsonl')
-      problems.push(`--format is '${format}': expected json or jsonl.`);
+    if (values.format !== format) problems.push(`--format is '${values.format}': expected json or jsonl.`);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
       problems.push(`--concurrency is '${values.concurrency}': expected a whole number from 1 to 64.`);
     if (problems.length > 0) throw new ConfigError(problems);
@@ -61,46 +60,38 @@ Exit codes: 0 all files verified, 1 a blob failed (the others are kept; run agai
 
     const showProgress = values.progress || process.stderr.isTTY;
     const bar = showProgress ? new ProgressBar(process.stderr) : undefined;
-    const interrupt = abortOnInterrupt();
     let summary;
     try {
-      summary = await downloadExports(container, {
-        range,
-        outDir,
-        concurrency,
-        abortSignal: interrupt.signal,
-        ...(bar ? { onProgress: (p) => bar.update(p) } : {}),
-      });
+      summary = await interruptible((abortSignal) =>
+        downloadExports(container, {
+          range,
+          outDir,
+          concurrency,
+          abortSignal,
+          ...(bar ? { onProgress: (p) => bar.update(p) } : {}),
+        }),
+      );
     } finally {
-      interrupt.dispose();
       bar?.finish();
     }
     for (const failure of summary.failures)
       process.stderr.write(`error: ${failure.blob}: ${failure.reason}\n`);
 
     const isComplete = !summary.interrupted && summary.failures.length === 0;
-    const written: {
-      merge?: { file: string; versions: number };
-      latest?: { file: string; incidents: number };
-    } = {};
-    if (isComplete && values.merge) {
-      const file = resolve(values.merge);
-      const versions = await writeVersionsFile(outDir, summary.files, file, {
-        range,
-        format: format as ExportFormat,
-        latestOnly: false,
-      });
-      written.merge = { file, versions };
-    }
-    if (isComplete && values.latest) {
-      const file = resolve(values.latest);
-      const incidents = await writeVersionsFile(outDir, summary.files, file, {
-        range,
-        format: format as ExportFormat,
-        latestOnly: true,
-      });
-      written.latest = { file, incidents };
-    }
+    const writeIfAsked = async (target: string | undefined, latestOnly: boolean) => {
+      if (!isComplete || target === undefined) return undefined;
+      const file = resolve(target);
+      return {
+        file,
+        count: await writeVersionsFile(outDir, summary.files, file, { range, format, latestOnly }),
+      };
+    };
+    const merged = await writeIfAsked(values.merge, false);
+    const latest = await writeIfAsked(values.latest, true);
+    const written = {
+      ...(merged ? { merge: { file: merged.file, versions: merged.count } } : {}),
+      ...(latest ? { latest: { file: latest.file, incidents: latest.count } } : {}),
+    };
 
     if (values.json) {
       const { files, ...rest } = summary;

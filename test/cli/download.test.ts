@@ -6,7 +6,7 @@ import { parseStorageConfig } from '../../src/config';
 import { formatTicks, parseTimestamp } from '../../src/core/timestamp';
 import { DOWNLOAD_STATE_FILE, downloadExports } from '../../src/exports/downloadExports';
 import { parseTimeRange } from '../../src/exports/timeRange';
-import { runCli, settingsFile, tempDir } from '../support/cli';
+import { runCli, settingsFile, tempDir, type CliResult } from '../support/cli';
 import { World, type ExportedVersion } from '../support/world';
 
 const HOUR = 3_600_000;
@@ -95,27 +95,32 @@ describe('defender-export download', () => {
     out = tempDir();
   });
 
+  /** `defender-export download --<option> <value>...` (true: a flag) on the world's container by default. */
+  function download(
+    options: Readonly<Record<string, string | true>>,
+    extra: { settings?: string; onStderr?: (text: string) => void } = {},
+  ): Promise<CliResult> {
+    const args = Object.entries(options).flatMap(([name, value]) =>
+      value === true ? [`--${name}`] : [`--${name}`, value],
+    );
+    return runCli(['download', ...args, '--settings', extra.settings ?? settings], {
+      ...(extra.onStderr ? { onStderr: extra.onStderr } : {}),
+    });
+  }
+
   it('downloads a range of json and gzip json-lines blobs, decompressed and verified, and merges them', async () => {
     expect(dataBlobs.some((b) => b.gz)).toBe(true);
     expect(dataBlobs.some((b) => !b.gz)).toBe(true);
     const merged = join(out, 'all.json');
     const latest = join(out, 'latest.json');
-    const result = await runCli([
-      'download',
-      '--from',
-      day(now - 80 * HOUR),
-      '--to',
-      day(now),
-      '--out',
-      join(out, 'files'),
-      '--merge',
-      merged,
-      '--latest',
+    const result = await download({
+      from: day(now - 80 * HOUR),
+      to: day(now),
+      out: join(out, 'files'),
+      merge: merged,
       latest,
-      '--json',
-      '--settings',
-      settings,
-    ]);
+      json: true,
+    });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout);
@@ -158,21 +163,13 @@ describe('defender-export download', () => {
     );
 
     // Run again with --format jsonl: everything is already there and intact, nothing is downloaded.
-    const again = await runCli([
-      'download',
-      '--from',
-      day(now - 80 * HOUR),
-      '--out',
-      join(out, 'files'),
-      '--merge',
-      join(out, 'all.jsonl'),
-      '--latest',
-      join(out, 'latest.jsonl'),
-      '--format',
-      'jsonl',
-      '--settings',
-      settings,
-    ]);
+    const again = await download({
+      from: day(now - 80 * HOUR),
+      out: join(out, 'files'),
+      merge: join(out, 'all.jsonl'),
+      latest: join(out, 'latest.jsonl'),
+      format: 'jsonl',
+    });
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(
       new RegExp(`^0 blob\\(s\\) downloaded \\(0 B\\), ${dataBlobs.length} already present and intact`),
@@ -189,24 +186,15 @@ describe('defender-export download', () => {
     const toKey = sorted[120]!;
     const from = formatTicks(BigInt(fromKey.split('@')[1]!));
     const to = formatTicks(BigInt(toKey.split('@')[1]!));
-    const result = await runCli([
-      'download',
-      '--from',
+    const result = await download({
       from,
-      '--to',
       to,
-      '--out',
       out,
-      '--merge',
-      join(out, 'range.jsonl'),
-      '--latest',
-      join(out, 'range-latest.jsonl'),
-      '--format',
-      'jsonl',
-      '--json',
-      '--settings',
-      settings,
-    ]);
+      merge: join(out, 'range.jsonl'),
+      latest: join(out, 'range-latest.jsonl'),
+      format: 'jsonl',
+      json: true,
+    });
     expect(result.code).toBe(0);
     const inRange = exported.filter(
       (v) => ticks(v.lastUpdate) >= ticks(from) && ticks(v.lastUpdate) < ticks(to),
@@ -250,18 +238,8 @@ describe('defender-export download', () => {
     writeFileSync(partial, '[{"id":');
 
     const progress: string[] = [];
-    const second = await runCli(
-      [
-        'download',
-        '--from',
-        day(now - 80 * HOUR),
-        '--out',
-        out,
-        '--progress',
-        '--json',
-        '--settings',
-        settings,
-      ],
+    const second = await download(
+      { from: day(now - 80 * HOUR), out, progress: true, json: true },
       { onStderr: (t) => progress.push(t) },
     );
     expect(second.code).toBe(0);
@@ -284,18 +262,9 @@ describe('defender-export download', () => {
   });
 
   it('stops on Ctrl-C with exit 130, and the same command then completes', async () => {
-    const args = [
-      'download',
-      '--from',
-      day(now - 80 * HOUR),
-      '--out',
-      out,
-      '--progress',
-      '--settings',
-      settings,
-    ];
+    const options = { from: day(now - 80 * HOUR), out, progress: true } as const;
     let signalled = false;
-    const interrupted = await runCli(args, {
+    const interrupted = await download(options, {
       onStderr: (text) => {
         if (!signalled && text.includes(' files ')) {
           signalled = true;
@@ -306,7 +275,7 @@ describe('defender-export download', () => {
     expect(interrupted.code).toBe(130);
     expect(interrupted.stderr).toMatch(/Interrupted: stopping; run the same command again to resume/);
     expect(process.listenerCount('SIGINT')).toBe(0);
-    const resumed = await runCli(args);
+    const resumed = await download(options);
     expect(resumed.code).toBe(0);
     expect(filesUnder(out).filter((f) => /^incidents\/.*\.jsonl?$/.test(f))).toHaveLength(dataBlobs.length);
   });
@@ -328,20 +297,15 @@ describe('defender-export download', () => {
         .getBlockBlobClient(`incidents/${day5.replace(/-/g, '/')}/evil.json`)
         .upload('[]', 2, { metadata: { recordcount: '1' } });
       const merged = join(out, 'all.json');
-      const result = await runCli([
-        'download',
-        '--from',
-        day(now - 50 * HOUR),
-        '--out',
-        out,
-        '--merge',
-        merged,
-        '--settings',
-        settingsFile({
-          EXPORT_STORAGE_CONNECTION_STRING: other.settings.EXPORT_STORAGE_CONNECTION_STRING!,
-          EXPORT_CONTAINER: other.container.containerName,
-        }),
-      ]);
+      const result = await download(
+        { from: day(now - 50 * HOUR), out, merge: merged },
+        {
+          settings: settingsFile({
+            EXPORT_STORAGE_CONNECTION_STRING: other.settings.EXPORT_STORAGE_CONNECTION_STRING!,
+            EXPORT_CONTAINER: other.container.containerName,
+          }),
+        },
+      );
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(
         `error: ${name}: it holds ${props.metadata!.recordcount} records, but its metadata says`,

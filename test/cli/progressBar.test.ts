@@ -16,33 +16,37 @@ describe('progress bar', () => {
     expect(formatBytes(3 * 1024 ** 3)).toBe('3.0 GiB');
   });
 
-  it('redraws in place on a terminal at most every 100 ms, and writes lines at most every second elsewhere', () => {
+  /** Drives a bar through (time, files done) steps and returns what it wrote. */
+  function drive(isTTY: boolean, steps: readonly [number, number][]): string[] {
     let now = 0;
-    const tty: string[] = [];
-    const bar = new ProgressBar({ isTTY: true, write: (t: string) => tty.push(t) }, () => now);
-    const p = (files: number) => ({ files, totalFiles: 10, bytes: files * 10, totalBytes: 100 });
-    bar.update(p(1));
-    now = 50;
-    bar.update(p(2));
-    now = 150;
-    bar.update(p(3));
+    const written: string[] = [];
+    const bar = new ProgressBar({ isTTY, write: (t: string) => written.push(t) }, () => now);
+    for (const [at, files] of steps) {
+      now = at;
+      bar.update({ files, totalFiles: 10, bytes: files * 10, totalBytes: 100 });
+    }
     bar.finish();
+    return written;
+  }
+  const counts = (written: string[]): string[] => written.map((l) => /(\d+)\/10 files/.exec(l)![1]!);
+
+  it('redraws in place on a terminal at most every 100 ms, and writes lines at most every second elsewhere', () => {
+    const tty = drive(true, [
+      [0, 1],
+      [50, 2],
+      [150, 3],
+    ]);
     expect(tty.pop()).toBe('\n'); // the line ends once, when done
-    expect(tty.map((l) => /(\d+)\/10 files/.exec(l)![1])).toEqual(['1', '3', '3']);
+    expect(counts(tty)).toEqual(['1', '3', '3']);
     expect(tty.every((l) => l.startsWith('\r') && l.endsWith('\x1b[K'))).toBe(true);
 
-    now = 0;
-    const lines: string[] = [];
-    const plain = new ProgressBar({ write: (t: string) => lines.push(t) }, () => now);
-    plain.update(p(1));
-    now = 900;
-    plain.update(p(2));
-    now = 1000;
-    plain.update(p(3));
-    now = 1100;
-    plain.update(p(10));
-    plain.finish();
-    expect(lines.map((l) => /(\d+)\/10 files/.exec(l)![1])).toEqual(['1', '3', '10']);
+    const lines = drive(false, [
+      [0, 1],
+      [900, 2],
+      [1000, 3],
+      [1100, 10],
+    ]);
+    expect(counts(lines)).toEqual(['1', '3', '10']);
     expect(lines.every((l) => l.endsWith('\n') && !l.includes('\r'))).toBe(true);
   });
 });
