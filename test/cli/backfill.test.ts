@@ -199,6 +199,23 @@ describe('defender-export backfill', () => {
       expectedBefore(liveStart, Date.parse(`${day(now - 7 * DAY)}T00:00:00Z`)),
     );
     expect((await world.checkpoint())!.etag).toBe(liveEtag);
+
+    // status tells the backfill runs from the live ones, and judges freshness by the live checkpoint alone.
+    const status = await runCli([
+      'status',
+      '--runs',
+      '50',
+      '--json',
+      '--settings',
+      settingsFile({
+        EXPORT_STORAGE_CONNECTION_STRING: world.settings.EXPORT_STORAGE_CONNECTION_STRING!,
+        EXPORT_CONTAINER: world.container.containerName,
+      }),
+    ]);
+    expect(status.code).toBe(0);
+    const { runs, checkpoint } = JSON.parse(status.stdout);
+    expect(runs.map((r: { kind: string }) => r.kind)).toEqual(['backfill', 'backfill', 'live']);
+    expect(checkpoint.exportStart).toBe(liveStart);
   });
 
   it('has nothing to do after the live start, and refuses to run before the live export has', async () => {

@@ -10,6 +10,7 @@ import { runCli, settingsFile, tempDir, type CliResult } from '../support/cli';
 import { World, type ExportedVersion } from '../support/world';
 
 const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
 
 const ticks = (text: string): bigint => parseTimestamp(text)!.ticks;
 const key = (v: { id: string; lastUpdate: string }): string => `${v.id}@${ticks(v.lastUpdate)}`;
@@ -314,9 +315,45 @@ describe('defender-export download', () => {
       expect(result.stderr).toMatch(/--merge and --latest were not written/);
       expect(existsSync(merged)).toBe(false);
       expect(existsSync(join(out, name!))).toBe(false);
-      expect(filesUnder(join(out, '..')).some((f) => f.includes('evil'))).toBe(false);
+      expect(filesUnder(out).some((f) => f.includes('evil'))).toBe(false);
     } finally {
-      await other.close();
+      await other.container.deleteIfExists();
+    }
+  });
+
+  it('reads legacy exports by incidentId and lastUpdateTime for --latest', async () => {
+    const legacy = await World.start({ api: 'legacy', settings: { EXPORT_COMPRESSION: 'gzip' } });
+    try {
+      legacy.tenant.store.generate(30, { from: new Date(now - 20 * HOUR), to: new Date(now - 2 * HOUR) });
+      await legacy.run();
+      const updated = legacy.tenant.store.all().slice(0, 6);
+      for (const incident of updated) legacy.tenant.store.update(incident.id);
+      await new Promise((r) => setTimeout(r, 1100));
+      await legacy.run();
+      const latest = join(out, 'latest.jsonl');
+      const result = await download(
+        { from: day(now - DAY), out, latest, format: 'jsonl', json: true },
+        {
+          settings: settingsFile({
+            EXPORT_STORAGE_CONNECTION_STRING: legacy.settings.EXPORT_STORAGE_CONNECTION_STRING!,
+            EXPORT_CONTAINER: legacy.container.containerName,
+          }),
+        },
+      );
+      expect(result.code).toBe(0);
+      expect(JSON.parse(result.stdout)).toMatchObject({ records: 36, latest: { incidents: 30 } });
+      const lines = readFileSync(latest, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { incidentId: number; lastUpdateTime: string });
+      expect(lines.map((r) => `${r.incidentId}@${ticks(r.lastUpdateTime)}`).sort()).toEqual(
+        legacy.tenant.store
+          .all()
+          .map((i) => `${i.id}@${ticks(i.lastUpdateTime)}`)
+          .sort(),
+      );
+    } finally {
+      await legacy.close();
     }
   });
 });
