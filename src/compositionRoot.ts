@@ -6,7 +6,7 @@ import { BlobServiceClient, type ContainerClient, type StoragePipelineOptions } 
 import { ApiTokenProvider } from './azure/apiTokenProvider';
 import { BlobCheckpointStore, BlobExportSink, describeStorageError } from './azure/blobExportStore';
 import { KeyVaultSecretProvider, StaticSecretProvider, type SecretProvider } from './azure/secretProvider';
-import { LEGACY_API_RETIREMENT_DATE, type ExportConfig } from './config';
+import { LEGACY_API_RETIREMENT_DATE, type ExportConfig, type StorageConfig } from './config';
 import { runExport, type RunSummary } from './core/exportRun';
 import {
   systemClock,
@@ -49,26 +49,33 @@ export interface CompositionOptions {
   readonly pageSize?: number;
 }
 
+/** Options of one run of an {@link Exporter}. */
+export interface ExporterRunOptions {
+  readonly runId?: string;
+  readonly abortSignal?: AbortSignal;
+  readonly logger?: Logger;
+  /** The checkpoint blob; default the live export's `state/checkpoint.json`. A backfill keeps its own. */
+  readonly checkpointBlob?: string;
+  /** Where a run without a checkpoint starts (see {@link runExport}); default now minus EXPORT_INITIAL_LOOKBACK. */
+  readonly initialWatermark?: string;
+  /** Exclusive end the run never exports past (see {@link runExport}). */
+  readonly windowEnd?: string;
+}
+
 /** The wired exporter of one configuration. Long-lived: the secret cache and rate limiter span runs. */
 export interface Exporter {
   readonly config: ExportConfig;
   readonly container: ContainerClient;
   /** Where the checkpoint lives: `container` unless EXPORT_STATE_CONTAINER sets it apart. */
   readonly stateContainer: ContainerClient;
-  run(options?: { runId?: string; abortSignal?: AbortSignal; logger?: Logger }): Promise<RunSummary>;
+  run(options?: ExporterRunOptions): Promise<RunSummary>;
 }
 
 /** Builds the real SDK clients and credentials from the validated config. The one composition root. */
 export function createExporter(config: ExportConfig, options: CompositionOptions): Exporter {
   const clock = options.clock ?? systemClock;
-  const azureCredential = options.azureCredential ?? defaultCredential(config);
-
-  const service = createBlobServiceClient(config, azureCredential, options);
-  const container = service.getContainerClient(config.container);
-  const stateContainer =
-    config.stateContainer === config.container
-      ? container
-      : service.getContainerClient(config.stateContainer);
+  const azureCredential = options.azureCredential ?? createAzureCredential(config);
+  const { container, stateContainer } = createContainerClients(config, { ...options, azureCredential });
   const incidents = createIncidentSourceFactory(config, options, azureCredential);
 
   return {
@@ -88,7 +95,8 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
       if (stateContainer !== container) await ensureContainer(stateContainer);
       return runExport({
         source,
-        checkpoints: options.checkpointStore ?? new BlobCheckpointStore(stateContainer),
+        checkpoints:
+          options.checkpointStore ?? new BlobCheckpointStore(stateContainer, runOptions.checkpointBlob),
         sink: options.wrapSink
           ? options.wrapSink(new BlobExportSink(container))
           : new BlobExportSink(container),
@@ -103,6 +111,8 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         runId: runOptions.runId ?? randomUUID(),
         ...(options.maxBlobBytes ? { maxBlobBytes: options.maxBlobBytes } : {}),
         ...(runOptions.abortSignal ? { abortSignal: runOptions.abortSignal } : {}),
+        ...(runOptions.initialWatermark ? { initialWatermark: runOptions.initialWatermark } : {}),
+        ...(runOptions.windowEnd ? { windowEnd: runOptions.windowEnd } : {}),
       });
     },
   };
@@ -116,7 +126,7 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
 export function createIncidentSourceFactory(
   config: ExportConfig,
   options: CompositionOptions,
-  azureCredential: TokenCredential = options.azureCredential ?? defaultCredential(config),
+  azureCredential: TokenCredential = options.azureCredential ?? createAzureCredential(config),
 ): (logger: Logger) => IncidentSource {
   const clock = options.clock ?? systemClock;
   const secrets = createSecretProvider(config, azureCredential, options, clock);
@@ -166,16 +176,21 @@ export function createIncidentSourceFactory(
   };
 }
 
-/** The managed identity named by AZURE_CLIENT_ID, else DefaultAzureCredential (az login on a workstation). */
-function defaultCredential(config: ExportConfig): TokenCredential {
+/**
+ * The credential for Key Vault and Storage: the user-assigned managed identity that AZURE_CLIENT_ID names, else
+ * DefaultAzureCredential (the Function's system identity in Azure; `az login` on an operator's machine).
+ */
+export function createAzureCredential(
+  config: Pick<StorageConfig, 'managedIdentityClientId'>,
+): TokenCredential {
   return config.managedIdentityClientId
     ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
     : new DefaultAzureCredential();
 }
 
-/** The export storage account: a connection string (Azurite), or the account URL with the identity. */
+/** The export storage account: a connection string (Azurite), or the account URL with the credential. */
 export function createBlobServiceClient(
-  config: Pick<ExportConfig, 'storageConnectionString' | 'storageAccountUrl'>,
+  config: Pick<StorageConfig, 'storageConnectionString' | 'storageAccountUrl'>,
   credential: TokenCredential,
   options: Pick<CompositionOptions, 'storageRetry'> = {},
 ): BlobServiceClient {
@@ -183,6 +198,42 @@ export function createBlobServiceClient(
   return config.storageConnectionString
     ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
     : new BlobServiceClient(config.storageAccountUrl ?? '', credential, pipeline);
+}
+
+/** The clients of the export container and of the checkpoint's container (one and the same unless set apart). */
+export interface ExportContainers {
+  readonly container: ContainerClient;
+  readonly stateContainer: ContainerClient;
+}
+
+/**
+ * The export container and the checkpoint's container, from the connection string when there is one, else the
+ * account URL with the given credential (default {@link createAzureCredential}). Shared by the exporter and the
+ * operators' CLI.
+ */
+export function createContainerClients(
+  config: StorageConfig,
+  options: Pick<CompositionOptions, 'azureCredential' | 'storageRetry'> = {},
+): ExportContainers {
+  const service = createBlobServiceClient(
+    config,
+    options.azureCredential ?? createAzureCredential(config),
+    options,
+  );
+  const container = service.getContainerClient(config.container);
+  const stateContainer =
+    config.stateContainer === config.container
+      ? container
+      : service.getContainerClient(config.stateContainer);
+  return { container, stateContainer };
+}
+
+/** The export container alone (see {@link createContainerClients}). */
+export function createContainerClient(
+  config: StorageConfig,
+  options: Pick<CompositionOptions, 'azureCredential' | 'storageRetry'> = {},
+): ContainerClient {
+  return createContainerClients(config, options).container;
 }
 
 function createSecretProvider(

@@ -7,8 +7,18 @@ export type DefenderApi = 'graph' | 'legacy';
 export type ExportFormat = 'json' | 'jsonl';
 export type ExportCompression = 'none' | 'gzip';
 
+/** The storage settings alone: what the operators' CLI needs to read the exports (download, status). */
+export interface StorageConfig {
+  readonly managedIdentityClientId: string | undefined;
+  readonly storageAccountUrl: string | undefined;
+  readonly storageConnectionString: string | undefined;
+  readonly container: string;
+  /** Container of the checkpoint (`state/`): the export container unless set apart (WORM exports). */
+  readonly stateContainer: string;
+}
+
 /** The validated, frozen configuration of the exporter. */
-export interface ExportConfig {
+export interface ExportConfig extends StorageConfig {
   readonly tenantId: string;
   readonly clientId: string;
   readonly api: DefenderApi;
@@ -18,12 +28,6 @@ export interface ExportConfig {
   readonly keyVaultUrl: string | undefined;
   readonly keyVaultSecretName: string;
   readonly clientSecret: string | undefined;
-  readonly managedIdentityClientId: string | undefined;
-  readonly storageAccountUrl: string | undefined;
-  readonly storageConnectionString: string | undefined;
-  readonly container: string;
-  /** Container of the checkpoint (`state/`): the export container unless set apart (WORM exports). */
-  readonly stateContainer: string;
   readonly schedule: string;
   readonly initialLookbackInMs: number;
   readonly settleDelayInMs: number;
@@ -121,11 +125,8 @@ function isLoopback(url: URL): boolean {
   return url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
 }
 
-/**
- * Validates the settings and returns a frozen config. Every bad or missing setting is reported at once,
- * by name, with the expected form. Pure: takes the environment as an argument.
- */
-export function parseConfig(env: Readonly<Record<string, string | undefined>>): ExportConfig {
+/** Reads settings from an environment, collecting every problem instead of stopping at the first. */
+function settingsReader(env: Readonly<Record<string, string | undefined>>) {
   const problems: string[] = [];
   const get = (name: SettingName): string | undefined => {
     const value = env[name]?.trim();
@@ -181,6 +182,72 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     }
     return ms;
   };
+  return { problems, get, required, url, oneOf, duration };
+}
+
+type SettingsReader = ReturnType<typeof settingsReader>;
+
+/** The storage settings (account, container, identity), validated into the reader's problem list. */
+function readStorageSettings({ problems, get, url }: SettingsReader): StorageConfig {
+  const managedIdentityClientId = get('AZURE_CLIENT_ID');
+  if (managedIdentityClientId !== undefined && !GUID.test(managedIdentityClientId)) {
+    problems.push(
+      `AZURE_CLIENT_ID is '${managedIdentityClientId}': expected the client ID (a GUID) of the user-assigned managed identity.`,
+    );
+  }
+
+  const storageAccountUrl = url('EXPORT_STORAGE_ACCOUNT_URL', undefined);
+  const storageConnectionString = get('EXPORT_STORAGE_CONNECTION_STRING');
+  if (
+    storageAccountUrl === undefined &&
+    storageConnectionString === undefined &&
+    get('EXPORT_STORAGE_ACCOUNT_URL') === undefined
+  ) {
+    problems.push(
+      'EXPORT_STORAGE_ACCOUNT_URL is missing: set it to the blob endpoint (https://<account>.blob.core.windows.net), ' +
+        'or set EXPORT_STORAGE_CONNECTION_STRING (e.g. for Azurite).',
+    );
+  }
+  if (
+    storageConnectionString !== undefined &&
+    !/(AccountName=|UseDevelopmentStorage=true|BlobEndpoint=)/i.test(storageConnectionString)
+  ) {
+    problems.push(
+      'EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string: expected AccountName=...;AccountKey=...;BlobEndpoint=... or UseDevelopmentStorage=true.',
+    );
+  }
+  const container = get('EXPORT_CONTAINER') ?? SETTINGS.EXPORT_CONTAINER.default;
+  const stateContainer = get('EXPORT_STATE_CONTAINER') ?? container;
+  for (const [name, value] of [
+    ['EXPORT_CONTAINER', container],
+    ['EXPORT_STATE_CONTAINER', get('EXPORT_STATE_CONTAINER')],
+  ] as const) {
+    if (value !== undefined && !CONTAINER.test(value)) {
+      problems.push(`${name} is '${value}': expected 3-63 lowercase letters, digits and single hyphens.`);
+    }
+  }
+  return { managedIdentityClientId, storageAccountUrl, storageConnectionString, container, stateContainer };
+}
+
+/**
+ * Validates the storage settings alone (account URL or connection string, container, AZURE_CLIENT_ID) and
+ * returns them frozen: what reading the exports needs, without the Defender settings. Pure, like
+ * {@link parseConfig}, and with the same rules and messages.
+ */
+export function parseStorageConfig(env: Readonly<Record<string, string | undefined>>): StorageConfig {
+  const reader = settingsReader(env);
+  const storage = readStorageSettings(reader);
+  if (reader.problems.length > 0) throw new ConfigError(reader.problems);
+  return Object.freeze(storage);
+}
+
+/**
+ * Validates the settings and returns a frozen config. Every bad or missing setting is reported at once,
+ * by name, with the expected form. Pure: takes the environment as an argument.
+ */
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): ExportConfig {
+  const reader = settingsReader(env);
+  const { problems, get, required, url, oneOf, duration } = reader;
 
   const tenantId = get('DEFENDER_TENANT_ID');
   if (tenantId === undefined)
@@ -218,43 +285,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
         'or, for local development only, set DEFENDER_CLIENT_SECRET.',
     );
   }
-  const managedIdentityClientId = get('AZURE_CLIENT_ID');
-  if (managedIdentityClientId !== undefined && !GUID.test(managedIdentityClientId)) {
-    problems.push(
-      `AZURE_CLIENT_ID is '${managedIdentityClientId}': expected the client ID (a GUID) of the user-assigned managed identity.`,
-    );
-  }
-
-  const storageAccountUrl = url('EXPORT_STORAGE_ACCOUNT_URL', undefined);
-  const storageConnectionString = get('EXPORT_STORAGE_CONNECTION_STRING');
-  if (
-    storageAccountUrl === undefined &&
-    storageConnectionString === undefined &&
-    get('EXPORT_STORAGE_ACCOUNT_URL') === undefined
-  ) {
-    problems.push(
-      'EXPORT_STORAGE_ACCOUNT_URL is missing: set it to the blob endpoint (https://<account>.blob.core.windows.net), ' +
-        'or set EXPORT_STORAGE_CONNECTION_STRING (e.g. for Azurite).',
-    );
-  }
-  if (
-    storageConnectionString !== undefined &&
-    !/(AccountName=|UseDevelopmentStorage=true|BlobEndpoint=)/i.test(storageConnectionString)
-  ) {
-    problems.push(
-      'EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string: expected AccountName=...;AccountKey=...;BlobEndpoint=... or UseDevelopmentStorage=true.',
-    );
-  }
-  const container = get('EXPORT_CONTAINER') ?? SETTINGS.EXPORT_CONTAINER.default;
-  const stateContainer = get('EXPORT_STATE_CONTAINER') ?? container;
-  for (const [name, value] of [
-    ['EXPORT_CONTAINER', container],
-    ['EXPORT_STATE_CONTAINER', stateContainer],
-  ] as const) {
-    if (!CONTAINER.test(value)) {
-      problems.push(`${name} is '${value}': expected 3-63 lowercase letters, digits and single hyphens.`);
-    }
-  }
+  const storage = readStorageSettings(reader);
 
   const schedule = get('EXPORT_SCHEDULE') ?? SETTINGS.EXPORT_SCHEDULE.default;
   if (schedule.split(/\s+/).length !== 6) {
@@ -279,11 +310,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     keyVaultUrl,
     keyVaultSecretName,
     clientSecret,
-    managedIdentityClientId,
-    storageAccountUrl,
-    storageConnectionString,
-    container,
-    stateContainer,
+    ...storage,
     schedule,
     initialLookbackInMs,
     settleDelayInMs,
@@ -308,6 +335,11 @@ function describe(ms: number): string {
  */
 export function loadConfig(localSettingsPath?: string): ExportConfig {
   return parseConfig({ ...readLocalSettings(localSettingsPath), ...process.env });
+}
+
+/** Reads the storage settings alone, from the same sources as {@link loadConfig}. */
+export function loadStorageConfig(localSettingsPath?: string): StorageConfig {
+  return parseStorageConfig({ ...readLocalSettings(localSettingsPath), ...process.env });
 }
 
 /** True when real settings are given (environment or local.settings.json), i.e. not the sandbox. */

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../src/errors';
-import { parseConfig, SETTINGS } from '../src/config';
+import { parseConfig, parseStorageConfig, SETTINGS } from '../src/config';
 
 const valid = {
   DEFENDER_TENANT_ID: '0c8e3f5a-7d21-4b9e-a6c4-5f2e1d0b9a87',
@@ -111,8 +111,38 @@ describe('parseConfig', () => {
 
   it('documents every setting it reads, and reads every setting it documents', () => {
     const source = readFileSync(join(__dirname, '..', 'src', 'config.ts'), 'utf8');
-    const body = source.slice(source.indexOf('export function parseConfig'));
+    const body = source.slice(source.indexOf('} as const satisfies'));
     const read = new Set([...body.matchAll(/\(\s*'([A-Z][A-Z_]+)'/g)].map((m) => m[1]!));
     expect([...read].sort()).toEqual(Object.keys(SETTINGS).sort());
+  });
+});
+
+describe('parseStorageConfig', () => {
+  it('needs only the storage settings, and applies the same defaults', () => {
+    const c = parseStorageConfig({ EXPORT_STORAGE_ACCOUNT_URL: 'https://stsoc.blob.core.windows.net/' });
+    expect(c).toEqual({
+      managedIdentityClientId: undefined,
+      storageAccountUrl: 'https://stsoc.blob.core.windows.net',
+      storageConnectionString: undefined,
+      stateContainer: 'defender-incidents',
+      container: 'defender-incidents',
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(parseStorageConfig(valid)).toMatchObject({ container: 'defender-incidents' });
+  });
+
+  it('reports every bad storage setting at once, with the messages of parseConfig', () => {
+    let thrown: unknown;
+    try {
+      parseStorageConfig({ AZURE_CLIENT_ID: 'x', EXPORT_CONTAINER: 'Bad_Container', DEFENDER_API: 'beta' });
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    const p = (thrown as ConfigError).problems;
+    expect(p).toHaveLength(3);
+    expect(p.join('\n')).toMatch(/AZURE_CLIENT_ID is 'x'/);
+    expect(p.join('\n')).toMatch(/EXPORT_STORAGE_ACCOUNT_URL is missing.*EXPORT_STORAGE_CONNECTION_STRING/);
+    expect(p.join('\n')).toMatch(/EXPORT_CONTAINER is 'Bad_Container'/);
   });
 });

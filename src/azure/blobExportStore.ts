@@ -28,14 +28,25 @@ export function describeStorageError(thrown: unknown, container: string, action:
   const e = storageError(thrown);
   if (e.statusCode === 403) {
     return new ExportError(
-      `Storage refused to ${action} in container '${container}' (403 ${e.code ?? ''}). Grant the function's identity ` +
-        `(AZURE_CLIENT_ID) the 'Storage Blob Data Contributor' role on the container, and check the account's network rules.`,
+      `Storage refused to ${action} in container '${container}' (403 ${e.code ?? ''}). Grant the identity in use the ` +
+        `'Storage Blob Data Contributor' role on the container ('Storage Blob Data Reader' is enough for the CLI's ` +
+        `download and status): the function's managed identity (AZURE_CLIENT_ID), or your 'az login' account when ` +
+        `you run the CLI. With EXPORT_STORAGE_CONNECTION_STRING, check its key or SAS permissions. Check the account's network rules too.`,
       { cause: thrown },
     );
   }
   if (e.statusCode === 404 && e.code === 'ContainerNotFound') {
     return new ExportError(
-      `Container '${container}' does not exist (EXPORT_CONTAINER). Deploy the infrastructure or create it.`,
+      `Container '${container}' does not exist in the storage account. Check EXPORT_CONTAINER and the account ` +
+        '(EXPORT_STORAGE_ACCOUNT_URL or EXPORT_STORAGE_CONNECTION_STRING); the deployment creates the container.',
+      { cause: thrown },
+    );
+  }
+  if (thrown instanceof Error && CREDENTIAL_ERRORS.has(thrown.name)) {
+    return new ExportError(
+      `Could not get a token for Storage to ${action} in container '${container}': ${thrown.message.split('\n')[0] ?? ''} ` +
+        "Locally, sign in with 'az login' (DefaultAzureCredential) or set EXPORT_STORAGE_CONNECTION_STRING; in Azure, " +
+        "check AZURE_CLIENT_ID and the function app's identity.",
       { cause: thrown },
     );
   }
@@ -44,6 +55,13 @@ export function describeStorageError(thrown: unknown, container: string, action:
     { cause: thrown },
   );
 }
+
+/** Errors of @azure/identity: no credential could give a token. */
+const CREDENTIAL_ERRORS = new Set([
+  'CredentialUnavailableError',
+  'AggregateAuthenticationError',
+  'AuthenticationError',
+]);
 
 /** Export blobs and run manifests in one container, written create-only in staged blocks. */
 export class BlobExportSink implements ExportSink {
@@ -138,12 +156,18 @@ class BlockBlobWriter implements ExportBlobWriter {
   }
 }
 
-/** The checkpoint document in `state/checkpoint.json`, guarded by ETags (412 = another writer won). */
+/**
+ * A checkpoint document, by default the live export's `state/checkpoint.json` (a backfill keeps its own),
+ * guarded by ETags (412 = another writer won).
+ */
 export class BlobCheckpointStore implements CheckpointStore {
-  constructor(private readonly container: ContainerClient) {}
+  constructor(
+    private readonly container: ContainerClient,
+    readonly blobName: string = CHECKPOINT_BLOB,
+  ) {}
 
   async read(): Promise<StoredCheckpoint | undefined> {
-    const client = this.container.getBlockBlobClient(CHECKPOINT_BLOB);
+    const client = this.container.getBlockBlobClient(this.blobName);
     let body: Buffer;
     let etag: string | undefined;
     try {
@@ -153,7 +177,7 @@ export class BlobCheckpointStore implements CheckpointStore {
     } catch (thrown) {
       if (storageError(thrown).statusCode === 404 && storageError(thrown).code !== 'ContainerNotFound')
         return undefined;
-      throw describeStorageError(thrown, this.container.containerName, `read '${CHECKPOINT_BLOB}'`);
+      throw describeStorageError(thrown, this.container.containerName, `read '${this.blobName}'`);
     }
     let document: unknown;
     try {
@@ -163,7 +187,7 @@ export class BlobCheckpointStore implements CheckpointStore {
     }
     if (!isCheckpointDocument(document) || !etag) {
       throw new ExportError(
-        `'${CHECKPOINT_BLOB}' in container '${this.container.containerName}' is not a valid checkpoint. Restore it from a soft-deleted ` +
+        `'${this.blobName}' in container '${this.container.containerName}' is not a valid checkpoint. Restore it from a soft-deleted ` +
           'version, or delete it to start over from EXPORT_INITIAL_LOOKBACK (versions already exported may then be written again).',
       );
     }
@@ -173,11 +197,11 @@ export class BlobCheckpointStore implements CheckpointStore {
   async write(document: CheckpointDocument, etag: string | undefined): Promise<string> {
     const body = Buffer.from(`${JSON.stringify(document, null, 2)}\n`, 'utf8');
     try {
-      const response = await this.container.getBlockBlobClient(CHECKPOINT_BLOB).upload(body, body.length, {
+      const response = await this.container.getBlockBlobClient(this.blobName).upload(body, body.length, {
         conditions: etag ? { ifMatch: etag } : { ifNoneMatch: '*' },
         blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
       });
-      if (!response.etag) throw new ExportError(`Storage returned no ETag for '${CHECKPOINT_BLOB}'.`);
+      if (!response.etag) throw new ExportError(`Storage returned no ETag for '${this.blobName}'.`);
       return response.etag;
     } catch (thrown) {
       const status = storageError(thrown).statusCode;
@@ -187,7 +211,7 @@ export class BlobCheckpointStore implements CheckpointStore {
         );
       }
       if (thrown instanceof ExportError) throw thrown;
-      throw describeStorageError(thrown, this.container.containerName, `write '${CHECKPOINT_BLOB}'`);
+      throw describeStorageError(thrown, this.container.containerName, `write '${this.blobName}'`);
     }
   }
 }

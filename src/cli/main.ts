@@ -1,11 +1,17 @@
 #!/usr/bin/env node
 import { hasRealSettings } from '../config';
 import { ConcurrentRunError, ConfigError, toError } from '../errors';
+import { backfillCommand } from './backfillCommand';
 import type { Command } from './command';
+import { downloadCommand } from './downloadCommand';
 import { runCommand } from './runCommand';
 import { sandboxCommand } from './sandboxCommand';
+import { statusCommand } from './statusCommand';
 
 const COMMANDS: Record<string, Command> = {
+  download: downloadCommand,
+  backfill: backfillCommand,
+  status: statusCommand,
   run: runCommand,
   sandbox: sandboxCommand,
 };
@@ -21,16 +27,20 @@ ${Object.entries(COMMANDS)
   start      'sandbox' unless real settings are given (environment or local.settings.json), then 'run'
 
 Run 'defender-export <command> --help' for a command's options.
-Exit codes: 0 success, 1 the command failed, 2 bad usage or configuration, 3 another run was active.`;
+Exit codes: 0 success, 1 the command failed (status: the export is stale), 2 bad usage or configuration,
+3 another run was active, 130 interrupted (run the command again to resume).`;
 
-/** Entry point: one top-level catch maps errors to exit codes. */
-export async function main(argv: string[]): Promise<number> {
+/**
+ * Entry point: one top-level catch maps errors to exit codes. `commands` replaces the table (tests run a
+ * command wired to the local sandbox's certificate through the same mapping).
+ */
+export async function main(argv: string[], commands: Record<string, Command> = COMMANDS): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${HELP}\n`);
     return name === undefined ? 2 : 0;
   }
-  const command = name === 'start' ? startCommand() : COMMANDS[name];
+  const command = name === 'start' ? startCommand() : commands[name];
   if (!command) {
     process.stderr.write(`Unknown command '${name}'.\n\n${HELP}\n`);
     return 2;

@@ -28,6 +28,16 @@ export function exportBlobName(
   return `${EXPORT_PREFIX}${utcDatePath(ts.ticks)}/${time}-${checkpointDigest(from)}${ext}`;
 }
 
+const EXPORT_BLOB_NAME = /^incidents\/\d{4}\/\d{2}\/\d{2}\/\d{13}-[0-9a-f]{12}\.jsonl?(\.gz)?$/;
+
+/**
+ * True for a name that {@link exportBlobName} can produce. The operators' CLI copies only such blobs to disk,
+ * so a name planted in the container (`..`, odd characters) never becomes a path outside the output folder.
+ */
+export function isExportBlobName(name: string): boolean {
+  return EXPORT_BLOB_NAME.test(name);
+}
+
 /** The manifest of one run: `runs/YYYY/MM/DD/HHMMSSmmm-<runId>.json`. */
 export function manifestBlobName(startedAtMs: number, runId: string): string {
   const iso = new Date(startedAtMs).toISOString();

@@ -57,6 +57,16 @@ export function advance(
   return { watermark: last.lastUpdate.text, idsAtWatermark: [...ids].sort() };
 }
 
+/**
+ * The instant before which every version has been exported: the later of the position and the end of the last
+ * window read completely (`scannedUntil`; the position moves only with a blob, so a quiet hour leaves it behind).
+ */
+export function exportedUntil(checkpoint: Checkpoint, scannedUntil: string | undefined): bigint {
+  const position = watermarkOf(checkpoint).ticks;
+  const scanned = scannedUntil === undefined ? undefined : parseTimestamp(scannedUntil)?.ticks;
+  return scanned !== undefined && scanned > position ? scanned : position;
+}
+
 /** A short stable digest of a checkpoint, used in blob names. */
 export function checkpointDigest(checkpoint: Checkpoint): string {
   const ts = watermarkOf(checkpoint);

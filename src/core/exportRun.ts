@@ -2,7 +2,13 @@ import type { DefenderApi, ExportCompression, ExportFormat } from '../config';
 import { ConcurrentRunError, ExportError, toError } from '../errors';
 import type { Logger } from '../logger';
 import { exportBlobName, manifestBlobName, quarantineBlobName } from './blobNaming';
-import { decodeCheckpoint, encodeCheckpoint, watermarkOf, type Checkpoint } from './checkpoint';
+import {
+  decodeCheckpoint,
+  encodeCheckpoint,
+  exportedUntil,
+  watermarkOf,
+  type Checkpoint,
+} from './checkpoint';
 import type {
   CheckpointDocument,
   CheckpointStore,
@@ -33,6 +39,16 @@ export interface ExportRunOptions {
   readonly maxBlobBytes?: number;
   /** Cut a blob only where the tie set fits comfortably in blob metadata. */
   readonly maxIdsInBlobMetadata?: number;
+  /**
+   * Where the export starts when there is no checkpoint yet, an exact timestamp; default now minus
+   * `initialLookbackInMs`. A backfill starts its own checkpoint at the beginning of the history it fills in.
+   */
+  readonly initialWatermark?: string;
+  /**
+   * Exclusive end the export never passes, an exact timestamp; default none (only now minus the settle delay).
+   * A backfill ends where the live export began, so it never writes a version the live export wrote.
+   */
+  readonly windowEnd?: string;
   readonly abortSignal?: AbortSignal;
 }
 
@@ -87,6 +103,8 @@ class ExportRun {
   private persisted!: Checkpoint;
   private lastSuccessfulRunAt: string | undefined;
   private scannedUntil: string | undefined;
+  private exportStart: string | undefined;
+  private readonly windowEndTicks: bigint | undefined;
   private readonly maxBlobBytes: number;
   private readonly maxIds: number;
 
@@ -95,6 +113,7 @@ class ExportRun {
     this.deadlineMs = this.startedAtMs + o.maxRunDurationInMs;
     this.maxBlobBytes = o.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
     this.maxIds = o.maxIdsInBlobMetadata ?? 100;
+    this.windowEndTicks = o.windowEnd === undefined ? undefined : exactTicks('windowEnd', o.windowEnd);
     this.summary = {
       outcome: 'succeeded',
       runId: o.runId,
@@ -156,14 +175,19 @@ class ExportRun {
       this.persisted = stored.document.checkpoint;
       this.lastSuccessfulRunAt = stored.document.lastSuccessfulRunAt;
       this.scannedUntil = stored.document.scannedUntil;
+      this.exportStart = stored.document.exportStart;
       watermarkOf(this.persisted);
     } else {
       const start: Checkpoint = {
-        watermark: timestampFromMs(this.startedAtMs - this.o.initialLookbackInMs).text,
+        watermark:
+          this.o.initialWatermark === undefined
+            ? timestampFromMs(this.startedAtMs - this.o.initialLookbackInMs).text
+            : formatTicks(exactTicks('initialWatermark', this.o.initialWatermark)),
         idsAtWatermark: [],
       };
+      this.exportStart = start.watermark;
       this.o.logger.info(
-        `No checkpoint yet: the first run starts at ${start.watermark} (EXPORT_INITIAL_LOOKBACK).`,
+        `No checkpoint yet: the first run starts at ${start.watermark}${this.o.initialWatermark === undefined ? ' (EXPORT_INITIAL_LOOKBACK)' : ''}.`,
       );
       // Written create-only before anything else, so of two first runs at once only one gets past this line.
       await this.saveCheckpoint(start, undefined);
@@ -177,6 +201,9 @@ class ExportRun {
    */
   private async recoverCommittedBlobs(): Promise<void> {
     for (;;) {
+      // At the window end the next blob in the chain is not ours to adopt (a backfill meets the live export there).
+      if (this.windowEndTicks !== undefined && watermarkOf(this.persisted).ticks >= this.windowEndTicks)
+        return;
       const name = exportBlobName(this.persisted, this.o.format, this.o.compression);
       const metadata = await this.o.sink.committedMetadata(name);
       if (!metadata) return;
@@ -202,7 +229,11 @@ class ExportRun {
    * up late, therefore cannot fork the chain of blobs, and no version lands in two blobs.
    */
   private async exportWindows(): Promise<void> {
-    const untilTicks = timestampFromMs(this.o.clock.now() - this.o.settleDelayInMs).ticks;
+    const settledTicks = timestampFromMs(this.o.clock.now() - this.o.settleDelayInMs).ticks;
+    const untilTicks =
+      this.windowEndTicks !== undefined && this.windowEndTicks < settledTicks
+        ? this.windowEndTicks
+        : settledTicks;
     this.summary.windowUntil = formatTicks(untilTicks);
     while (watermarkOf(this.persisted).ticks < untilTicks) {
       const dayEnd = nextUtcMidnight(watermarkOf(this.persisted).ticks);
@@ -324,6 +355,7 @@ class ExportRun {
       updatedAt: new Date(this.o.clock.now()).toISOString(),
       runId: this.o.runId,
       ...(lastBlob ? { lastBlob } : {}),
+      ...(this.exportStart ? { exportStart: this.exportStart } : {}),
       ...(this.lastSuccessfulRunAt ? { lastSuccessfulRunAt: this.lastSuccessfulRunAt } : {}),
       ...(this.scannedUntil ? { scannedUntil: this.scannedUntil } : {}),
     };
@@ -344,13 +376,8 @@ class ExportRun {
     this.summary.watermark = this.persisted?.watermark ?? '';
     const now = this.o.clock.now();
     this.summary.durationInMs = now - this.startedAtMs;
-    // Everything before the later of the position and the last complete scan has been exported.
-    const scanned = this.scannedUntil ? parseTimestamp(this.scannedUntil)?.ticks : undefined;
-    const position = this.persisted ? watermarkOf(this.persisted).ticks : undefined;
-    const exportedUntil =
-      scanned !== undefined && (position === undefined || scanned > position) ? scanned : position;
-    this.summary.watermarkAgeInMs =
-      exportedUntil === undefined ? 0 : Math.max(0, now - ticksToMs(exportedUntil));
+    const until = this.persisted ? exportedUntil(this.persisted, this.scannedUntil) : undefined;
+    this.summary.watermarkAgeInMs = until === undefined ? 0 : Math.max(0, now - ticksToMs(until));
   }
 
   private async writeManifest(): Promise<void> {
@@ -433,6 +460,12 @@ class OpenBlob {
   private throwIfFailed(): void {
     if (this.failure) throw this.failure.error;
   }
+}
+
+function exactTicks(option: string, text: string): bigint {
+  const ts = parseTimestamp(text);
+  if (!ts) throw new ExportError(`The ${option} option '${text}' is not an exact timestamp.`);
+  return ts.ticks;
 }
 
 function sameCheckpoint(a: Checkpoint, b: Checkpoint): boolean {

@@ -52,6 +52,11 @@ export interface CheckpointDocument {
   readonly checkpoint: Checkpoint;
   readonly updatedAt: string;
   readonly runId: string;
+  /**
+   * Where this chain of exports began (its first checkpoint): versions before it were not exported by it.
+   * Absent in checkpoints written before it was recorded.
+   */
+  readonly exportStart?: string;
   /** The export blob that ends at this checkpoint, if the last move committed one. */
   readonly lastBlob?: string;
   readonly lastSuccessfulRunAt?: string;

@@ -63,6 +63,14 @@ function parseBody(body: unknown, api: DefenderApi, url: string): ParsedPage {
   return { records, rejected, nextLink: typeof nextLinkValue === 'string' ? nextLinkValue : undefined };
 }
 
+/**
+ * One incident object of the given API as a record (id and exact last update), or why it cannot be placed in
+ * time. Pure; the operators' CLI reads exported incidents back with it.
+ */
+export function parseIncidentRecord(item: unknown, api: DefenderApi): IncidentRecord | string {
+  return parseRecord(item, FIELDS[api]);
+}
+
 /** One incident, or why it cannot be placed in time (then it is quarantined, not dropped). */
 function parseRecord(item: unknown, f: (typeof FIELDS)[DefenderApi]): IncidentRecord | string {
   if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'is not an incident object';

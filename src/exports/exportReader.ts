@@ -4,10 +4,11 @@ import { describeStorageError, streamToBuffer } from '../azure/blobExportStore';
 import { EXPORT_PREFIX } from '../core/blobNaming';
 import { ExportError } from '../errors';
 
-/** An export blob as listed: name, size and the metadata the exporter wrote. */
+/** An export blob as listed: name, size, ETag and the metadata the exporter wrote. */
 export interface ExportBlobInfo {
   readonly name: string;
   readonly size: number;
+  readonly etag: string;
   readonly metadata: Readonly<Record<string, string>>;
 }
 
@@ -28,8 +29,21 @@ export function daysBetween(fromMs: number, toMs: number): string[] {
  * Lists the export blobs of the UTC days from `fromMs` to `toMs`, by their date prefixes (no full-container
  * scan), in name order, which is time order.
  */
-export async function listExportBlobs(
+export function listExportBlobs(
   container: ContainerClient,
+  fromMs: number,
+  toMs: number,
+): Promise<ExportBlobInfo[]> {
+  return listBlobsByDay(container, EXPORT_PREFIX, fromMs, toMs);
+}
+
+/**
+ * Lists the blobs under `<prefix>YYYY/MM/DD/` for the UTC days from `fromMs` to `toMs` (export blobs, run
+ * manifests), one date prefix at a time, in name order.
+ */
+export async function listBlobsByDay(
+  container: ContainerClient,
+  prefix: string,
   fromMs: number,
   toMs: number,
 ): Promise<ExportBlobInfo[]> {
@@ -37,26 +51,32 @@ export async function listExportBlobs(
   for (const day of daysBetween(fromMs, toMs)) {
     try {
       for await (const blob of container.listBlobsFlat({
-        prefix: `${EXPORT_PREFIX}${day}/`,
+        prefix: `${prefix}${day}/`,
         includeMetadata: true,
       })) {
         out.push({
           name: blob.name,
           size: blob.properties.contentLength ?? 0,
+          etag: blob.properties.etag ?? '',
           metadata: blob.metadata ?? {},
         });
       }
     } catch (thrown) {
-      throw describeStorageError(thrown, container.containerName, `list '${EXPORT_PREFIX}${day}/'`);
+      throw describeStorageError(thrown, container.containerName, `list '${prefix}${day}/'`);
     }
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/** The bytes of an export blob, gunzipped when they are gzip (by magic bytes; concatenated members too). */
+export function inflateExportBlob(bytes: Buffer): Buffer {
+  const isGzip = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+  return isGzip ? gunzipSync(bytes) : bytes;
+}
+
 /** Decodes the bytes of an export blob (gzip by name or magic bytes; json array or json lines) into incidents. */
 export function decodeExportBlob(name: string, bytes: Buffer): unknown[] {
-  const isGzip = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
-  const text = (isGzip ? gunzipSync(bytes) : bytes).toString('utf8');
+  const text = inflateExportBlob(bytes).toString('utf8');
   try {
     if (/\.jsonl(\.gz)?$/.test(name)) {
       return text

@@ -1,9 +1,10 @@
-import { exportBlobName, manifestBlobName } from '../../src/core/blobNaming';
+import { exportBlobName, isExportBlobName, manifestBlobName } from '../../src/core/blobNaming';
 import {
   advance,
   checkpointDigest,
   decodeCheckpoint,
   encodeCheckpoint,
+  exportedUntil,
   isAfter,
   type Checkpoint,
 } from '../../src/core/checkpoint';
@@ -73,9 +74,52 @@ describe('blob names', () => {
     ).toBe(b);
   });
 
+  it('are recognised as ours, and nothing else is', () => {
+    for (const [format, compression] of [
+      ['json', 'none'],
+      ['jsonl', 'none'],
+      ['json', 'gzip'],
+      ['jsonl', 'gzip'],
+    ] as const) {
+      expect(
+        isExportBlobName(
+          exportBlobName(
+            { watermark: '2026-11-24T09:05:03.12Z', idsAtWatermark: ['1'] },
+            format,
+            compression,
+          ),
+        ),
+      ).toBe(true);
+    }
+    for (const name of [
+      'incidents/2026/11/24/../../../../etc/0905031234567-0123456789ab.json',
+      'incidents/2026/11/24/0905031234567-0123456789ab.json/x.json',
+      'incidents/2026/11/24/notes.json',
+      'state/checkpoint.json',
+      'incidents/2026/11/24/0905031234567-0123456789ab.json.zip',
+    ]) {
+      expect(isExportBlobName(name)).toBe(false);
+    }
+  });
+
   it('keep unsafe characters out of manifest names', () => {
     expect(manifestBlobName(Date.UTC(2026, 10, 24, 1, 2, 3, 4), '../x y/..')).toBe(
       'runs/2026/11/24/010203004-xy.json',
+    );
+  });
+});
+
+describe('exportedUntil', () => {
+  const at = (watermark: string) => ({ watermark, idsAtWatermark: ['1'] });
+  it('is the later of the position and the last complete scan, in exact ticks', () => {
+    expect(exportedUntil(at('2026-11-24T10:00:00.1234567Z'), undefined)).toBe(
+      parseTimestamp('2026-11-24T10:00:00.1234567Z')!.ticks,
+    );
+    expect(exportedUntil(at('2026-11-24T10:00:00.1234567Z'), '2026-11-24T10:00:00.1234568Z')).toBe(
+      parseTimestamp('2026-11-24T10:00:00.1234568Z')!.ticks,
+    );
+    expect(exportedUntil(at('2026-11-24T10:00:00.1234567Z'), '2026-11-24T09:00:00Z')).toBe(
+      parseTimestamp('2026-11-24T10:00:00.1234567Z')!.ticks,
     );
   });
 });

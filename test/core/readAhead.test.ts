@@ -23,6 +23,7 @@ describe('readAhead', () => {
   it('passes on a failure of the source, in order', async () => {
     async function* source(): AsyncGenerator<number> {
       yield 1;
+      await Promise.resolve();
       throw new Error('page 2 failed');
     }
     const seen: number[] = [];

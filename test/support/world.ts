@@ -76,6 +76,8 @@ export function freshContainer(
 export class World {
   readonly logs = new LogRecorder();
   config!: ExportConfig;
+  /** The settings the config was parsed from, as a local.settings.json would hold them. */
+  settings!: Record<string, string>;
   exporter!: Exporter;
   readonly container: ContainerClient;
   readonly sleeps: number[] = [];
@@ -98,7 +100,7 @@ export class World {
 
   /** (Re)builds config and exporter on the same container. */
   configure(options: WorldOptions = {}): this {
-    this.config = parseConfig({
+    this.settings = {
       DEFENDER_TENANT_ID: this.tenant.tenantId,
       DEFENDER_CLIENT_ID: this.tenant.clientId,
       DEFENDER_API: options.api ?? 'graph',
@@ -109,8 +111,15 @@ export class World {
       EXPORT_CONTAINER: this.container.containerName,
       EXPORT_SETTLE_DELAY: 'PT1S',
       ...options.settings,
-    });
-    this.exporter = createExporter(this.config, {
+    };
+    this.config = parseConfig(this.settings);
+    this.exporter = createExporter(this.config, this.composition(options));
+    return this;
+  }
+
+  /** The composition options of this world's exporter (the simulated tenant's CA and identity, short waits). */
+  composition(options: WorldOptions = {}): CompositionOptions {
+    return {
       logger: this.logs,
       ca: this.tenant.ca,
       azureCredential: this.tenant.managedIdentityCredential(),
@@ -127,8 +136,7 @@ export class World {
         { limit: SCALED_LEGACY_LIMITS.perHour, windowInMs: SCALED_LEGACY_LIMITS.hourInMs },
       ],
       ...options.composition,
-    });
-    return this;
+    };
   }
 
   run(runId?: string): Promise<RunSummary> {

@@ -1,0 +1,93 @@
+import { createContainerClients } from '../compositionRoot';
+import { loadStorageConfig } from '../config';
+import { formatDuration, parseDurationInMs } from '../core/duration';
+import { ConfigError } from '../errors';
+import { readExportStatus, type ExportStatus } from '../exports/exportStatus';
+import { parseOptions, type Command } from './command';
+
+/** `defender-export status`: the health of the export, for people, cron and monitoring. */
+export const statusCommand: Command = {
+  summary: 'show the checkpoint, how fresh the export is and the last runs; exit 1 when stale',
+  usage: `Usage: defender-export status [--max-age PT2H] [--days N] [--runs N] [--json] [--settings FILE]
+
+Reads the export's checkpoint (state/checkpoint.json) and the manifests of the last runs (runs/, by date
+prefix) and tells how far the export has come: everything updated before "exported until" is in storage.
+Exits with 1 when that is older than --max-age, so cron or a monitor can alert on it.
+
+Options:
+  --max-age DURATION  ISO-8601 duration the export may lag before it counts as stale (default PT2H)
+  --days N            UTC days of run manifests to look at (default 3)
+  --runs N            how many recent runs to show (default 10)
+  --json              print the status as JSON on stdout
+  --settings FILE     settings file (default local.settings.json); only the storage settings are needed
+
+Exit codes: 0 fresh, 1 stale or never run (or the status could not be read), 2 bad usage or settings.`,
+  async run(args) {
+    const { values } = parseOptions(args, {
+      'max-age': { type: 'string', default: 'PT2H' },
+      days: { type: 'string', default: '3' },
+      runs: { type: 'string', default: '10' },
+      json: { type: 'boolean', default: false },
+      settings: { type: 'string', default: 'local.settings.json' },
+    });
+    const problems: string[] = [];
+    const maxAgeInMs = parseDurationInMs(values['max-age']);
+    if (maxAgeInMs === undefined)
+      problems.push(
+        `--max-age is '${values['max-age']}': expected an ISO-8601 duration such as PT2H or PT90M.`,
+      );
+    const days = wholeNumber(values.days, '--days', 1, 31, problems);
+    const runs = wholeNumber(values.runs, '--runs', 1, 1000, problems);
+    if (problems.length > 0 || maxAgeInMs === undefined) throw new ConfigError(problems);
+    const containers = createContainerClients(loadStorageConfig(values.settings));
+
+    const status = await readExportStatus(containers, { nowMs: Date.now(), maxAgeInMs, days, runs });
+    process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+    return status.isStale ? 1 : 0;
+  },
+};
+
+function wholeNumber(text: string, name: string, min: number, max: number, problems: string[]): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max)
+    problems.push(`${name} is '${text}': expected a whole number from ${min} to ${max}.`);
+  return n;
+}
+
+/** The status for people: a few labelled lines and a table of runs. */
+export function formatStatus(s: ExportStatus): string {
+  const ago = (ms: number | undefined): string => (ms === undefined ? '' : `, ${formatDuration(ms)} ago`);
+  const lines = [`Container:        ${s.container}`];
+  if (s.checkpoint) {
+    const c = s.checkpoint;
+    lines.push(
+      `Checkpoint:       ${c.watermark} (${c.idsAtWatermark} id(s) at it), ${c.api} API, written ${c.updatedAt} by run ${c.runId}`,
+      `Exported until:   ${s.exportedUntil ?? ''}${ago(s.exportedUntilAgeInMs)}`,
+      `Newest update:    ${s.newestUpdate ? `${s.newestUpdate.at}${ago(s.newestUpdate.ageInMs)} (${s.newestUpdate.blob})` : 'none in the last days'}`,
+      `Last success:     ${c.lastSuccessfulRunAt ?? 'none yet'}`,
+      `Export began at:  ${c.exportStart ?? 'not recorded'}`,
+    );
+  }
+  lines.push('', s.runs.length ? 'Recent runs (newest first):' : 'No run manifests in the last days.');
+  if (s.runs.length) {
+    const rows = [
+      ['STARTED', 'KIND', 'OUTCOME', 'INCIDENTS', 'BLOBS', 'DURATION', 'NOTE'],
+      ...s.runs.map((r) => [
+        r.startedAt,
+        r.kind,
+        r.outcome,
+        String(r.incidents),
+        String(r.blobs),
+        formatDuration(r.durationInMs),
+        (r.reason ?? '').slice(0, 100),
+      ]),
+    ];
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+    for (const row of rows)
+      lines.push(
+        `  ${row.map((cell, i) => (i === 3 || i === 4 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ')}`.trimEnd(),
+      );
+  }
+  lines.push('', s.verdict);
+  return `${lines.join('\n')}\n`;
+}

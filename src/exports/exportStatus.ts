@@ -1,0 +1,181 @@
+import type { ExportContainers } from '../compositionRoot';
+import type { ContainerClient } from '@azure/storage-blob';
+import { BlobCheckpointStore } from '../azure/blobExportStore';
+import { CHECKPOINT_BLOB, EXPORT_PREFIX, isExportBlobName, MANIFEST_PREFIX } from '../core/blobNaming';
+import { exportedUntil } from '../core/checkpoint';
+import { formatDuration } from '../core/duration';
+import type { RunOutcome } from '../core/exportRun';
+import { formatTicks, ticksToMs } from '../core/timestamp';
+import { parseIncidentRecord } from '../defender/incidentPage';
+import { toError } from '../errors';
+import { listBlobsByDay, readExportBlob } from './exportReader';
+
+/** Run ids of backfill runs start with this; their manifests sit with the live runs' under runs/. */
+export const BACKFILL_RUN_PREFIX = 'backfill-';
+
+const DAY_MS = 86_400_000;
+
+export interface StatusOptions {
+  readonly nowMs: number;
+  /** The export is stale when everything it exported is older than this. */
+  readonly maxAgeInMs: number;
+  /** How many UTC days of run manifests (and of export folders, for the newest update) to look at. Default 3. */
+  readonly days?: number;
+  /** How many runs to report, newest first. Default 10. */
+  readonly runs?: number;
+}
+
+/** One run as its manifest tells it. */
+export interface RunRecord {
+  readonly manifest: string;
+  readonly kind: 'live' | 'backfill';
+  readonly runId: string;
+  readonly startedAt: string;
+  readonly outcome: RunOutcome | 'unreadable';
+  readonly incidents: number;
+  readonly blobs: number;
+  readonly durationInMs: number;
+  readonly reason?: string;
+}
+
+export interface ExportStatus {
+  readonly container: string;
+  readonly now: string;
+  readonly checkpoint?: {
+    readonly watermark: string;
+    readonly idsAtWatermark: number;
+    readonly api: string;
+    readonly updatedAt: string;
+    readonly runId: string;
+    readonly exportStart?: string;
+    readonly lastSuccessfulRunAt?: string;
+  };
+  /** Every version updated before this instant has been exported. */
+  readonly exportedUntil?: string;
+  readonly exportedUntilAgeInMs?: number;
+  /** The newest last-update time in the exports, and the blob that holds it. */
+  readonly newestUpdate?: { readonly at: string; readonly ageInMs: number; readonly blob: string };
+  readonly runs: readonly RunRecord[];
+  readonly maxAgeInMs: number;
+  readonly isStale: boolean;
+  readonly verdict: string;
+}
+
+/**
+ * The health of the export in a container: the live checkpoint, how far the export has come and the newest
+ * update it holds, and the last runs from their manifests (listed by date prefix, the last `days` UTC days).
+ * Stale when there is no checkpoint, or when what it exported is older than `maxAgeInMs`.
+ */
+export async function readExportStatus(
+  { container, stateContainer }: ExportContainers,
+  options: StatusOptions,
+): Promise<ExportStatus> {
+  const { nowMs, maxAgeInMs } = options;
+  const days = options.days ?? 3;
+  const stored = await new BlobCheckpointStore(stateContainer).read();
+  const runs = await readRuns(container, nowMs - (days - 1) * DAY_MS, nowMs, options.runs ?? 10);
+  const base = { container: container.containerName, now: new Date(nowMs).toISOString(), runs, maxAgeInMs };
+  if (!stored) {
+    return {
+      ...base,
+      isStale: true,
+      verdict: `STALE: no ${CHECKPOINT_BLOB} in container '${stateContainer.containerName}'; the export has not run yet.`,
+    };
+  }
+  const doc = stored.document;
+  const until = exportedUntil(doc.checkpoint, doc.scannedUntil);
+  const ageInMs = Math.max(0, nowMs - ticksToMs(until));
+  const isStale = ageInMs > maxAgeInMs;
+  const newestUpdate = await findNewestUpdate(container, ticksToMs(until), nowMs, days);
+  return {
+    ...base,
+    checkpoint: {
+      watermark: doc.checkpoint.watermark,
+      idsAtWatermark: doc.checkpoint.idsAtWatermark.length,
+      api: doc.api,
+      updatedAt: doc.updatedAt,
+      runId: doc.runId,
+      ...(doc.exportStart ? { exportStart: doc.exportStart } : {}),
+      ...(doc.lastSuccessfulRunAt ? { lastSuccessfulRunAt: doc.lastSuccessfulRunAt } : {}),
+    },
+    exportedUntil: formatTicks(until),
+    exportedUntilAgeInMs: ageInMs,
+    ...(newestUpdate ? { newestUpdate } : {}),
+    isStale,
+    verdict: isStale
+      ? `STALE: the export is ${formatDuration(ageInMs)} behind, more than the allowed ${formatDuration(maxAgeInMs)}.`
+      : `OK: the export is ${formatDuration(ageInMs)} behind, within ${formatDuration(maxAgeInMs)}.`,
+  };
+}
+
+/** The last `count` runs whose manifests sit in the day folders from `fromMs` to `toMs`, newest first. */
+async function readRuns(
+  container: ContainerClient,
+  fromMs: number,
+  toMs: number,
+  count: number,
+): Promise<RunRecord[]> {
+  const manifests = (await listBlobsByDay(container, MANIFEST_PREFIX, fromMs, toMs)).slice(-count).reverse();
+  return Promise.all(
+    manifests.map(async ({ name }): Promise<RunRecord> => {
+      try {
+        const bytes = await container.getBlockBlobClient(name).downloadToBuffer();
+        const m = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+        const runId = typeof m.runId === 'string' ? m.runId : '';
+        return {
+          manifest: name,
+          kind: runId.startsWith(BACKFILL_RUN_PREFIX) ? 'backfill' : 'live',
+          runId,
+          startedAt: typeof m.startedAt === 'string' ? m.startedAt : '',
+          outcome: m.outcome as RunOutcome,
+          incidents: Number(m.incidents ?? 0),
+          blobs: Number(m.blobs ?? 0),
+          durationInMs: Number(m.durationInMs ?? 0),
+          ...(typeof m.reason === 'string' ? { reason: m.reason } : {}),
+        };
+      } catch (thrown) {
+        return {
+          manifest: name,
+          kind: 'live',
+          runId: '',
+          startedAt: '',
+          outcome: 'unreadable',
+          incidents: 0,
+          blobs: 0,
+          durationInMs: 0,
+          reason: toError(thrown).message,
+        };
+      }
+    }),
+  );
+}
+
+/**
+ * The newest last update in the exports: in the newest blob that holds incidents, looked for in the day folders
+ * from the export's position back `days` days (blobs of quiet midnights hold none).
+ */
+async function findNewestUpdate(
+  container: ContainerClient,
+  untilMs: number,
+  nowMs: number,
+  days: number,
+): Promise<ExportStatus['newestUpdate']> {
+  for (let day = 0; day < days; day++) {
+    const dayMs = Math.min(untilMs, nowMs) - day * DAY_MS;
+    const blobs = (await listBlobsByDay(container, EXPORT_PREFIX, dayMs, dayMs)).filter(
+      (b) => isExportBlobName(b.name) && Number(b.metadata.recordcount ?? 0) > 0,
+    );
+    const newest = blobs.at(-1);
+    if (!newest) continue;
+    const api = newest.metadata.api === 'legacy' ? 'legacy' : 'graph';
+    let max: bigint | undefined;
+    for (const raw of await readExportBlob(container, newest.name)) {
+      const record = parseIncidentRecord(raw, api);
+      if (typeof record !== 'string' && (max === undefined || record.lastUpdate.ticks > max))
+        max = record.lastUpdate.ticks;
+    }
+    if (max === undefined) continue;
+    return { at: formatTicks(max), ageInMs: Math.max(0, nowMs - ticksToMs(max)), blob: newest.name };
+  }
+  return undefined;
+}

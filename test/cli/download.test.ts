@@ -1,0 +1,359 @@
+import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { createContainerClient } from '../../src/compositionRoot';
+import { parseStorageConfig } from '../../src/config';
+import { formatTicks, parseTimestamp } from '../../src/core/timestamp';
+import { DOWNLOAD_STATE_FILE, downloadExports } from '../../src/exports/downloadExports';
+import { parseTimeRange } from '../../src/exports/timeRange';
+import { runCli, settingsFile, tempDir, type CliResult } from '../support/cli';
+import { World, type ExportedVersion } from '../support/world';
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+const ticks = (text: string): bigint => parseTimestamp(text)!.ticks;
+const key = (v: { id: string; lastUpdate: string }): string => `${v.id}@${ticks(v.lastUpdate)}`;
+
+/** Versions in the order --merge promises: last update in exact ticks, then id (numerically). */
+function inMergeOrder(versions: readonly ExportedVersion[]): string[] {
+  return [...versions]
+    .sort((a, b) =>
+      ticks(a.lastUpdate) !== ticks(b.lastUpdate)
+        ? ticks(a.lastUpdate) < ticks(b.lastUpdate)
+          ? -1
+          : 1
+        : Number(a.id) - Number(b.id),
+    )
+    .map(key);
+}
+
+/** The newest exported version of each incident. */
+function newestOf(versions: readonly ExportedVersion[]): string[] {
+  const newest = new Map<string, ExportedVersion>();
+  for (const v of versions) {
+    const seen = newest.get(v.id);
+    if (!seen || ticks(seen.lastUpdate) < ticks(v.lastUpdate)) newest.set(v.id, v);
+  }
+  return inMergeOrder([...newest.values()]);
+}
+
+function readVersionsFile(path: string, format: 'json' | 'jsonl'): string[] {
+  const text = readFileSync(path, 'utf8');
+  const records = (
+    format === 'json'
+      ? (JSON.parse(text) as Record<string, unknown>[])
+      : text
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+  ) as { id: string; lastUpdateDateTime: string }[];
+  return records.map((r) => key({ id: r.id, lastUpdate: r.lastUpdateDateTime }));
+}
+
+function filesUnder(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).map((f) => f.split('\\').join('/')).sort();
+}
+
+describe('defender-export download', () => {
+  let world: World;
+  let settings: string;
+  let out: string;
+  let dataBlobs: { name: string; gz: boolean; recordcount: number }[];
+  const day = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+  const now = Date.now();
+
+  beforeAll(async () => {
+    // Exports written by the real exporter: json blobs first, then gzip json lines, with updated incidents.
+    world = await World.start({
+      settings: { EXPORT_INITIAL_LOOKBACK: 'PT72H' },
+      composition: { maxBlobBytes: 40_000 },
+    });
+    world.tenant.store.generate(160, { from: new Date(now - 70 * HOUR), to: new Date(now - 2 * HOUR) });
+    expect((await world.run()).outcome).toBe('succeeded');
+    world.configure({
+      settings: { EXPORT_INITIAL_LOOKBACK: 'PT72H', EXPORT_FORMAT: 'jsonl', EXPORT_COMPRESSION: 'gzip' },
+      composition: { maxBlobBytes: 40_000 },
+    });
+    for (const incident of world.tenant.store.all().slice(0, 25)) world.tenant.store.update(incident.id);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await world.run()).outcome).toBe('succeeded');
+
+    dataBlobs = [];
+    for await (const blob of world.container.listBlobsFlat({ prefix: 'incidents/', includeMetadata: true })) {
+      const recordcount = Number(blob.metadata!.recordcount);
+      if (recordcount > 0) dataBlobs.push({ name: blob.name, gz: blob.name.endsWith('.gz'), recordcount });
+    }
+    settings = settingsFile({
+      EXPORT_STORAGE_CONNECTION_STRING: world.settings.EXPORT_STORAGE_CONNECTION_STRING!,
+      EXPORT_CONTAINER: world.container.containerName,
+    });
+  });
+  afterAll(async () => {
+    await world.close();
+  });
+  beforeEach(() => {
+    out = tempDir();
+  });
+
+  /** `defender-export download --<option> <value>...` (true: a flag) on the world's container by default. */
+  function download(
+    options: Readonly<Record<string, string | true>>,
+    extra: { settings?: string; onStderr?: (text: string) => void } = {},
+  ): Promise<CliResult> {
+    const args = Object.entries(options).flatMap(([name, value]) =>
+      value === true ? [`--${name}`] : [`--${name}`, value],
+    );
+    return runCli(['download', ...args, '--settings', extra.settings ?? settings], {
+      ...(extra.onStderr ? { onStderr: extra.onStderr } : {}),
+    });
+  }
+
+  it('downloads a range of json and gzip json-lines blobs, decompressed and verified, and merges them', async () => {
+    expect(dataBlobs.some((b) => b.gz)).toBe(true);
+    expect(dataBlobs.some((b) => !b.gz)).toBe(true);
+    const merged = join(out, 'all.json');
+    const latest = join(out, 'latest.json');
+    const result = await download({
+      from: day(now - 80 * HOUR),
+      to: day(now),
+      out: join(out, 'files'),
+      merge: merged,
+      latest,
+      json: true,
+    });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout);
+    expect(summary).toMatchObject({
+      blobs: dataBlobs.length,
+      downloaded: dataBlobs.length,
+      alreadyPresent: 0,
+      failures: [],
+      interrupted: false,
+      merge: { file: merged },
+      latest: { file: latest },
+    });
+    expect(summary.emptyBlobs).toBeGreaterThan(0); // the blobs that carry the position over quiet midnights
+
+    // The container's layout, decompressed, byte for byte; and the resume record.
+    expect(
+      filesUnder(join(out, 'files')).filter((f) => f.startsWith('incidents/') && f.includes('.json')),
+    ).toEqual(dataBlobs.map((b) => b.name.replace(/\.gz$/, '')).sort());
+    for (const blob of dataBlobs) {
+      const bytes = await world.container.getBlockBlobClient(blob.name).downloadToBuffer();
+      const local = readFileSync(join(out, 'files', blob.name.replace(/\.gz$/, '')));
+      expect(local.equals(blob.gz ? gunzipSync(bytes) : bytes)).toBe(true);
+    }
+    expect(existsSync(join(out, 'files', DOWNLOAD_STATE_FILE))).toBe(true);
+
+    const exported = await world.exported();
+    expect(exported.length).toBe(185);
+    expect(summary.records).toBe(185);
+    expect(summary.merge.versions).toBe(185);
+    expect(readVersionsFile(merged, 'json')).toEqual(inMergeOrder(exported));
+    // --latest: the newest version of each incident, which is the tenant's current one.
+    expect(summary.latest.incidents).toBe(160);
+    const newest = readVersionsFile(latest, 'json');
+    expect(newest).toEqual(newestOf(exported));
+    expect(newest.sort()).toEqual(
+      world.tenant.store
+        .all()
+        .map((i) => `${i.id}@${ticks(i.lastUpdateTime)}`)
+        .sort(),
+    );
+
+    // Run again with --format jsonl: everything is already there and intact, nothing is downloaded.
+    const again = await download({
+      from: day(now - 80 * HOUR),
+      out: join(out, 'files'),
+      merge: join(out, 'all.jsonl'),
+      latest: join(out, 'latest.jsonl'),
+      format: 'jsonl',
+    });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(
+      new RegExp(`^0 blob\\(s\\) downloaded \\(0 B\\), ${dataBlobs.length} already present and intact`),
+    );
+    expect(readVersionsFile(join(out, 'all.jsonl'), 'jsonl')).toEqual(inMergeOrder(exported));
+    expect(readVersionsFile(join(out, 'latest.jsonl'), 'jsonl')).toEqual(newestOf(exported));
+  });
+
+  it('narrows --merge and --latest to an exact date-time range, and downloads only the blobs that meet it', async () => {
+    const exported = await world.exported();
+    const sorted = inMergeOrder(exported);
+    // From the exact update time of one version (inclusive) to that of another (exclusive).
+    const fromKey = sorted[40]!;
+    const toKey = sorted[120]!;
+    const from = formatTicks(BigInt(fromKey.split('@')[1]!));
+    const to = formatTicks(BigInt(toKey.split('@')[1]!));
+    const result = await download({
+      from,
+      to,
+      out,
+      merge: join(out, 'range.jsonl'),
+      latest: join(out, 'range-latest.jsonl'),
+      format: 'jsonl',
+      json: true,
+    });
+    expect(result.code).toBe(0);
+    const inRange = exported.filter(
+      (v) => ticks(v.lastUpdate) >= ticks(from) && ticks(v.lastUpdate) < ticks(to),
+    );
+    expect(readVersionsFile(join(out, 'range.jsonl'), 'jsonl')).toEqual(inMergeOrder(inRange));
+    expect(readVersionsFile(join(out, 'range.jsonl'), 'jsonl')).toContain(fromKey);
+    expect(readVersionsFile(join(out, 'range.jsonl'), 'jsonl')).not.toContain(toKey);
+    expect(readVersionsFile(join(out, 'range-latest.jsonl'), 'jsonl')).toEqual(newestOf(inRange));
+    const summary = JSON.parse(result.stdout);
+    const blobsInRange = new Set(inRange.map((v) => v.blob));
+    expect(summary.downloaded).toBeGreaterThanOrEqual(blobsInRange.size);
+    expect(summary.downloaded).toBeLessThan(dataBlobs.length);
+  });
+
+  it('resumes after an interruption: keeps intact files, replaces a damaged one, removes half-written ones', async () => {
+    const container = createContainerClient(
+      parseStorageConfig({
+        EXPORT_STORAGE_CONNECTION_STRING: world.settings.EXPORT_STORAGE_CONNECTION_STRING!,
+        EXPORT_CONTAINER: world.container.containerName,
+      }),
+    );
+    const range = parseTimeRange(day(now - 80 * HOUR), undefined, Date.now());
+    const controller = new AbortController();
+    const first = await downloadExports(container, {
+      range,
+      outDir: out,
+      concurrency: 1,
+      abortSignal: controller.signal,
+      onProgress: (p) => {
+        if (p.files === 3) controller.abort();
+      },
+    });
+    expect(first).toMatchObject({ interrupted: true, downloaded: 3, failures: [] });
+    const written = filesUnder(out).filter((f) => /^incidents\/.*\.jsonl?$/.test(f));
+    expect(written).toHaveLength(3);
+
+    // A kill in the middle of a write leaves a hidden .partial file; a damaged file no longer matches its record.
+    const damaged = join(out, written[1]!);
+    truncateSync(damaged, 10);
+    const partial = join(dirname(damaged), `.${written[1]!.split('/').pop()!}.0a1b2c3d.partial`);
+    writeFileSync(partial, '[{"id":');
+
+    const progress: string[] = [];
+    const second = await download(
+      { from: day(now - 80 * HOUR), out, progress: true, json: true },
+      { onStderr: (t) => progress.push(t) },
+    );
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({
+      downloaded: dataBlobs.length - 2,
+      alreadyPresent: 2,
+      failures: [],
+    });
+    expect(existsSync(partial)).toBe(false);
+    const damagedBlob = dataBlobs.find((b) => b.name.replace(/\.gz$/, '') === written[1])!;
+    const original = await world.container.getBlockBlobClient(damagedBlob.name).downloadToBuffer();
+    expect(readFileSync(damaged).equals(damagedBlob.gz ? gunzipSync(original) : original)).toBe(true);
+    // The progress bar went to stderr only: count, bytes, rate and ETA.
+    expect(progress.join('')).toMatch(
+      new RegExp(
+        `\\] +${dataBlobs.length - 2}/${dataBlobs.length - 2} files +[\\d.]+ KiB/[\\d.]+ KiB +[\\d.]+ (B|KiB|MiB)/s +ETA 0s`,
+      ),
+    );
+    expect(second.stdout).not.toMatch(/ETA/);
+  });
+
+  it('stops on Ctrl-C with exit 130, and the same command then completes', async () => {
+    const options = { from: day(now - 80 * HOUR), out, progress: true } as const;
+    let signalled = false;
+    const interrupted = await download(options, {
+      onStderr: (text) => {
+        if (!signalled && text.includes(' files ')) {
+          signalled = true;
+          process.emit('SIGINT');
+        }
+      },
+    });
+    expect(interrupted.code).toBe(130);
+    expect(interrupted.stderr).toMatch(/Interrupted: stopping; run the same command again to resume/);
+    expect(process.listenerCount('SIGINT')).toBe(0);
+    const resumed = await download(options);
+    expect(resumed.code).toBe(0);
+    expect(filesUnder(out).filter((f) => /^incidents\/.*\.jsonl?$/.test(f))).toHaveLength(dataBlobs.length);
+  });
+
+  it('refuses to copy a blob that does not verify, says which, and writes no merged file', async () => {
+    const other = await World.start({ tenant: world.tenant });
+    try {
+      world.tenant.store.generate(10, { from: new Date(now - 5 * HOUR), to: new Date(now - 3 * HOUR) });
+      await other.run();
+      const [name] = await other.dataBlobNames();
+      const client = other.container.getBlockBlobClient(name!);
+      const props = await client.getProperties();
+      await client.setMetadata({
+        ...props.metadata,
+        recordcount: String(Number(props.metadata!.recordcount) + 1),
+      });
+      const day5 = new Date(now - 5 * HOUR).toISOString().slice(0, 10);
+      await other.container
+        .getBlockBlobClient(`incidents/${day5.replace(/-/g, '/')}/evil.json`)
+        .upload('[]', 2, { metadata: { recordcount: '1' } });
+      const merged = join(out, 'all.json');
+      const result = await download(
+        { from: day(now - 50 * HOUR), out, merge: merged },
+        {
+          settings: settingsFile({
+            EXPORT_STORAGE_CONNECTION_STRING: other.settings.EXPORT_STORAGE_CONNECTION_STRING!,
+            EXPORT_CONTAINER: other.container.containerName,
+          }),
+        },
+      );
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(
+        `error: ${name}: it holds ${props.metadata!.recordcount} records, but its metadata says`,
+      );
+      expect(result.stderr).toMatch(/evil\.json: not named as this exporter names blobs; not copied/);
+      expect(result.stderr).toMatch(/--merge and --latest were not written/);
+      expect(existsSync(merged)).toBe(false);
+      expect(existsSync(join(out, name!))).toBe(false);
+      expect(filesUnder(out).some((f) => f.includes('evil'))).toBe(false);
+    } finally {
+      await other.container.deleteIfExists();
+    }
+  });
+
+  it('reads legacy exports by incidentId and lastUpdateTime for --latest', async () => {
+    const legacy = await World.start({ api: 'legacy', settings: { EXPORT_COMPRESSION: 'gzip' } });
+    try {
+      legacy.tenant.store.generate(30, { from: new Date(now - 20 * HOUR), to: new Date(now - 2 * HOUR) });
+      await legacy.run();
+      const updated = legacy.tenant.store.all().slice(0, 6);
+      for (const incident of updated) legacy.tenant.store.update(incident.id);
+      await new Promise((r) => setTimeout(r, 1100));
+      await legacy.run();
+      const latest = join(out, 'latest.jsonl');
+      const result = await download(
+        { from: day(now - DAY), out, latest, format: 'jsonl', json: true },
+        {
+          settings: settingsFile({
+            EXPORT_STORAGE_CONNECTION_STRING: legacy.settings.EXPORT_STORAGE_CONNECTION_STRING!,
+            EXPORT_CONTAINER: legacy.container.containerName,
+          }),
+        },
+      );
+      expect(result.code).toBe(0);
+      expect(JSON.parse(result.stdout)).toMatchObject({ records: 36, latest: { incidents: 30 } });
+      const lines = readFileSync(latest, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { incidentId: number; lastUpdateTime: string });
+      expect(lines.map((r) => `${r.incidentId}@${ticks(r.lastUpdateTime)}`).sort()).toEqual(
+        legacy.tenant.store
+          .all()
+          .map((i) => `${i.id}@${ticks(i.lastUpdateTime)}`)
+          .sort(),
+      );
+    } finally {
+      await legacy.close();
+    }
+  });
+});
