@@ -179,7 +179,7 @@ async function main(): Promise<number> {
         rows.push(
           [
             'legacy pacing',
-            `limits 50/"minute" of 2 s and 1,500/"hour" of 120 s: ${fixed(allowed)} requests/s allowed`,
+            `limits 50/"minute" of ${SCALED.minuteInMs / 1000} s and 1,500/"hour" of ${SCALED.hourInMs / 1000} s: ${fixed(allowed, 2)} requests/s allowed`,
           ],
           [
             'legacy export',

@@ -91,7 +91,13 @@ export class SimulatedTenant {
   private readonly pages: Record<'graph' | 'legacy', number> = { graph: 0, legacy: 0 };
   private readonly legacyCalls: number[] = [];
   private sortCache:
-    | { store: IncidentStore; revision: number; orderby: string | undefined; incidents: Incident[] }
+    | {
+        store: IncidentStore;
+        revision: number;
+        orderby: string | undefined;
+        incidents: Incident[];
+        ticks: bigint[];
+      }
     | undefined;
   private queryCache:
     { key: string; store: IncidentStore; revision: number; matching: Incident[] } | undefined;
@@ -527,9 +533,8 @@ export class SimulatedTenant {
         return;
       }
     }
-    const matching = this.query(api, url, predicate);
-    const page = matching.slice(skip, skip + top);
-    const hasMore = skip + page.length < matching.length;
+    const wantCount = query.get('$count') === 'true';
+    const { page, hasMore, count } = this.query(api, url, predicate, { skip, top, wantCount });
     const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
     const expand = api === 'graph' && /alerts/.test(query.get('$expand') ?? '');
     const value = page.map((i) =>
@@ -547,7 +552,7 @@ export class SimulatedTenant {
         api === 'graph'
           ? `${this.origin}/v1.0/$metadata#security/incidents${expand ? '(alerts())' : ''}`
           : `${this.origin}/api/$metadata#Incidents`,
-      ...(query.get('$count') === 'true' ? { '@odata.count': matching.length } : {}),
+      ...(wantCount ? { '@odata.count': count } : {}),
       ...(nextLink ? { '@odata.nextLink': nextLink } : {}),
       value,
     };
@@ -605,21 +610,17 @@ export class SimulatedTenant {
   }
 
   /**
-   * The incidents a list request matches, in its order. Pages of one query differ only in `$skip` and `$top`,
-   * so the result is kept until the store changes: paging through a large tenant stays linear.
+   * One page of the incidents a list request matches, in its order, and whether more follow. Pages of one
+   * query differ only in `$skip` and `$top`, so the full result is kept until the store changes; and a Graph
+   * query ordered by `lastUpdateDateTime asc` whose filter bounds that field (a conjunction, as the exporter
+   * sends) is answered from a binary search of the sorted store. Paging a large tenant stays cheap.
    */
-  private query(api: 'graph' | 'legacy', url: URL, predicate: (i: Incident) => boolean): Incident[] {
-    const params = [...url.searchParams].filter(([k]) => !['$skip', '$top'].includes(k.toLowerCase()));
-    const key = `${api} ${url.pathname} ${JSON.stringify(params)}`;
-    const cached = this.queryCache;
-    if (
-      cached &&
-      cached.key === key &&
-      cached.store === this.store &&
-      cached.revision === this.store.revision
-    ) {
-      return cached.matching;
-    }
+  private query(
+    api: 'graph' | 'legacy',
+    url: URL,
+    predicate: (i: Incident) => boolean,
+    { skip, top, wantCount }: { skip: number; top: number; wantCount: boolean },
+  ): { page: Incident[]; hasMore: boolean; count: number | undefined } {
     const orderby = api === 'graph' ? (url.searchParams.get('$orderby') ?? undefined) : undefined;
     let sorted = this.sortCache;
     if (
@@ -628,18 +629,50 @@ export class SimulatedTenant {
       sorted.revision !== this.store.revision ||
       sorted.orderby !== orderby
     ) {
+      const incidents = this.store.all().sort(order(orderby));
       sorted = {
         store: this.store,
         revision: this.store.revision,
         orderby,
-        incidents: this.store.all().sort(order(orderby)),
+        incidents,
+        ticks: incidents.map((i) => lastUpdateOf(i).ticks),
       };
       this.sortCache = sorted;
     }
-    // Filtering keeps the order, so one sort serves every query until the store changes.
-    const matching = sorted.incidents.filter(predicate);
-    this.queryCache = { key, store: this.store, revision: this.store.revision, matching };
-    return matching;
+    const bounds =
+      api === 'graph' && !wantCount ? timeBounds(url.searchParams.get('$filter'), orderby) : undefined;
+    if (bounds) {
+      const page: Incident[] = [];
+      let matched = 0;
+      for (let i = lowerBound(sorted.ticks, bounds.from); i < sorted.incidents.length; i++) {
+        if (bounds.to !== undefined && sorted.ticks[i]! > bounds.to) break;
+        const incident = sorted.incidents[i]!;
+        if (!predicate(incident) || matched++ < skip) continue;
+        if (page.length === top) return { page, hasMore: true, count: undefined };
+        page.push(incident);
+      }
+      return { page, hasMore: false, count: undefined };
+    }
+    const params = [...url.searchParams].filter(([k]) => !['$skip', '$top'].includes(k.toLowerCase()));
+    const key = `${api} ${url.pathname} ${JSON.stringify(params)}`;
+    let cached = this.queryCache;
+    if (
+      !cached ||
+      cached.key !== key ||
+      cached.store !== this.store ||
+      cached.revision !== this.store.revision
+    ) {
+      // Filtering keeps the order, so one sort serves every query until the store changes.
+      cached = {
+        key,
+        store: this.store,
+        revision: this.store.revision,
+        matching: sorted.incidents.filter(predicate),
+      };
+      this.queryCache = cached;
+    }
+    const page = cached.matching.slice(skip, skip + top);
+    return { page, hasMore: skip + page.length < cached.matching.length, count: cached.matching.length };
   }
 
   private graphError(
@@ -716,4 +749,39 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
+}
+
+/**
+ * The range of `lastUpdateDateTime` a filter allows, when it is a plain conjunction over a store sorted by
+ * that field ascending: a scan may start and stop there (the filter itself still decides each incident).
+ */
+function timeBounds(
+  filter: string | null,
+  orderby: string | undefined,
+): { from: bigint | undefined; to: bigint | undefined } | undefined {
+  if (!filter || !/^lastUpdateDateTime\s+asc$/i.test((orderby ?? '').trim())) return undefined;
+  if (/\bor\b|\bnot\b|[()]/i.test(filter)) return undefined;
+  let from: bigint | undefined;
+  let to: bigint | undefined;
+  for (const m of filter.matchAll(/lastUpdateDateTime\s+(ge|gt|eq|lt|le)\s+(\S+)/gi)) {
+    const ticks = parseTimestamp(m[2])?.ticks;
+    if (ticks === undefined) return undefined;
+    const op = m[1]!.toLowerCase();
+    if (op !== 'lt' && op !== 'le' && (from === undefined || ticks > from)) from = ticks;
+    if (op !== 'ge' && op !== 'gt' && (to === undefined || ticks < to)) to = ticks;
+  }
+  return from === undefined && to === undefined ? undefined : { from, to };
+}
+
+/** The first index whose value is at or after `value` (0 when there is no bound). */
+function lowerBound(values: readonly bigint[], value: bigint | undefined): number {
+  if (value === undefined) return 0;
+  let lo = 0;
+  let hi = values.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (values[mid]! < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
