@@ -1,0 +1,46 @@
+// The deployed entry is the esbuild bundle that package.json "main" names (infra/scripts/bundle.mjs): it must
+// register the same timer as the sources, with nothing but @azure/functions-core (the host's) outside it.
+jest.mock(
+  '@azure/functions-core',
+  () => ({
+    setProgrammingModel: jest.fn(),
+    registerHook: jest.fn(() => ({ dispose: jest.fn() })),
+    registerFunction: jest.fn(() => ({ dispose: jest.fn() })),
+  }),
+  { virtual: true },
+);
+
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = join(__dirname, '..', '..');
+
+describe('the deployed bundle', () => {
+  const out = mkdtempSync(join(tmpdir(), 'bundle-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('registers exportIncidents on EXPORT_SCHEDULE from the entry package.json names', () => {
+    execFileSync(process.execPath, [join(root, 'infra', 'scripts', 'bundle.mjs'), out], { stdio: 'pipe' });
+    const main = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { main: string }).main;
+    expect(main).toBe('dist/bundle/functions/*.js');
+    const bundle = readFileSync(join(out, 'exportIncidents.js'), 'utf8');
+    // Only the host's module stays outside the bundle.
+    const external = [...bundle.matchAll(/require\("(@azure\/[^"]+)"\)/g)].map((m) => m[1]);
+    expect([...new Set(external)]).toEqual(['@azure/functions-core']);
+
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loading the built bundle as the host does
+    require(join(out, 'functions', 'exportIncidents.js'));
+    const core = jest.requireMock('@azure/functions-core');
+    expect(core.registerFunction).toHaveBeenCalledTimes(1);
+    const [metadata] = core.registerFunction.mock.calls[0] as [
+      { name: string; bindings: Record<string, { type: string; schedule?: string; runOnStartup?: boolean }> },
+    ];
+    expect(metadata.name).toBe('exportIncidents');
+    expect(Object.values(metadata.bindings).find((b) => b.type === 'timerTrigger')).toMatchObject({
+      schedule: '%EXPORT_SCHEDULE%',
+      runOnStartup: false,
+    });
+  });
+});
