@@ -112,10 +112,11 @@ export class LegacyIncidentSource implements IncidentSource {
       skip += step;
       for (;;) {
         page = await this.fetch(from.watermark, end, skip, abortSignal);
-        if (page.records.length === 0 || page.records.some((r) => tail.has(r.id))) break;
-        // No row of the previous page's tail came back: more rows left the result set than the overlap
-        // covers, and some may have slid past us. Step back and read again.
-        if (++stepsBack > 20 || skip === 0) {
+        // A page that holds a row of the previous page's tail continues it. Anything else, an empty page
+        // included, means rows before our offset left the result set (they were updated since), so unread rows
+        // may have slid behind it: step back, down to the start if need be; rows already read are skipped.
+        if (page.records.some((r) => tail.has(r.id)) || skip === 0) break;
+        if (++stepsBack > 20) {
           throw new ExportError(
             `The legacy incidents result for ${from.watermark}..${end} kept shifting while paging; the next run retries.`,
           );

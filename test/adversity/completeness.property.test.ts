@@ -288,7 +288,13 @@ describe('completeness under random histories, schedules, kills and faults', () 
           await container.deleteIfExists();
         }
       }),
-      { numRuns: RUNS, seed: SEED, endOnFailure: true },
+      {
+        numRuns: RUNS,
+        seed: SEED,
+        endOnFailure: true,
+        // Replay one failing case exactly: PROPERTY_SEED=<seed> PROPERTY_PATH=<path> from the report.
+        ...(process.env.PROPERTY_PATH ? { path: process.env.PROPERTY_PATH } : {}),
+      },
     );
   }, 600_000);
 });

@@ -215,3 +215,38 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
     }
   });
 });
+
+describe('legacy paging inside one crowded instant', () => {
+  it('loses nothing when rows before the $skip offset leave the instant and the next page comes back empty', async () => {
+    const world = await World.start({ api: 'legacy' });
+    try {
+      world.configure({ api: 'legacy', composition: { pageSize: 3 } });
+      const instant = new Date(Date.now() - 2 * HOUR);
+      const crowd = Array.from({ length: 6 }, () => world.tenant.store.add({ lastUpdateTime: instant }));
+      // The legacy API lists newest created first; the first two of that order leave the instant (updated)
+      // right after the page at $skip=2 was served, so the page at $skip=4 is empty although a row is unread.
+      const [first, second] = [...crowd].sort((a, b) =>
+        a.createdTime === b.createdTime ? b.id - a.id : a.createdTime < b.createdTime ? 1 : -1,
+      );
+      let skip: string | null = null;
+      let moved = false;
+      world.tenant.intercept = ({ api, url }) => {
+        if (api === 'legacy') skip = url.searchParams.get('$skip');
+        return undefined;
+      };
+      world.tenant.afterPage = () => {
+        if (skip !== '2' || moved) return;
+        moved = true;
+        world.tenant.store.update(first!.id);
+        world.tenant.store.update(second!.id);
+      };
+      await world.run();
+      expect(moved).toBe(true);
+      const exported = new Set((await world.exported()).map((v) => v.id));
+      const stayed = crowd.filter((i) => i !== first && i !== second).map((i) => String(i.id));
+      expect(stayed.filter((id) => !exported.has(id))).toEqual([]);
+    } finally {
+      await world.close();
+    }
+  });
+});
