@@ -4,12 +4,12 @@ import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
 import { createExporter } from '../../src/compositionRoot';
 import { parseConfig } from '../../src/config';
 import { parseTimestamp } from '../../src/core/timestamp';
-import type { CheckpointDocument, ExportSink } from '../../src/core/ports';
+import type { CheckpointDocument } from '../../src/core/ports';
 import { readExportBlob } from '../../src/exports/exportReader';
 import { IncidentStore } from '../../src/sandbox/incidentStore';
 import { Scenario } from '../../src/sandbox/scenario';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
-import { azuriteConnectionString, LogRecorder } from '../support/world';
+import { azuriteConnectionString, LogRecorder, wrapWriters } from '../support/world';
 
 /**
  * Random histories and random run schedules against the simulated tenant and a real Azurite, with faults at every
@@ -161,23 +161,16 @@ describe('completeness under random histories, schedules, kills and faults', () 
               throw new Killed(`killed at ${at} #${count}`);
             }
           };
-          const wrapSink = (sink: ExportSink): ExportSink => ({
-            committedMetadata: (name) => sink.committedMetadata(name),
-            writeJson: (name, value) => sink.writeJson(name, value),
-            openBlob: (name, content) => {
-              const writer = sink.openBlob(name, content);
-              return {
-                stage: async (block) => {
-                  killIf('stage', stages++);
-                  await writer.stage(block);
-                },
-                commit: async (metadata) => {
-                  await writer.commit(metadata);
-                  killIf('afterCommit', commits++);
-                },
-              };
+          const wrapSink = wrapWriters((writer) => ({
+            stage: async (block) => {
+              killIf('stage', stages++);
+              await writer.stage(block);
             },
-          });
+            commit: async (metadata) => {
+              await writer.commit(metadata);
+              killIf('afterCommit', commits++);
+            },
+          }));
           const checkpointStore = {
             read: () => checkpoints.read(),
             write: async (document: CheckpointDocument, etag: string | undefined) => {

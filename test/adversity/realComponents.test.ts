@@ -1,10 +1,9 @@
-import type { ExportSink } from '../../src/core/ports';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startAzurite } from '../../src/sandbox/azurite';
 import { TcpProxy } from '../support/tcpProxy';
-import { azuriteConnectionString, duplicates, World } from '../support/world';
+import { azuriteConnectionString, duplicates, World, wrapWriters } from '../support/world';
 
 const HOUR = 3_600_000;
 
@@ -88,25 +87,18 @@ describe('faults of the real components', () => {
         composition: {
           maxBlobBytes: 1,
           pageSize: 10,
-          wrapSink: (sink: ExportSink): ExportSink => ({
-            committedMetadata: (name) => sink.committedMetadata(name),
-            writeJson: (name, value) => sink.writeJson(name, value),
-            openBlob: (name, content) => {
-              const writer = sink.openBlob(name, content);
-              return {
-                stage: (block) => writer.stage(block),
-                commit: async (metadata) => {
-                  const committing = writer.commit(metadata);
-                  // The request is on the wire; cut before (or after) its response arrives.
-                  if (cuts < 4) {
-                    cuts++;
-                    setTimeout(() => proxy.cut(), cuts % 2 === 0 ? 0 : 2);
-                  }
-                  await committing;
-                },
-              };
+          wrapSink: wrapWriters((writer) => ({
+            stage: (block) => writer.stage(block),
+            commit: async (metadata) => {
+              const committing = writer.commit(metadata);
+              // The request is on the wire; cut before (or after) its response arrives.
+              if (cuts < 4) {
+                cuts++;
+                setTimeout(() => proxy.cut(), cuts % 2 === 0 ? 0 : 2);
+              }
+              await committing;
             },
-          }),
+          })),
         },
       });
       let failures = 0;

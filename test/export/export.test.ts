@@ -1,8 +1,7 @@
 import { gunzipSync } from 'node:zlib';
 import { parseTimestamp } from '../../src/core/timestamp';
 import { CHECKPOINT_BLOB } from '../../src/core/blobNaming';
-import type { ExportSink } from '../../src/core/ports';
-import { duplicates, freshContainer, World } from '../support/world';
+import { duplicates, freshContainer, World, wrapWriters } from '../support/world';
 
 const HOUR = 3_600_000;
 
@@ -182,23 +181,18 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
       settings: { EXPORT_INCLUDE_ALERTS: 'false' },
       composition: {
         pageSize: 5,
-        wrapSink: (sink: ExportSink): ExportSink => ({
-          committedMetadata: (name) => sink.committedMetadata(name),
-          writeJson: (name, value) => sink.writeJson(name, value),
-          openBlob: (name, content) => {
-            const writer = sink.openBlob(name, content);
-            staged.set(name, []);
-            return {
-              // Every other upload reports late, so later ones finish first.
-              stage: async (block) => {
-                staged.get(name)!.push(block);
-                const staging = writer.stage(block);
-                await new Promise((resolve) => setTimeout(resolve, n++ % 2 === 0 ? 60 : 0));
-                await staging;
-              },
-              commit: (metadata) => writer.commit(metadata),
-            };
-          },
+        wrapSink: wrapWriters((writer, name) => {
+          staged.set(name, []);
+          return {
+            // Every other upload reports late, so later ones finish first.
+            stage: async (block) => {
+              staged.get(name)!.push(block);
+              const staging = writer.stage(block);
+              await new Promise((resolve) => setTimeout(resolve, n++ % 2 === 0 ? 60 : 0));
+              await staging;
+            },
+            commit: (metadata) => writer.commit(metadata),
+          };
         }),
       },
     });

@@ -1,12 +1,10 @@
 // The deployed entry is the esbuild bundle that package.json "main" names (infra/scripts/bundle.mjs): it must
 // register the same timer as the sources, with nothing but @azure/functions-core (the host's) outside it.
+import type { FunctionsCoreMock } from '../support/functionsCoreMock';
+
 jest.mock(
   '@azure/functions-core',
-  () => ({
-    setProgrammingModel: jest.fn(),
-    registerHook: jest.fn(() => ({ dispose: jest.fn() })),
-    registerFunction: jest.fn(() => ({ dispose: jest.fn() })),
-  }),
+  () => jest.requireActual<FunctionsCoreMock>('../support/functionsCoreMock').functionsCore(),
   { virtual: true },
 );
 

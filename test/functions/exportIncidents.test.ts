@@ -1,12 +1,10 @@
 // Outside the Functions host, @azure/functions switches to test mode and registers nothing; it loads
 // @azure/functions-core lazily, so a virtual mock captures the real registration (local-stack.md §5).
+import type { FunctionsCoreMock } from '../support/functionsCoreMock';
+
 jest.mock(
   '@azure/functions-core',
-  () => ({
-    setProgrammingModel: jest.fn(),
-    registerHook: jest.fn(() => ({ dispose: jest.fn() })),
-    registerFunction: jest.fn(() => ({ dispose: jest.fn() })),
-  }),
+  () => jest.requireActual<FunctionsCoreMock>('../support/functionsCoreMock').functionsCore(),
   { virtual: true },
 );
 

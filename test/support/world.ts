@@ -4,6 +4,7 @@ import { createExporter, type CompositionOptions, type Exporter } from '../../sr
 import { parseConfig, type ExportConfig } from '../../src/config';
 import { CHECKPOINT_BLOB, EXPORT_PREFIX } from '../../src/core/blobNaming';
 import type { RunSummary } from '../../src/core/exportRun';
+import type { ExportBlobWriter, ExportSink } from '../../src/core/ports';
 import { readExportBlob } from '../../src/exports/exportReader';
 import type { Logger } from '../../src/logger';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
@@ -193,4 +194,18 @@ export function duplicates(versions: readonly ExportedVersion[]): string[] {
     seen.set(key, (seen.get(key) ?? 0) + 1);
   }
   return [...seen].filter(([, n]) => n > 1).map(([k]) => k);
+}
+
+/**
+ * A `wrapSink` for the composition root that wraps each blob writer (fault injection, observation) and passes
+ * everything else through.
+ */
+export function wrapWriters(
+  wrap: (writer: ExportBlobWriter, name: string) => ExportBlobWriter,
+): (sink: ExportSink) => ExportSink {
+  return (sink) => ({
+    committedMetadata: (name) => sink.committedMetadata(name),
+    writeJson: (name, value) => sink.writeJson(name, value),
+    openBlob: (name, content) => wrap(sink.openBlob(name, content), name),
+  });
 }
