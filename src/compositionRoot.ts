@@ -188,18 +188,6 @@ export function createAzureCredential(
     : new DefaultAzureCredential();
 }
 
-/** The export storage account: a connection string (Azurite), or the account URL with the credential. */
-export function createBlobServiceClient(
-  config: Pick<StorageConfig, 'storageConnectionString' | 'storageAccountUrl'>,
-  credential: TokenCredential,
-  options: Pick<CompositionOptions, 'storageRetry'> = {},
-): BlobServiceClient {
-  const pipeline: StoragePipelineOptions = options.storageRetry ? { retryOptions: options.storageRetry } : {};
-  return config.storageConnectionString
-    ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
-    : new BlobServiceClient(config.storageAccountUrl ?? '', credential, pipeline);
-}
-
 /** The clients of the export container and of the checkpoint's container (one and the same unless set apart). */
 export interface ExportContainers {
   readonly container: ContainerClient;
@@ -215,11 +203,14 @@ export function createContainerClients(
   config: StorageConfig,
   options: Pick<CompositionOptions, 'azureCredential' | 'storageRetry'> = {},
 ): ExportContainers {
-  const service = createBlobServiceClient(
-    config,
-    options.azureCredential ?? createAzureCredential(config),
-    options,
-  );
+  const pipeline: StoragePipelineOptions = options.storageRetry ? { retryOptions: options.storageRetry } : {};
+  const service = config.storageConnectionString
+    ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
+    : new BlobServiceClient(
+        config.storageAccountUrl ?? '',
+        options.azureCredential ?? createAzureCredential(config),
+        pipeline,
+      );
   const container = service.getContainerClient(config.container);
   const stateContainer =
     config.stateContainer === config.container

@@ -17,7 +17,6 @@ export interface BenchTenantInfo {
   readonly tenantId: string;
   readonly clientId: string;
   readonly clientSecret: string;
-  readonly averageIncidentBytes: number;
 }
 
 /**
@@ -34,20 +33,16 @@ async function main(): Promise<void> {
     legacyLimits: request.legacyLimits,
     tokenLifetimeSeconds: 3600,
   });
-  const made = tenant.store.generate(request.incidents, {
+  tenant.store.generate(request.incidents, {
     from: new Date(request.from),
     to: new Date(request.to),
   });
-  const sample = made.slice(0, 200);
-  const averageIncidentBytes =
-    sample.reduce((sum, i) => sum + Buffer.byteLength(JSON.stringify(i)), 0) / Math.max(1, sample.length);
   const info: BenchTenantInfo = {
     origin: tenant.origin,
     ca: tenant.ca,
     tenantId: tenant.tenantId,
     clientId: tenant.clientId,
     clientSecret: tenant.clientSecret,
-    averageIncidentBytes,
   };
   process.send?.(info);
   process.on('disconnect', () => {
