@@ -62,6 +62,9 @@ param exportInitialLookback string = 'PT48H'
 @description('A run exports up to now minus this, so late-indexed updates are not skipped (EXPORT_SETTLE_DELAY).')
 param exportSettleDelay string = 'PT5M'
 
+@description('Each run re-reads this much before its position for versions indexed later than the settle delay (EXPORT_REREAD_WINDOW); PT0S turns it off.')
+param exportRereadWindow string = 'PT1H'
+
 @description('Time budget of one run (EXPORT_MAX_RUN_DURATION); must stay below functionTimeout in host.json (30 minutes).')
 param exportMaxRunDuration string = 'PT25M'
 
@@ -612,6 +615,7 @@ var exportSettings = union(
     EXPORT_SCHEDULE: exportSchedule
     EXPORT_INITIAL_LOOKBACK: exportInitialLookback
     EXPORT_SETTLE_DELAY: exportSettleDelay
+    EXPORT_REREAD_WINDOW: exportRereadWindow
     EXPORT_MAX_RUN_DURATION: exportMaxRunDuration
     EXPORT_FORMAT: exportFormat
     EXPORT_COMPRESSION: exportCompression

@@ -103,10 +103,12 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         clock,
         logger,
         tenantId: config.tenantId,
+        containerName: container.containerName,
         format: config.format,
         compression: config.compression,
         initialLookbackInMs: config.initialLookbackInMs,
         settleDelayInMs: config.settleDelayInMs,
+        rereadWindowInMs: config.rereadWindowInMs,
         maxRunDurationInMs: config.maxRunDurationInMs,
         runId: runOptions.runId ?? randomUUID(),
         ...(options.maxBlobBytes ? { maxBlobBytes: options.maxBlobBytes } : {}),
@@ -161,6 +163,7 @@ export function createIncidentSourceFactory(
       logger,
       agent: new https.Agent({ keepAlive: true, ...(options.ca ? { ca: options.ca } : {}) }),
       remainingBudgetInMs: () => startedAt + config.maxRunDurationInMs - clock.now(),
+      now: () => clock.now(),
       ...(limiter ? { beforeRequest: (signal?: AbortSignal) => limiter.acquire(signal) } : {}),
     });
     const page = options.pageSize ? { pageSize: options.pageSize } : {};

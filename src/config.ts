@@ -31,6 +31,8 @@ export interface ExportConfig extends StorageConfig {
   readonly schedule: string;
   readonly initialLookbackInMs: number;
   readonly settleDelayInMs: number;
+  /** How far before its position a run re-reads for late-indexed versions (0: off). */
+  readonly rereadWindowInMs: number;
   readonly maxRunDurationInMs: number;
   readonly format: ExportFormat;
   readonly compression: ExportCompression;
@@ -89,6 +91,11 @@ export const SETTINGS = {
   EXPORT_SETTLE_DELAY: {
     default: 'PT5M',
     meaning: 'a run exports up to now minus this, so late-indexed updates are not skipped',
+  },
+  EXPORT_REREAD_WINDOW: {
+    default: 'PT1H',
+    meaning:
+      'each run re-reads this much before its position and exports the versions the API indexed later than the settle delay (never one twice); `PT0S` turns it off',
   },
   EXPORT_MAX_RUN_DURATION: {
     default: 'PT25M',
@@ -295,6 +302,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   }
   const initialLookbackInMs = duration('EXPORT_INITIAL_LOOKBACK', 60_000, 180 * 86_400_000);
   const settleDelayInMs = duration('EXPORT_SETTLE_DELAY', 0, 86_400_000);
+  const rereadWindowInMs = duration('EXPORT_REREAD_WINDOW', 0, 7 * 86_400_000);
   const maxRunDurationInMs = duration('EXPORT_MAX_RUN_DURATION', 30_000, 24 * 3_600_000);
   const format = oneOf<ExportFormat>('EXPORT_FORMAT', ['json', 'jsonl']);
   const compression = oneOf<ExportCompression>('EXPORT_COMPRESSION', ['none', 'gzip']);
@@ -314,6 +322,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     schedule,
     initialLookbackInMs,
     settleDelayInMs,
+    rereadWindowInMs,
     maxRunDurationInMs,
     format,
     compression,

@@ -6,10 +6,12 @@ import type {
   BlobContentSettings,
   CheckpointDocument,
   CheckpointStore,
+  CommittedBlob,
   ExportBlobWriter,
   ExportSink,
   StoredCheckpoint,
 } from '../core/ports';
+import { decodeExportBlob } from '../core/recordDecoder';
 import { ConcurrentRunError, ExportError } from '../errors';
 
 /** Error fields of a storage `RestError` that we act on. */
@@ -74,6 +76,28 @@ export class BlobExportSink implements ExportSink {
     } catch (thrown) {
       if (storageError(thrown).statusCode === 404) return undefined;
       throw describeStorageError(thrown, this.container.containerName, `read blob '${name}'`);
+    }
+  }
+
+  async *listCommitted(prefix: string): AsyncIterable<CommittedBlob> {
+    try {
+      for await (const blob of this.container.listBlobsFlat({ prefix, includeMetadata: true }))
+        yield { name: blob.name, metadata: blob.metadata ?? {} };
+    } catch (thrown) {
+      throw describeStorageError(thrown, this.container.containerName, `list '${prefix}'`);
+    }
+  }
+
+  async readRecords(name: string): Promise<unknown[]> {
+    return decodeExportBlob(name, await this.download(name));
+  }
+
+  private async download(name: string): Promise<Buffer> {
+    try {
+      const response = await this.container.getBlockBlobClient(name).download();
+      return await streamToBuffer(response.readableStreamBody);
+    } catch (thrown) {
+      throw describeStorageError(thrown, this.container.containerName, `read '${name}'`);
     }
   }
 

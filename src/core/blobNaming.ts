@@ -9,7 +9,8 @@ export const EXPORT_PREFIX = 'incidents/';
 export const MANIFEST_PREFIX = 'runs/';
 
 /**
- * The name of the export blob that starts at `from`: `incidents/YYYY/MM/DD/HHMMSSfffffff-<digest>.<ext>`.
+ * The name of the export blob that starts at `from`: `incidents/YYYY/MM/DD/HHMMSSfffffff-<digest>.<ext>`,
+ * the digest of the checkpoint and the tenant (see {@link checkpointDigest}).
  *
  * It is derived only from the checkpoint the blob starts at, and written create-only. So at most one blob can
  * ever be committed for a checkpoint, and a run that restarts after a crash finds its predecessor's blob by
@@ -21,12 +22,32 @@ export function exportBlobName(
   from: Checkpoint,
   format: ExportFormat,
   compression: ExportCompression,
+  tenantId?: string,
 ): string {
+  const ext = (format === 'json' ? '.json' : '.jsonl') + (compression === 'gzip' ? '.gz' : '');
+  return `${exportBlobStem(from, tenantId)}${ext}`;
+}
+
+/**
+ * The name of the blob that starts at `from`, without its extension: the part that identifies the successor of a
+ * checkpoint whatever the format and compression it was written in.
+ */
+export function exportBlobStem(from: Checkpoint, tenantId?: string): string {
   const ts = watermarkOf(from);
   const time = formatTicks(ts.ticks).slice(11, 27).replace(/[:.]/g, '');
-  const ext = (format === 'json' ? '.json' : '.jsonl') + (compression === 'gzip' ? '.gz' : '');
-  return `${EXPORT_PREFIX}${utcDatePath(ts.ticks)}/${time}-${checkpointDigest(from)}${ext}`;
+  return `${EXPORT_PREFIX}${utcDatePath(ts.ticks)}/${time}-${checkpointDigest(from, tenantId)}`;
 }
+
+/** The format and compression an export blob name says (see {@link exportBlobName}). */
+export function exportBlobFormat(name: string): { format: ExportFormat; compression: ExportCompression } {
+  return {
+    format: /\.jsonl(\.gz)?$/.test(name) ? 'jsonl' : 'json',
+    compression: name.endsWith('.gz') ? 'gzip' : 'none',
+  };
+}
+
+/** Run ids of backfill runs start with this; their blobs are not part of the live chain. */
+export const BACKFILL_RUN_PREFIX = 'backfill-';
 
 const EXPORT_BLOB_NAME = /^incidents\/\d{4}\/\d{2}\/\d{2}\/\d{13}-[0-9a-f]{12}\.jsonl?(\.gz)?$/;
 

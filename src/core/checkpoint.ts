@@ -67,11 +67,16 @@ export function exportedUntil(checkpoint: Checkpoint, scannedUntil: string | und
   return scanned !== undefined && scanned > position ? scanned : position;
 }
 
-/** A short stable digest of a checkpoint, used in blob names. */
-export function checkpointDigest(checkpoint: Checkpoint): string {
+/**
+ * A short stable digest of a checkpoint, used in blob names. With `tenantId` (every blob named since names
+ * were bound to their tenant) two tenants' chains that pass through the same position, as every chain does at
+ * a quiet midnight, still name different blobs; without it, the names older versions gave.
+ */
+export function checkpointDigest(checkpoint: Checkpoint, tenantId?: string): string {
   const ts = watermarkOf(checkpoint);
+  const tenant = tenantId === undefined ? '' : `${tenantId.trim().toLowerCase()}\n`;
   return createHash('sha256')
-    .update(`${ts.ticks}\n${[...checkpoint.idsAtWatermark].sort().join('\n')}`)
+    .update(`${tenant}${ts.ticks}\n${[...checkpoint.idsAtWatermark].sort().join('\n')}`)
     .digest('hex')
     .slice(0, 12);
 }

@@ -1,5 +1,6 @@
 import type { DefenderApi } from '../config';
 import type { Checkpoint, IncidentRecord } from './checkpoint';
+import type { Timestamp } from './timestamp';
 
 /** An item of a page that cannot be placed in time; kept in quarantine so nothing is silently dropped. */
 export interface RejectedRecord {
@@ -38,6 +39,13 @@ export interface IncidentSource {
   readonly api: DefenderApi;
   readonly stats: SourceStats;
   /**
+   * The API's own clock (epoch ms, by the `Date` header of its newest answer), or undefined before the first
+   * answer. A run never exports up to a time the API has not reached, whatever the host's clock says.
+   */
+  apiNow(): number | undefined;
+  /** The id and exact last update of an incident as the API sent it (read back from an export blob). */
+  identify(raw: unknown): { id: string; lastUpdate: Timestamp } | undefined;
+  /**
    * Lists every incident version in the window exactly once, in pages. When iteration completes without
    * throwing, the window is complete.
    */
@@ -62,6 +70,23 @@ export interface CheckpointDocument {
   readonly lastSuccessfulRunAt?: string;
   /** The end of the last window read completely; the position itself moves only with a blob. */
   readonly scannedUntil?: string;
+  /**
+   * The name of the blob that follows `checkpoint`, fixed when the position was written. Every run at this
+   * position writes that one name (create-only), whatever its own EXPORT_FORMAT or EXPORT_COMPRESSION, so two
+   * runs with different settings cannot both commit a successor. Absent in checkpoints of older versions.
+   */
+  readonly successor?: string;
+  /** The versions exported from `recent.from` on, for the re-read of late-indexed updates (EXPORT_REREAD_WINDOW). */
+  readonly recent?: RecentVersionsDocument;
+}
+
+/**
+ * Every version exported with a last update at or after `from` (up to the position), each as
+ * `<ticks in base 36>.<digest of id and ticks>`: enough to tell a late-indexed version from one already exported.
+ */
+export interface RecentVersionsDocument {
+  readonly from: string;
+  readonly versions: readonly string[];
 }
 
 export interface StoredCheckpoint {
@@ -92,10 +117,20 @@ export interface ExportBlobWriter {
   commit(metadata: Record<string, string>): Promise<void>;
 }
 
+/** A committed blob as a listing shows it. */
+export interface CommittedBlob {
+  readonly name: string;
+  readonly metadata: Record<string, string>;
+}
+
 /** Port: where exports and manifests go. */
 export interface ExportSink {
   /** The metadata of a committed blob, or undefined when there is none by that name. */
   committedMetadata(name: string): Promise<Record<string, string> | undefined>;
+  /** The committed blobs whose names start with `prefix`, with their metadata, in name order. */
+  listCommitted(prefix: string): AsyncIterable<CommittedBlob>;
+  /** The records of a committed export blob (inflated and parsed). */
+  readRecords(name: string): Promise<unknown[]>;
   openBlob(name: string, content: BlobContentSettings): ExportBlobWriter;
   /** Writes a small JSON document (run manifest, quarantine); create-only. False when it already existed. */
   writeJson(name: string, value: unknown): Promise<boolean>;

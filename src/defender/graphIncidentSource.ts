@@ -3,7 +3,7 @@ import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../c
 import { parseTimestamp, type Timestamp } from '../core/timestamp';
 import { ApiError, ExportError } from '../errors';
 import type { Logger } from '../logger';
-import { parseIncidentPage, type ParsedPage } from './incidentPage';
+import { parseIncidentPage, parseIncidentRecord, type ParsedPage } from './incidentPage';
 import type { JsonGetter } from './jsonGetter';
 
 export interface GraphIncidentSourceOptions {
@@ -50,6 +50,15 @@ export class GraphIncidentSource implements IncidentSource {
 
   get stats(): SourceStats {
     return this.o.client.stats;
+  }
+
+  apiNow(): number | undefined {
+    return this.o.client.serverNow();
+  }
+
+  identify(raw: unknown): { id: string; lastUpdate: Timestamp } | undefined {
+    const record = parseIncidentRecord(raw, this.api);
+    return typeof record === 'string' ? undefined : record;
   }
 
   async *listPages(

@@ -1,9 +1,9 @@
 import { isAfter, watermarkOf, type Checkpoint } from '../core/checkpoint';
 import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../core/ports';
-import { formatTicks, parseTimestamp, TICKS_PER_MS } from '../core/timestamp';
+import { formatTicks, parseTimestamp, TICKS_PER_MS, type Timestamp } from '../core/timestamp';
 import { ExportError } from '../errors';
 import type { Logger } from '../logger';
-import { parseIncidentPage, type ParsedPage } from './incidentPage';
+import { parseIncidentPage, parseIncidentRecord, type ParsedPage } from './incidentPage';
 import type { JsonGetter } from './jsonGetter';
 
 export interface LegacyIncidentSourceOptions {
@@ -52,6 +52,15 @@ export class LegacyIncidentSource implements IncidentSource {
 
   get stats(): SourceStats {
     return this.o.client.stats;
+  }
+
+  apiNow(): number | undefined {
+    return this.o.client.serverNow();
+  }
+
+  identify(raw: unknown): { id: string; lastUpdate: Timestamp } | undefined {
+    const record = parseIncidentRecord(raw, this.api);
+    return typeof record === 'string' ? undefined : record;
   }
 
   async *listPages(

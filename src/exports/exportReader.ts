@@ -1,8 +1,9 @@
-import { gunzipSync } from 'node:zlib';
 import type { ContainerClient } from '@azure/storage-blob';
 import { describeStorageError, streamToBuffer } from '../azure/blobExportStore';
 import { EXPORT_PREFIX } from '../core/blobNaming';
-import { ExportError } from '../errors';
+import { decodeExportBlob } from '../core/recordDecoder';
+
+export { decodeExportBlob, inflateExportBlob } from '../core/recordDecoder';
 
 /** An export blob as listed: name, size, ETag and the metadata the exporter wrote. */
 export interface ExportBlobInfo {
@@ -66,32 +67,6 @@ export async function listBlobsByDay(
     }
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** The bytes of an export blob, gunzipped when they are gzip (by magic bytes; concatenated members too). */
-export function inflateExportBlob(bytes: Buffer): Buffer {
-  const isGzip = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
-  return isGzip ? gunzipSync(bytes) : bytes;
-}
-
-/** Decodes the bytes of an export blob (gzip by name or magic bytes; json array or json lines) into incidents. */
-export function decodeExportBlob(name: string, bytes: Buffer): unknown[] {
-  const text = inflateExportBlob(bytes).toString('utf8');
-  try {
-    if (/\.jsonl(\.gz)?$/.test(name)) {
-      return text
-        .split('\n')
-        .filter((line) => line.trim() !== '')
-        .map((line) => JSON.parse(line) as unknown);
-    }
-    const value: unknown = JSON.parse(text);
-    if (!Array.isArray(value)) throw new Error('not a JSON array');
-    return value;
-  } catch (thrown) {
-    throw new ExportError(
-      `Export blob '${name}' is not valid ${name.includes('.jsonl') ? 'JSON lines' : 'JSON'}: ${(thrown as Error).message}`,
-    );
-  }
 }
 
 /** Downloads and decodes one export blob. */

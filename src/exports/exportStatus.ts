@@ -1,7 +1,13 @@
 import type { ExportContainers } from '../compositionRoot';
 import type { ContainerClient } from '@azure/storage-blob';
 import { BlobCheckpointStore } from '../azure/blobExportStore';
-import { CHECKPOINT_BLOB, EXPORT_PREFIX, isExportBlobName, MANIFEST_PREFIX } from '../core/blobNaming';
+import {
+  BACKFILL_RUN_PREFIX,
+  CHECKPOINT_BLOB,
+  EXPORT_PREFIX,
+  isExportBlobName,
+  MANIFEST_PREFIX,
+} from '../core/blobNaming';
 import { exportedUntil } from '../core/checkpoint';
 import { formatDuration } from '../core/duration';
 import type { RunOutcome } from '../core/exportRun';
@@ -11,7 +17,7 @@ import { toError } from '../errors';
 import { listBlobsByDay, readExportBlob } from './exportReader';
 
 /** Run ids of backfill runs start with this; their manifests sit with the live runs' under runs/. */
-export const BACKFILL_RUN_PREFIX = 'backfill-';
+export { BACKFILL_RUN_PREFIX };
 
 const DAY_MS = 86_400_000;
 

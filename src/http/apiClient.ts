@@ -28,6 +28,8 @@ export interface ApiClientOptions {
   readonly sleep?: (ms: number, abortSignal?: AbortSignal) => Promise<void>;
   readonly random?: () => number;
   readonly userAgent?: string;
+  /** The run's clock (epoch ms), against which the API's `Date` header is measured. Default `Date.now`. */
+  readonly now?: () => number;
 }
 
 export interface RequestStats extends SourceStats {
@@ -57,10 +59,30 @@ export class ApiClient {
   readonly stats: RequestStats = { requests: 0, retries: 0, throttles: 0, bytes: 0, tokenRefreshes: 0 };
   private readonly origin: string;
   private readonly agent: https.Agent;
+  /** The API's clock minus ours, from the newest `Date` header (RFC 9110 §6.6.1: one-second resolution). */
+  private clockOffsetInMs: number | undefined;
 
   constructor(private readonly o: ApiClientOptions) {
     this.origin = new URL(o.allowedOrigin).origin;
     this.agent = o.agent ?? new https.Agent({ keepAlive: true });
+  }
+
+  /**
+   * The API's current time by its newest `Date` header (epoch ms), or undefined before any response carried one.
+   * The header is truncated to the second, so the estimate adds the 999 ms it may have lost: it can be up to a
+   * second ahead of the API, never behind it by more than the network delay.
+   */
+  serverNow(): number | undefined {
+    return this.clockOffsetInMs === undefined ? undefined : this.now() + this.clockOffsetInMs + 999;
+  }
+
+  private now(): number {
+    return (this.o.now ?? Date.now)();
+  }
+
+  private observeDate(header: string | undefined): void {
+    const serverMs = header === undefined ? NaN : Date.parse(header);
+    if (Number.isFinite(serverMs)) this.clockOffsetInMs = serverMs - this.now();
   }
 
   async getJson(
@@ -84,6 +106,7 @@ export class ApiClient {
         this.stats.requests++;
         response = await this.send(target, token, options.headers ?? {}, options.abortSignal);
         this.stats.bytes += response.body.length;
+        this.observeDate(response.headers.date);
       } catch (thrown) {
         if (options.abortSignal?.aborted) throw thrown;
         const reason = thrown instanceof Error ? thrown.message : String(thrown);

@@ -175,6 +175,8 @@ export class SimulatedTenant {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // The services' clock is the tenant's, as a real one's `Date` header is theirs (not the host's).
+    res.setHeader('Date', new Date(this.clock()).toUTCString());
     const url = new URL(req.url ?? '/', this.origin);
     const path = url.pathname;
     const api: SimulatedApi | undefined = path.startsWith('/v1.0/security/incidents')

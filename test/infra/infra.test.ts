@@ -119,6 +119,7 @@ describe('the deployment agrees with the code', () => {
       exportSchedule: SETTINGS.EXPORT_SCHEDULE.default,
       exportInitialLookback: SETTINGS.EXPORT_INITIAL_LOOKBACK.default,
       exportSettleDelay: SETTINGS.EXPORT_SETTLE_DELAY.default,
+      exportRereadWindow: SETTINGS.EXPORT_REREAD_WINDOW.default,
       exportFormat: SETTINGS.EXPORT_FORMAT.default,
       exportCompression: SETTINGS.EXPORT_COMPRESSION.default,
       keyVaultSecretName: SETTINGS.KEY_VAULT_SECRET_NAME.default,

@@ -205,6 +205,8 @@ export function wrapWriters(
 ): (sink: ExportSink) => ExportSink {
   return (sink) => ({
     committedMetadata: (name) => sink.committedMetadata(name),
+    listCommitted: (prefix) => sink.listCommitted(prefix),
+    readRecords: (name) => sink.readRecords(name),
     writeJson: (name, value) => sink.writeJson(name, value),
     openBlob: (name, content) => wrap(sink.openBlob(name, content), name),
   });
