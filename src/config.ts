@@ -120,9 +120,31 @@ const DOMAIN =
   /^(?=.{3,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
 const CONTAINER = /^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$/;
 const SECRET_NAME = /^[0-9a-zA-Z-]{1,127}$/;
+/** Space-separated cron-like fields: shown in messages (a secret has no spaces). */
+const NCRONTAB_SHAPE = /^[\w*,/?#-]+(?:\s+[\w*,/?#-]+)+$/;
 
 function isLoopback(url: URL): boolean {
   return url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
+}
+
+/** Characters of a harmless short value (a word, a duration, a name); no `~ + / =` of secrets and keys. */
+const HARMLESS = /^[A-Za-z0-9 ._:*,!?-]{1,20}$/;
+
+/**
+ * How a bad value appears in a message: quoted when it has the shape of a harmless identifier (a GUID, a
+ * domain, a short word, or the setting's own `shape`), else described by its length only, because it may be a
+ * secret pasted into the wrong setting and the message ends up in the host's logs and on the CLI's stderr.
+ */
+export function showValue(value: string, expected: string, shape?: RegExp): string {
+  if (GUID.test(value) || DOMAIN.test(value) || HARMLESS.test(value) || shape?.test(value) === true) {
+    return `'${value}'`;
+  }
+  return `a ${value.length}-character value that is not ${expected} (not shown: it may be a secret)`;
+}
+
+/** A URL for messages: scheme, host and path only, never credentials, query (a SAS) or fragment. */
+function showUrl(url: URL): string {
+  return `'${url.protocol}//${url.host}${url.pathname}'`;
 }
 
 /** Reads settings from an environment, collecting every problem instead of stopping at the first. */
@@ -132,10 +154,10 @@ function settingsReader(env: Readonly<Record<string, string | undefined>>) {
     const value = env[name]?.trim();
     return value === undefined || value === '' ? undefined : value;
   };
-  const required = (name: SettingName, pattern: RegExp, form: string): string => {
+  const required = (name: SettingName, pattern: RegExp, form: string, kind: string): string => {
     const value = get(name);
     if (value === undefined) problems.push(`${name} is missing: set it to ${form}.`);
-    else if (!pattern.test(value)) problems.push(`${name} is '${value}': expected ${form}.`);
+    else if (!pattern.test(value)) problems.push(`${name} is ${showValue(value, kind)}: expected ${form}.`);
     return value ?? '';
   };
   const url = (name: SettingName, fallback: string | undefined): string | undefined => {
@@ -145,17 +167,24 @@ function settingsReader(env: Readonly<Record<string, string | undefined>>) {
     try {
       parsed = new URL(value);
     } catch {
-      problems.push(`${name} is '${value}': expected an absolute https:// URL.`);
+      problems.push(`${name} is ${showValue(value, 'a URL')}: expected an absolute https:// URL.`);
+      return undefined;
+    }
+    if (parsed.search || parsed.hash || parsed.username || parsed.password) {
+      const given = [
+        parsed.username || parsed.password ? 'credentials were given in the URL: remove them' : '',
+        parsed.search ? 'a query string was given (it may hold a SAS): remove it' : '',
+        parsed.hash ? 'a fragment was given: remove it' : '',
+      ].filter(Boolean);
+      problems.push(
+        `${name} is ${showUrl(parsed)} with more: ${given.join('; ')}. Expected a base URL without query, fragment or credentials.`,
+      );
       return undefined;
     }
     if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopback(parsed))) {
       problems.push(
-        `${name} is '${value}': expected an https:// URL (plain http is allowed for 127.0.0.1 only).`,
+        `${name} is ${showUrl(parsed)}: expected an https:// URL (plain http is allowed for 127.0.0.1 only).`,
       );
-      return undefined;
-    }
-    if (parsed.search || parsed.hash || parsed.username || parsed.password) {
-      problems.push(`${name} is '${value}': expected a base URL without query, fragment or credentials.`);
       return undefined;
     }
     return value.replace(/\/+$/, '');
@@ -163,21 +192,24 @@ function settingsReader(env: Readonly<Record<string, string | undefined>>) {
   const oneOf = <T extends string>(name: SettingName, allowed: readonly T[]): T => {
     const value = (get(name) ?? SETTINGS[name].default ?? '').toLowerCase();
     if (!(allowed as readonly string[]).includes(value)) {
-      problems.push(`${name} is '${get(name)}': expected one of ${allowed.map((a) => `'${a}'`).join(', ')}.`);
+      const list = allowed.map((a) => `'${a}'`).join(', ');
+      problems.push(`${name} is ${showValue(get(name) ?? '', `one of ${list}`)}: expected one of ${list}.`);
       return allowed[0] as T;
     }
     return value as T;
   };
-  const duration = (name: SettingName, min: number, max: number): number => {
+  const duration = (name: SettingName, min: number, max: number, why = ''): number => {
     const text = get(name) ?? SETTINGS[name].default ?? '';
     const ms = parseDurationInMs(text);
     if (ms === undefined) {
-      problems.push(`${name} is '${text}': expected an ISO-8601 duration such as PT48H, P7D or PT5M.`);
+      problems.push(
+        `${name} is ${showValue(text, 'a duration')}: expected an ISO-8601 duration such as PT48H, P7D or PT5M.`,
+      );
       return 0;
     }
     if (ms < min || ms > max) {
       problems.push(
-        `${name} is '${text}': expected a duration between ${describe(min)} and ${describe(max)}.`,
+        `${name} is '${text}': expected a duration between ${describe(min)} and ${describe(max)}${why}.`,
       );
     }
     return ms;
@@ -192,7 +224,7 @@ function readStorageSettings({ problems, get, url }: SettingsReader): StorageCon
   const managedIdentityClientId = get('AZURE_CLIENT_ID');
   if (managedIdentityClientId !== undefined && !GUID.test(managedIdentityClientId)) {
     problems.push(
-      `AZURE_CLIENT_ID is '${managedIdentityClientId}': expected the client ID (a GUID) of the user-assigned managed identity.`,
+      `AZURE_CLIENT_ID is ${showValue(managedIdentityClientId, 'a GUID')}: expected the client ID (a GUID) of the user-assigned managed identity.`,
     );
   }
 
@@ -223,7 +255,9 @@ function readStorageSettings({ problems, get, url }: SettingsReader): StorageCon
     ['EXPORT_STATE_CONTAINER', get('EXPORT_STATE_CONTAINER')],
   ] as const) {
     if (value !== undefined && !CONTAINER.test(value)) {
-      problems.push(`${name} is '${value}': expected 3-63 lowercase letters, digits and single hyphens.`);
+      problems.push(
+        `${name} is ${showValue(value, 'a container name', CONTAINER)}: expected 3-63 lowercase letters, digits and single hyphens.`,
+      );
     }
   }
   return { managedIdentityClientId, storageAccountUrl, storageConnectionString, container, stateContainer };
@@ -256,13 +290,14 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     );
   else if (!GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
     problems.push(
-      `DEFENDER_TENANT_ID is '${tenantId}': expected a GUID or a verified domain name such as contoso.onmicrosoft.com.`,
+      `DEFENDER_TENANT_ID is ${showValue(tenantId, 'a GUID or a domain name')}: expected a GUID or a verified domain name such as contoso.onmicrosoft.com.`,
     );
   }
   const clientId = required(
     'DEFENDER_CLIENT_ID',
     GUID,
     'the application (client) ID of the app registration, a GUID',
+    'a GUID',
   );
   const api = oneOf<DefenderApi>('DEFENDER_API', ['graph', 'legacy']);
   const apiUrl = url('DEFENDER_API_URL', DEFAULT_API_URL[api]) ?? DEFAULT_API_URL[api];
@@ -275,7 +310,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   const keyVaultSecretName = get('KEY_VAULT_SECRET_NAME') ?? SETTINGS.KEY_VAULT_SECRET_NAME.default;
   if (!SECRET_NAME.test(keyVaultSecretName)) {
     problems.push(
-      `KEY_VAULT_SECRET_NAME is '${keyVaultSecretName}': expected 1-127 letters, digits and hyphens.`,
+      `KEY_VAULT_SECRET_NAME is ${showValue(keyVaultSecretName, 'a secret name')}: expected 1-127 letters, digits and hyphens.`,
     );
   }
   const clientSecret = get('DEFENDER_CLIENT_SECRET');
@@ -290,7 +325,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   const schedule = get('EXPORT_SCHEDULE') ?? SETTINGS.EXPORT_SCHEDULE.default;
   if (schedule.split(/\s+/).length !== 6) {
     problems.push(
-      `EXPORT_SCHEDULE is '${schedule}': expected an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. '0 0 * * * *'.`,
+      `EXPORT_SCHEDULE is ${showValue(schedule, 'an NCRONTAB expression', NCRONTAB_SHAPE)}: expected an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. '0 0 * * * *'.`,
     );
   }
   const initialLookbackInMs = duration('EXPORT_INITIAL_LOOKBACK', 60_000, 180 * 86_400_000);
@@ -350,11 +385,16 @@ export function hasRealSettings(localSettingsPath?: string): boolean {
 
 function readLocalSettings(path: string | undefined): Record<string, string> {
   if (!path || !existsSync(path)) return {};
+  const text = readFileSync(path, 'utf8');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(text);
   } catch (thrown) {
-    throw new ConfigError([`${path} is not valid JSON: ${(thrown as Error).message}`]);
+    // The parser's message quotes the text around the error, which may be a secret: give only where it is.
+    const at = jsonErrorPosition(text, (thrown as Error).message);
+    throw new ConfigError([
+      `${path} is not valid JSON${at ? ` (line ${at.line}, column ${at.column})` : ''}. Fix it, e.g. check it with an editor that validates JSON.`,
+    ]);
   }
   const values = (parsed as { Values?: unknown } | null)?.Values;
   if (typeof values !== 'object' || values === null)
@@ -362,4 +402,21 @@ function readLocalSettings(path: string | undefined): Record<string, string> {
   return Object.fromEntries(
     Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string'),
   );
+}
+
+/**
+ * Where JSON.parse failed, from its message: Node 22 says "(line L column C)", Node 20 "at position N" (an
+ * offset into the text); some messages say neither, then the position is not known.
+ */
+export function jsonErrorPosition(
+  text: string,
+  message: string,
+): { line: number; column: number } | undefined {
+  const lineColumn = /\(line (\d+) column (\d+)\)/.exec(message);
+  if (lineColumn) return { line: Number(lineColumn[1]), column: Number(lineColumn[2]) };
+  const position = /at position (\d+)/.exec(message);
+  if (!position) return undefined;
+  const before = text.slice(0, Number(position[1]));
+  const lines = before.split('\n');
+  return { line: lines.length, column: (lines[lines.length - 1]?.length ?? 0) + 1 };
 }

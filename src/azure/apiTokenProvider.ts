@@ -62,7 +62,7 @@ export class ApiTokenProvider {
     }
     const token = await this.credential.getToken(this.o.scope, abortSignal ? { abortSignal } : {});
     if (!token?.token) throw new ExportError(`Entra returned no access token for scope ${this.o.scope}.`);
-    registerSecret(token.token);
+    registerSecret(token.token, { longLived: false }); // rotates out of the bounded set of recent tokens
     return token.token;
   }
 

@@ -13,7 +13,7 @@ export interface SecretProvider {
 export class StaticSecretProvider implements SecretProvider {
   readonly location = 'DEFENDER_CLIENT_SECRET';
   constructor(private readonly secret: string) {
-    registerSecret(secret);
+    registerSecret(secret, { longLived: true });
   }
   getClientSecret(): Promise<string> {
     return Promise.resolve(this.secret);
@@ -66,7 +66,7 @@ export class KeyVaultSecretProvider implements SecretProvider {
         `${this.location} is empty. Set it to the client secret value: az keyvault secret set --vault-name <vault> --name ${this.o.secretName} --value <secret>.`,
       );
     }
-    registerSecret(value);
+    registerSecret(value, { longLived: true });
     this.cached = { value, readAt: now };
     return value;
   }
