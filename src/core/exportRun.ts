@@ -20,6 +20,7 @@ import type {
 } from './ports';
 import { RecordEncoder } from './recordEncoder';
 import { readAhead } from './readAhead';
+import { tenantMismatch } from './tenant';
 import { formatTicks, nextUtcMidnight, parseTimestamp, ticksToMs, timestampFromMs } from './timestamp';
 
 export interface ExportRunOptions {
@@ -165,10 +166,10 @@ class ExportRun {
   private async loadCheckpoint(): Promise<void> {
     const stored = await this.o.checkpoints.read();
     if (stored) {
-      if (stored.document.tenantId !== this.o.tenantId) {
+      const mismatch = tenantMismatch(stored.document.tenantId, this.o.tenantId);
+      if (mismatch !== undefined) {
         throw new ExportError(
-          `The checkpoint in ${'state/'} belongs to tenant '${stored.document.tenantId}', not DEFENDER_TENANT_ID '${this.o.tenantId}'. ` +
-            'Use a separate EXPORT_CONTAINER for each tenant.',
+          `The checkpoint in ${'state/'} ${mismatch} Each tenant needs its own EXPORT_CONTAINER.`,
         );
       }
       this.etag = stored.etag;
