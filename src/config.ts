@@ -112,6 +112,24 @@ const DEFAULT_API_URL: Record<DefenderApi, string> = {
   legacy: 'https://api.security.microsoft.com',
 };
 
+/**
+ * host.json `functionTimeout` (00:30:00): the Functions host stops a run after this. A test keeps the two equal;
+ * the value is a constant because the deployed bundle does not ship beside host.json.
+ */
+export const FUNCTION_TIMEOUT_IN_MS = 30 * 60_000;
+/** Time a run needs after its budget is spent: the last blob commit, the checkpoint write, the manifest. */
+const FUNCTION_TIMEOUT_MARGIN_IN_MS = 5 * 60_000;
+/** The longest EXPORT_MAX_RUN_DURATION for the Function (PT25M, the default). */
+export const MAX_FUNCTION_RUN_DURATION_IN_MS = FUNCTION_TIMEOUT_IN_MS - FUNCTION_TIMEOUT_MARGIN_IN_MS;
+
+/**
+ * Who runs the export: the Function, which host.json's functionTimeout stops, or the operators' CLI (run,
+ * backfill), which nothing stops, so it may be given a longer EXPORT_MAX_RUN_DURATION.
+ */
+export interface ParseOptions {
+  readonly runner?: 'function' | 'cli';
+}
+
 /** The date after which the legacy API stops working (message center MC1220762). */
 export const LEGACY_API_RETIREMENT_DATE = '2027-02-01';
 
@@ -279,7 +297,10 @@ export function parseStorageConfig(env: Readonly<Record<string, string | undefin
  * Validates the settings and returns a frozen config. Every bad or missing setting is reported at once,
  * by name, with the expected form. Pure: takes the environment as an argument.
  */
-export function parseConfig(env: Readonly<Record<string, string | undefined>>): ExportConfig {
+export function parseConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  options: ParseOptions = {},
+): ExportConfig {
   const reader = settingsReader(env);
   const { problems, get, required, url, oneOf, duration } = reader;
 
@@ -330,7 +351,15 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   }
   const initialLookbackInMs = duration('EXPORT_INITIAL_LOOKBACK', 60_000, 180 * 86_400_000);
   const settleDelayInMs = duration('EXPORT_SETTLE_DELAY', 0, 86_400_000);
-  const maxRunDurationInMs = duration('EXPORT_MAX_RUN_DURATION', 30_000, 24 * 3_600_000);
+  const maxRunDurationInMs =
+    options.runner === 'cli'
+      ? duration('EXPORT_MAX_RUN_DURATION', 30_000, 24 * 3_600_000)
+      : duration(
+          'EXPORT_MAX_RUN_DURATION',
+          30_000,
+          MAX_FUNCTION_RUN_DURATION_IN_MS,
+          `, which leaves ${FUNCTION_TIMEOUT_MARGIN_IN_MS / 60_000} minutes to finish before host.json functionTimeout (${hostTimeSpan(FUNCTION_TIMEOUT_IN_MS)}) stops the Function (the CLI's run and backfill allow up to P1D)`,
+        );
   const format = oneOf<ExportFormat>('EXPORT_FORMAT', ['json', 'jsonl']);
   const compression = oneOf<ExportCompression>('EXPORT_COMPRESSION', ['none', 'gzip']);
   const includeAlertsText = oneOf('EXPORT_INCLUDE_ALERTS', ['true', 'false']);
@@ -356,6 +385,14 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   });
 }
 
+/** A host.json time span, hh:mm:ss. */
+function hostTimeSpan(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  return [Math.floor(seconds / 3600), Math.floor(seconds / 60) % 60, seconds % 60]
+    .map((n) => String(n).padStart(2, '0'))
+    .join(':');
+}
+
 function describe(ms: number): string {
   if (ms === 0) return '0';
   if (ms % 86_400_000 === 0) return `P${ms / 86_400_000}D`;
@@ -368,8 +405,8 @@ function describe(ms: number): string {
  * Reads the settings: the process environment over the `Values` of a `local.settings.json` (the Functions
  * convention for local runs), when a path is given. The only place in the product that reads the environment.
  */
-export function loadConfig(localSettingsPath?: string): ExportConfig {
-  return parseConfig({ ...readLocalSettings(localSettingsPath), ...process.env });
+export function loadConfig(localSettingsPath?: string, options: ParseOptions = {}): ExportConfig {
+  return parseConfig({ ...readLocalSettings(localSettingsPath), ...process.env }, options);
 }
 
 /** Reads the storage settings alone, from the same sources as {@link loadConfig}. */

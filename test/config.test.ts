@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, redact, registerSecret } from '../src/errors';
-import { loadConfig, parseConfig, parseStorageConfig, SETTINGS } from '../src/config';
+import { FUNCTION_TIMEOUT_IN_MS, loadConfig, parseConfig, parseStorageConfig, SETTINGS } from '../src/config';
 
 const valid = {
   DEFENDER_TENANT_ID: '0c8e3f5a-7d21-4b9e-a6c4-5f2e1d0b9a87',
@@ -115,6 +115,34 @@ describe('parseConfig', () => {
     const body = source.slice(source.indexOf('} as const satisfies'));
     const read = new Set([...body.matchAll(/\(\s*'([A-Z][A-Z_]+)'/g)].map((m) => m[1]!));
     expect([...read].sort()).toEqual(Object.keys(SETTINGS).sort());
+  });
+});
+
+describe('EXPORT_MAX_RUN_DURATION and the function timeout', () => {
+  it('shares FUNCTION_TIMEOUT_IN_MS with host.json functionTimeout', () => {
+    const host = JSON.parse(readFileSync(join(__dirname, '..', 'host.json'), 'utf8')) as {
+      functionTimeout: string;
+    };
+    const [h, m, s] = host.functionTimeout.split(':').map(Number);
+    expect(((h! * 60 + m!) * 60 + s!) * 1000).toBe(FUNCTION_TIMEOUT_IN_MS);
+  });
+
+  it('rejects a budget the Functions host would cut short, naming the setting and host.json', () => {
+    expect(parseConfig(valid).maxRunDurationInMs).toBe(25 * 60_000);
+    expect(parseConfig({ ...valid, EXPORT_MAX_RUN_DURATION: 'PT25M' }).maxRunDurationInMs).toBe(25 * 60_000);
+    const p = problems({ ...valid, EXPORT_MAX_RUN_DURATION: 'PT29M' }).join('\n');
+    expect(p).toMatch(/EXPORT_MAX_RUN_DURATION is 'PT29M': expected a duration between PT30S and PT25M/);
+    expect(p).toMatch(/host\.json functionTimeout \(00:30:00\)/);
+    expect(problems({ ...valid, EXPORT_MAX_RUN_DURATION: 'PT4H' }).join('\n')).toMatch(/host\.json/);
+  });
+
+  it('lets the CLI, which no host.json stops, run for longer', () => {
+    expect(
+      parseConfig({ ...valid, EXPORT_MAX_RUN_DURATION: 'PT4H' }, { runner: 'cli' }).maxRunDurationInMs,
+    ).toBe(4 * 3_600_000);
+    expect(() => parseConfig({ ...valid, EXPORT_MAX_RUN_DURATION: 'P2D' }, { runner: 'cli' })).toThrow(
+      /EXPORT_MAX_RUN_DURATION is 'P2D': expected a duration between PT30S and P1D/,
+    );
   });
 });
 
