@@ -17,6 +17,26 @@ export interface StorageConfig {
   readonly stateContainer: string;
 }
 
+/** A proxy for outgoing connections, from the standard environment variables. */
+export interface ProxySetting {
+  /** The proxy's URL, with its credentials if any: never log it (src/http/proxy.ts describeProxy shows it without). */
+  readonly url: string;
+  /** The variable it came from, e.g. `HTTPS_PROXY`. */
+  readonly variable: string;
+}
+
+/**
+ * The proxy variables the Azure SDK clients honour, read the same way for the incidents API: for https targets
+ * `HTTPS_PROXY`, else `ALL_PROXY`, else `HTTP_PROXY`; for http targets `HTTP_PROXY`, else `ALL_PROXY`; upper
+ * case first, then lower case. `NO_PROXY` lists hosts reached directly.
+ */
+export interface ProxySettings {
+  readonly https: ProxySetting | undefined;
+  readonly http: ProxySetting | undefined;
+  /** Lower-case NO_PROXY entries: a host, `.suffix` (the domain and its subdomains), or `*` (everything). */
+  readonly noProxy: readonly string[];
+}
+
 /** The validated, frozen configuration of the exporter. */
 export interface ExportConfig extends StorageConfig {
   readonly tenantId: string;
@@ -35,6 +55,8 @@ export interface ExportConfig extends StorageConfig {
   readonly format: ExportFormat;
   readonly compression: ExportCompression;
   readonly includeAlerts: boolean;
+  /** Proxy for the incidents API (the SDK clients read the same variables themselves). */
+  readonly proxy: ProxySettings;
 }
 
 /** Every setting the product reads, with its default and meaning: the single source for docs and tests. */
@@ -363,6 +385,7 @@ export function parseConfig(
   const format = oneOf<ExportFormat>('EXPORT_FORMAT', ['json', 'jsonl']);
   const compression = oneOf<ExportCompression>('EXPORT_COMPRESSION', ['none', 'gzip']);
   const includeAlertsText = oneOf('EXPORT_INCLUDE_ALERTS', ['true', 'false']);
+  const proxy = parseProxySettings(env, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
@@ -382,6 +405,60 @@ export function parseConfig(
     format,
     compression,
     includeAlerts: includeAlertsText === 'true',
+    proxy,
+  });
+}
+
+/** The standard proxy variables, as the Azure SDK reads them (each also in lower case). */
+const PROXY_VARIABLES = {
+  https: 'HTTPS_PROXY',
+  all: 'ALL_PROXY',
+  http: 'HTTP_PROXY',
+  no: 'NO_PROXY',
+} as const;
+
+/**
+ * The standard proxy variables (not product settings: the platform or the network team sets them), validated
+ * into `problems`. Pure: takes the environment. A proxy URL may hold credentials; messages never show them.
+ */
+export function parseProxySettings(
+  env: Readonly<Record<string, string | undefined>>,
+  problems: string[] = [],
+): ProxySettings {
+  const read = (name: string): ProxySetting | undefined => {
+    for (const variable of [name, name.toLowerCase()]) {
+      const value = env[variable]?.trim();
+      if (!value) continue;
+      let parsed: URL;
+      try {
+        parsed = new URL(value.includes('://') ? value : `http://${value}`);
+      } catch {
+        problems.push(
+          `${variable} is ${showValue(value, 'a URL')}: expected a proxy URL such as http://proxy:3128.`,
+        );
+        return undefined;
+      }
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+        problems.push(
+          `${variable} is ${showUrl(parsed)}: expected an http:// or https:// proxy URL such as http://proxy:3128.`,
+        );
+        return undefined;
+      }
+      return { url: parsed.href, variable };
+    }
+    return undefined;
+  };
+  const httpsProxy = read(PROXY_VARIABLES.https);
+  const allProxy = read(PROXY_VARIABLES.all);
+  const httpProxy = read(PROXY_VARIABLES.http);
+  const noProxy = (env[PROXY_VARIABLES.no] ?? env[PROXY_VARIABLES.no.toLowerCase()] ?? '')
+    .split(/[\s,]+/)
+    .map((entry) => entry.trim().toLowerCase().replace(/^\*\./, '.'))
+    .filter((entry) => entry !== '');
+  return Object.freeze({
+    https: httpsProxy ?? allProxy ?? httpProxy,
+    http: httpProxy ?? allProxy,
+    noProxy: Object.freeze(noProxy),
   });
 }
 
