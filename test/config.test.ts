@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { KeyVaultSecretProvider, StaticSecretProvider } from '../src/azure/secretProvider';
 import { ConfigError, redact, registerSecret } from '../src/errors';
 import { FUNCTION_TIMEOUT_IN_MS, loadConfig, parseConfig, parseStorageConfig, SETTINGS } from '../src/config';
 
@@ -232,12 +234,33 @@ describe('configuration errors never echo a secret', () => {
 });
 
 describe('redaction registry', () => {
+  const tokens = (run: string) => {
+    for (let i = 0; i < 40; i++) registerSecret(`token-${run}-${i}-${'y'.repeat(20)}`);
+  };
+
   it('keeps a long-lived secret registered however many tokens rotate through', () => {
     const secret = `client-secret~${'x'.repeat(8)}-${Date.now()}`;
     registerSecret(secret, { longLived: true });
-    for (let i = 0; i < 40; i++) registerSecret(`token-${i}-${'y'.repeat(20)}`);
+    tokens('a');
     expect(redact(`the secret is ${secret}.`)).toBe('the secret is [REDACTED].');
-    expect(redact('token-39-yyyyyyyyyyyyyyyyyyyy')).toBe('[REDACTED]');
+    expect(redact(`token-a-39-${'y'.repeat(20)}`)).toBe('[REDACTED]');
+  });
+
+  it('keeps the client secret of either provider registered after 40 token refreshes', async () => {
+    const local = `local~${randomBytes(12).toString('base64url')}`;
+    new StaticSecretProvider(local);
+    const vaulted = `vault~${randomBytes(12).toString('base64url')}`;
+    await new KeyVaultSecretProvider({
+      client: {
+        getSecret: (name: string) =>
+          Promise.resolve({ name, value: vaulted, properties: { name, vaultUrl: 'https://kv' } }),
+      },
+      vaultUrl: 'https://kv-soc.vault.azure.net',
+      secretName: 'defender-client-secret',
+      identityClientId: undefined,
+    }).getClientSecret();
+    tokens('b');
+    expect(redact(`${local} ${vaulted}`)).toBe('[REDACTED] [REDACTED]');
   });
 });
 
