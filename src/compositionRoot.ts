@@ -7,6 +7,7 @@ import { ApiTokenProvider } from './azure/apiTokenProvider';
 import { BlobCheckpointStore, BlobExportSink, describeStorageError } from './azure/blobExportStore';
 import { KeyVaultSecretProvider, StaticSecretProvider, type SecretProvider } from './azure/secretProvider';
 import { LEGACY_API_RETIREMENT_DATE, type ExportConfig, type StorageConfig } from './config';
+import { registerSecret } from './errors';
 import { runExport, type RunSummary } from './core/exportRun';
 import {
   systemClock,
@@ -18,6 +19,7 @@ import {
 import { GraphIncidentSource } from './defender/graphIncidentSource';
 import { LegacyIncidentSource } from './defender/legacyIncidentSource';
 import { ApiClient, type ApiClientOptions } from './http/apiClient';
+import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword } from './http/proxy';
 import { SlidingWindowRateLimiter } from './http/rateLimiter';
 import type { Logger } from './logger';
 
@@ -132,7 +134,17 @@ export function createIncidentSourceFactory(
 ): (logger: Logger) => IncidentSource {
   const clock = options.clock ?? systemClock;
   const secrets = createSecretProvider(config, azureCredential, options, clock);
-  const apiOrigin = new URL(config.apiUrl).origin;
+  const apiUrl = new URL(config.apiUrl);
+  const apiOrigin = apiUrl.origin;
+  // The SDK clients (Entra, Key Vault, Storage) honour HTTPS_PROXY and NO_PROXY themselves; the incidents
+  // API client takes the same settings from the config.
+  const apiProxy = proxyFor(apiUrl, config.proxy);
+  const authorityProxy = proxyFor(new URL(config.authorityHost), config.proxy);
+  for (const proxy of [apiProxy, authorityProxy]) {
+    if (proxy) registerSecret(proxyPassword(proxy), { longLived: true });
+  }
+  const tls = options.ca ? { ca: options.ca } : {};
+  const tunnelTimeout = options.http?.timeoutInMs ? { tunnelTimeoutInMs: options.http.timeoutInMs } : {};
   const limiter =
     config.api === 'legacy'
       ? new SlidingWindowRateLimiter(
@@ -155,13 +167,24 @@ export function createIncidentSourceFactory(
       secrets,
       logger,
       credentialOptions: options.ca ? { tlsOptions: { ca: options.ca } } : {},
+      ...(authorityProxy
+        ? { discoveryAgent: new HttpsProxyAgent(authorityProxy, { ...tls, ...tunnelTimeout }) }
+        : {}),
     });
+    if (apiProxy)
+      logger.info(`The incidents API ${apiOrigin} is reached through the ${describeProxy(apiProxy)}.`);
     const client = new ApiClient({
       ...options.http,
       allowedOrigin: apiOrigin,
       getToken: (o) => tokens.getToken(o),
       logger,
-      agent: new https.Agent({ keepAlive: true, ...(options.ca ? { ca: options.ca } : {}) }),
+      agent:
+        apiProxy && apiUrl.protocol === 'https:'
+          ? new HttpsProxyAgent(apiProxy, { keepAlive: true, ...tls, ...tunnelTimeout })
+          : new https.Agent({ keepAlive: true, ...tls }),
+      ...(apiProxy && apiUrl.protocol === 'http:'
+        ? { httpAgent: new HttpProxyAgent(apiProxy, { keepAlive: true, ...tunnelTimeout }) }
+        : {}),
       remainingBudgetInMs: () => startedAt + config.maxRunDurationInMs - clock.now(),
       now: () => clock.now(),
       ...(limiter ? { beforeRequest: (signal?: AbortSignal) => limiter.acquire(signal) } : {}),

@@ -17,6 +17,26 @@ export interface StorageConfig {
   readonly stateContainer: string;
 }
 
+/** A proxy for outgoing connections, from the standard environment variables. */
+export interface ProxySetting {
+  /** The proxy's URL, with its credentials if any: never log it (src/http/proxy.ts describeProxy shows it without). */
+  readonly url: string;
+  /** The variable it came from, e.g. `HTTPS_PROXY`. */
+  readonly variable: string;
+}
+
+/**
+ * The proxy variables the Azure SDK clients honour, read the same way for the incidents API: for https targets
+ * `HTTPS_PROXY`, else `ALL_PROXY`, else `HTTP_PROXY`; for http targets `HTTP_PROXY`, else `ALL_PROXY`; upper
+ * case first, then lower case. `NO_PROXY` lists hosts reached directly.
+ */
+export interface ProxySettings {
+  readonly https: ProxySetting | undefined;
+  readonly http: ProxySetting | undefined;
+  /** Lower-case NO_PROXY entries: a host, `.suffix` (the domain and its subdomains), or `*` (everything). */
+  readonly noProxy: readonly string[];
+}
+
 /** The validated, frozen configuration of the exporter. */
 export interface ExportConfig extends StorageConfig {
   readonly tenantId: string;
@@ -37,6 +57,8 @@ export interface ExportConfig extends StorageConfig {
   readonly format: ExportFormat;
   readonly compression: ExportCompression;
   readonly includeAlerts: boolean;
+  /** Proxy for the incidents API (the SDK clients read the same variables themselves). */
+  readonly proxy: ProxySettings;
 }
 
 /** Every setting the product reads, with its default and meaning: the single source for docs and tests. */
@@ -119,6 +141,24 @@ const DEFAULT_API_URL: Record<DefenderApi, string> = {
   legacy: 'https://api.security.microsoft.com',
 };
 
+/**
+ * host.json `functionTimeout` (00:30:00): the Functions host stops a run after this. A test keeps the two equal;
+ * the value is a constant because the deployed bundle does not ship beside host.json.
+ */
+export const FUNCTION_TIMEOUT_IN_MS = 30 * 60_000;
+/** Time a run needs after its budget is spent: the last blob commit, the checkpoint write, the manifest. */
+const FUNCTION_TIMEOUT_MARGIN_IN_MS = 5 * 60_000;
+/** The longest EXPORT_MAX_RUN_DURATION for the Function (PT25M, the default). */
+export const MAX_FUNCTION_RUN_DURATION_IN_MS = FUNCTION_TIMEOUT_IN_MS - FUNCTION_TIMEOUT_MARGIN_IN_MS;
+
+/**
+ * Who runs the export: the Function, which host.json's functionTimeout stops, or the operators' CLI (run,
+ * backfill), which nothing stops, so it may be given a longer EXPORT_MAX_RUN_DURATION.
+ */
+export interface ParseOptions {
+  readonly runner?: 'function' | 'cli';
+}
+
 /** The date after which the legacy API stops working (message center MC1220762). */
 export const LEGACY_API_RETIREMENT_DATE = '2027-02-01';
 
@@ -127,9 +167,31 @@ const DOMAIN =
   /^(?=.{3,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
 const CONTAINER = /^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$/;
 const SECRET_NAME = /^[0-9a-zA-Z-]{1,127}$/;
+/** Space-separated cron-like fields: shown in messages (a secret has no spaces). */
+const NCRONTAB_SHAPE = /^[\w*,/?#-]+(?:\s+[\w*,/?#-]+)+$/;
 
 function isLoopback(url: URL): boolean {
   return url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
+}
+
+/** Characters of a harmless short value (a word, a duration, a name); no `~ + / =` of secrets and keys. */
+const HARMLESS = /^[A-Za-z0-9 ._:*,!?-]{1,20}$/;
+
+/**
+ * How a bad value appears in a message: quoted when it has the shape of a harmless identifier (a GUID, a
+ * domain, a short word, or the setting's own `shape`), else described by its length only, because it may be a
+ * secret pasted into the wrong setting and the message ends up in the host's logs and on the CLI's stderr.
+ */
+export function showValue(value: string, expected: string, shape?: RegExp): string {
+  if (GUID.test(value) || DOMAIN.test(value) || HARMLESS.test(value) || shape?.test(value) === true) {
+    return `'${value}'`;
+  }
+  return `a ${value.length}-character value that is not ${expected} (not shown: it may be a secret)`;
+}
+
+/** A URL for messages: scheme, host and path only, never credentials, query (a SAS) or fragment. */
+function showUrl(url: URL): string {
+  return `'${url.protocol}//${url.host}${url.pathname}'`;
 }
 
 /** Reads settings from an environment, collecting every problem instead of stopping at the first. */
@@ -139,10 +201,10 @@ function settingsReader(env: Readonly<Record<string, string | undefined>>) {
     const value = env[name]?.trim();
     return value === undefined || value === '' ? undefined : value;
   };
-  const required = (name: SettingName, pattern: RegExp, form: string): string => {
+  const required = (name: SettingName, pattern: RegExp, form: string, kind: string): string => {
     const value = get(name);
     if (value === undefined) problems.push(`${name} is missing: set it to ${form}.`);
-    else if (!pattern.test(value)) problems.push(`${name} is '${value}': expected ${form}.`);
+    else if (!pattern.test(value)) problems.push(`${name} is ${showValue(value, kind)}: expected ${form}.`);
     return value ?? '';
   };
   const url = (name: SettingName, fallback: string | undefined): string | undefined => {
@@ -152,17 +214,24 @@ function settingsReader(env: Readonly<Record<string, string | undefined>>) {
     try {
       parsed = new URL(value);
     } catch {
-      problems.push(`${name} is '${value}': expected an absolute https:// URL.`);
+      problems.push(`${name} is ${showValue(value, 'a URL')}: expected an absolute https:// URL.`);
+      return undefined;
+    }
+    if (parsed.search || parsed.hash || parsed.username || parsed.password) {
+      const given = [
+        parsed.username || parsed.password ? 'credentials were given in the URL: remove them' : '',
+        parsed.search ? 'a query string was given (it may hold a SAS): remove it' : '',
+        parsed.hash ? 'a fragment was given: remove it' : '',
+      ].filter(Boolean);
+      problems.push(
+        `${name} is ${showUrl(parsed)} with more: ${given.join('; ')}. Expected a base URL without query, fragment or credentials.`,
+      );
       return undefined;
     }
     if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopback(parsed))) {
       problems.push(
-        `${name} is '${value}': expected an https:// URL (plain http is allowed for 127.0.0.1 only).`,
+        `${name} is ${showUrl(parsed)}: expected an https:// URL (plain http is allowed for 127.0.0.1 only).`,
       );
-      return undefined;
-    }
-    if (parsed.search || parsed.hash || parsed.username || parsed.password) {
-      problems.push(`${name} is '${value}': expected a base URL without query, fragment or credentials.`);
       return undefined;
     }
     return value.replace(/\/+$/, '');
@@ -170,21 +239,24 @@ function settingsReader(env: Readonly<Record<string, string | undefined>>) {
   const oneOf = <T extends string>(name: SettingName, allowed: readonly T[]): T => {
     const value = (get(name) ?? SETTINGS[name].default ?? '').toLowerCase();
     if (!(allowed as readonly string[]).includes(value)) {
-      problems.push(`${name} is '${get(name)}': expected one of ${allowed.map((a) => `'${a}'`).join(', ')}.`);
+      const list = allowed.map((a) => `'${a}'`).join(', ');
+      problems.push(`${name} is ${showValue(get(name) ?? '', `one of ${list}`)}: expected one of ${list}.`);
       return allowed[0] as T;
     }
     return value as T;
   };
-  const duration = (name: SettingName, min: number, max: number): number => {
+  const duration = (name: SettingName, min: number, max: number, why = ''): number => {
     const text = get(name) ?? SETTINGS[name].default ?? '';
     const ms = parseDurationInMs(text);
     if (ms === undefined) {
-      problems.push(`${name} is '${text}': expected an ISO-8601 duration such as PT48H, P7D or PT5M.`);
+      problems.push(
+        `${name} is ${showValue(text, 'a duration')}: expected an ISO-8601 duration such as PT48H, P7D or PT5M.`,
+      );
       return 0;
     }
     if (ms < min || ms > max) {
       problems.push(
-        `${name} is '${text}': expected a duration between ${describe(min)} and ${describe(max)}.`,
+        `${name} is '${text}': expected a duration between ${describe(min)} and ${describe(max)}${why}.`,
       );
     }
     return ms;
@@ -199,7 +271,7 @@ function readStorageSettings({ problems, get, url }: SettingsReader): StorageCon
   const managedIdentityClientId = get('AZURE_CLIENT_ID');
   if (managedIdentityClientId !== undefined && !GUID.test(managedIdentityClientId)) {
     problems.push(
-      `AZURE_CLIENT_ID is '${managedIdentityClientId}': expected the client ID (a GUID) of the user-assigned managed identity.`,
+      `AZURE_CLIENT_ID is ${showValue(managedIdentityClientId, 'a GUID')}: expected the client ID (a GUID) of the user-assigned managed identity.`,
     );
   }
 
@@ -230,7 +302,9 @@ function readStorageSettings({ problems, get, url }: SettingsReader): StorageCon
     ['EXPORT_STATE_CONTAINER', get('EXPORT_STATE_CONTAINER')],
   ] as const) {
     if (value !== undefined && !CONTAINER.test(value)) {
-      problems.push(`${name} is '${value}': expected 3-63 lowercase letters, digits and single hyphens.`);
+      problems.push(
+        `${name} is ${showValue(value, 'a container name', CONTAINER)}: expected 3-63 lowercase letters, digits and single hyphens.`,
+      );
     }
   }
   return { managedIdentityClientId, storageAccountUrl, storageConnectionString, container, stateContainer };
@@ -252,7 +326,10 @@ export function parseStorageConfig(env: Readonly<Record<string, string | undefin
  * Validates the settings and returns a frozen config. Every bad or missing setting is reported at once,
  * by name, with the expected form. Pure: takes the environment as an argument.
  */
-export function parseConfig(env: Readonly<Record<string, string | undefined>>): ExportConfig {
+export function parseConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  options: ParseOptions = {},
+): ExportConfig {
   const reader = settingsReader(env);
   const { problems, get, required, url, oneOf, duration } = reader;
 
@@ -263,13 +340,14 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     );
   else if (!GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
     problems.push(
-      `DEFENDER_TENANT_ID is '${tenantId}': expected a GUID or a verified domain name such as contoso.onmicrosoft.com.`,
+      `DEFENDER_TENANT_ID is ${showValue(tenantId, 'a GUID or a domain name')}: expected a GUID or a verified domain name such as contoso.onmicrosoft.com.`,
     );
   }
   const clientId = required(
     'DEFENDER_CLIENT_ID',
     GUID,
     'the application (client) ID of the app registration, a GUID',
+    'a GUID',
   );
   const api = oneOf<DefenderApi>('DEFENDER_API', ['graph', 'legacy']);
   const apiUrl = url('DEFENDER_API_URL', DEFAULT_API_URL[api]) ?? DEFAULT_API_URL[api];
@@ -282,7 +360,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   const keyVaultSecretName = get('KEY_VAULT_SECRET_NAME') ?? SETTINGS.KEY_VAULT_SECRET_NAME.default;
   if (!SECRET_NAME.test(keyVaultSecretName)) {
     problems.push(
-      `KEY_VAULT_SECRET_NAME is '${keyVaultSecretName}': expected 1-127 letters, digits and hyphens.`,
+      `KEY_VAULT_SECRET_NAME is ${showValue(keyVaultSecretName, 'a secret name')}: expected 1-127 letters, digits and hyphens.`,
     );
   }
   const clientSecret = get('DEFENDER_CLIENT_SECRET');
@@ -297,16 +375,25 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   const schedule = get('EXPORT_SCHEDULE') ?? SETTINGS.EXPORT_SCHEDULE.default;
   if (schedule.split(/\s+/).length !== 6) {
     problems.push(
-      `EXPORT_SCHEDULE is '${schedule}': expected an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. '0 0 * * * *'.`,
+      `EXPORT_SCHEDULE is ${showValue(schedule, 'an NCRONTAB expression', NCRONTAB_SHAPE)}: expected an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. '0 0 * * * *'.`,
     );
   }
   const initialLookbackInMs = duration('EXPORT_INITIAL_LOOKBACK', 60_000, 180 * 86_400_000);
   const settleDelayInMs = duration('EXPORT_SETTLE_DELAY', 0, 86_400_000);
   const rereadWindowInMs = duration('EXPORT_REREAD_WINDOW', 0, 7 * 86_400_000);
-  const maxRunDurationInMs = duration('EXPORT_MAX_RUN_DURATION', 30_000, 24 * 3_600_000);
+  const maxRunDurationInMs =
+    options.runner === 'cli'
+      ? duration('EXPORT_MAX_RUN_DURATION', 30_000, 24 * 3_600_000)
+      : duration(
+          'EXPORT_MAX_RUN_DURATION',
+          30_000,
+          MAX_FUNCTION_RUN_DURATION_IN_MS,
+          `, which leaves ${FUNCTION_TIMEOUT_MARGIN_IN_MS / 60_000} minutes to finish before host.json functionTimeout (${hostTimeSpan(FUNCTION_TIMEOUT_IN_MS)}) stops the Function (the CLI's run and backfill allow up to P1D)`,
+        );
   const format = oneOf<ExportFormat>('EXPORT_FORMAT', ['json', 'jsonl']);
   const compression = oneOf<ExportCompression>('EXPORT_COMPRESSION', ['none', 'gzip']);
   const includeAlertsText = oneOf('EXPORT_INCLUDE_ALERTS', ['true', 'false']);
+  const proxy = parseProxySettings(env, problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
@@ -327,7 +414,69 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     format,
     compression,
     includeAlerts: includeAlertsText === 'true',
+    proxy,
   });
+}
+
+/** The standard proxy variables, as the Azure SDK reads them (each also in lower case). */
+const PROXY_VARIABLES = {
+  https: 'HTTPS_PROXY',
+  all: 'ALL_PROXY',
+  http: 'HTTP_PROXY',
+  no: 'NO_PROXY',
+} as const;
+
+/**
+ * The standard proxy variables (not product settings: the platform or the network team sets them), validated
+ * into `problems`. Pure: takes the environment. A proxy URL may hold credentials; messages never show them.
+ */
+export function parseProxySettings(
+  env: Readonly<Record<string, string | undefined>>,
+  problems: string[] = [],
+): ProxySettings {
+  const read = (name: string): ProxySetting | undefined => {
+    for (const variable of [name, name.toLowerCase()]) {
+      const value = env[variable]?.trim();
+      if (!value) continue;
+      let parsed: URL;
+      try {
+        parsed = new URL(value.includes('://') ? value : `http://${value}`);
+      } catch {
+        problems.push(
+          `${variable} is ${showValue(value, 'a URL')}: expected a proxy URL such as http://proxy:3128.`,
+        );
+        return undefined;
+      }
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+        problems.push(
+          `${variable} is ${showUrl(parsed)}: expected an http:// or https:// proxy URL such as http://proxy:3128.`,
+        );
+        return undefined;
+      }
+      return { url: parsed.href, variable };
+    }
+    return undefined;
+  };
+  const httpsProxy = read(PROXY_VARIABLES.https);
+  const allProxy = read(PROXY_VARIABLES.all);
+  const httpProxy = read(PROXY_VARIABLES.http);
+  const noProxy = (env[PROXY_VARIABLES.no] ?? env[PROXY_VARIABLES.no.toLowerCase()] ?? '')
+    .split(/[\s,]+/)
+    .map((entry) => entry.trim().toLowerCase().replace(/^\*\./, '.'))
+    .filter((entry) => entry !== '');
+  return Object.freeze({
+    https: httpsProxy ?? allProxy ?? httpProxy,
+    http: httpProxy ?? allProxy,
+    noProxy: Object.freeze(noProxy),
+  });
+}
+
+/** A host.json time span, hh:mm:ss. */
+function hostTimeSpan(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  return [Math.floor(seconds / 3600), Math.floor(seconds / 60) % 60, seconds % 60]
+    .map((n) => String(n).padStart(2, '0'))
+    .join(':');
 }
 
 function describe(ms: number): string {
@@ -342,8 +491,8 @@ function describe(ms: number): string {
  * Reads the settings: the process environment over the `Values` of a `local.settings.json` (the Functions
  * convention for local runs), when a path is given. The only place in the product that reads the environment.
  */
-export function loadConfig(localSettingsPath?: string): ExportConfig {
-  return parseConfig({ ...readLocalSettings(localSettingsPath), ...process.env });
+export function loadConfig(localSettingsPath?: string, options: ParseOptions = {}): ExportConfig {
+  return parseConfig({ ...readLocalSettings(localSettingsPath), ...process.env }, options);
 }
 
 /** Reads the storage settings alone, from the same sources as {@link loadConfig}. */
@@ -359,11 +508,16 @@ export function hasRealSettings(localSettingsPath?: string): boolean {
 
 function readLocalSettings(path: string | undefined): Record<string, string> {
   if (!path || !existsSync(path)) return {};
+  const text = readFileSync(path, 'utf8');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(text);
   } catch (thrown) {
-    throw new ConfigError([`${path} is not valid JSON: ${(thrown as Error).message}`]);
+    // The parser's message quotes the text around the error, which may be a secret: give only where it is.
+    const at = jsonErrorPosition(text, (thrown as Error).message);
+    throw new ConfigError([
+      `${path} is not valid JSON${at ? ` (line ${at.line}, column ${at.column})` : ''}. Fix it, e.g. check it with an editor that validates JSON.`,
+    ]);
   }
   const values = (parsed as { Values?: unknown } | null)?.Values;
   if (typeof values !== 'object' || values === null)
@@ -371,4 +525,21 @@ function readLocalSettings(path: string | undefined): Record<string, string> {
   return Object.fromEntries(
     Object.entries(values).filter((e): e is [string, string] => typeof e[1] === 'string'),
   );
+}
+
+/**
+ * Where JSON.parse failed, from its message: Node 22 says "(line L column C)", Node 20 "at position N" (an
+ * offset into the text); some messages say neither, then the position is not known.
+ */
+export function jsonErrorPosition(
+  text: string,
+  message: string,
+): { line: number; column: number } | undefined {
+  const lineColumn = /\(line (\d+) column (\d+)\)/.exec(message);
+  if (lineColumn) return { line: Number(lineColumn[1]), column: Number(lineColumn[2]) };
+  const position = /at position (\d+)/.exec(message);
+  if (!position) return undefined;
+  const before = text.slice(0, Number(position[1]));
+  const lines = before.split('\n');
+  return { line: lines.length, column: (lines[lines.length - 1]?.length ?? 0) + 1 };
 }

@@ -12,11 +12,12 @@ export class ConfigError extends Error {
   /** One line per bad or missing setting. */
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
+    const redacted = problems.map(redact);
     super(
-      `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
-        problems.map((p) => `  - ${p}`).join('\n'),
+      `Invalid configuration (${redacted.length} problem${redacted.length === 1 ? '' : 's'}):\n` +
+        redacted.map((p) => `  - ${p}`).join('\n'),
     );
-    this.problems = problems;
+    this.problems = redacted;
   }
 }
 
@@ -75,24 +76,38 @@ const SECRET_PATTERNS: RegExp[] = [
   /((?:client_secret|access_token|refresh_token|client_assertion|password|AccountKey|SharedAccessSignature|sig)["']?\s*[=:]\s*["']?)[^&\s"';,}]+/gi,
 ];
 
-const knownSecrets = new Set<string>();
-/** Tokens rotate hourly for years: keep only the most recent values. */
-const MAX_KNOWN_SECRETS = 32;
+/** Secrets that live as long as the process (client secret, proxy password): never dropped. */
+const longLivedSecrets = new Set<string>();
+/** Short-lived values (access tokens): they rotate hourly for years, so only the most recent are kept. */
+const recentTokens = new Set<string>();
+const MAX_RECENT_TOKENS = 32;
 
-/** Registers a secret value (client secret, token) so {@link redact} removes it wherever it appears. */
-export function registerSecret(value: string | undefined): void {
-  if (value === undefined || value.length < 6 || knownSecrets.has(value)) return;
-  knownSecrets.add(value);
-  if (knownSecrets.size > MAX_KNOWN_SECRETS) {
-    const oldest = knownSecrets.values().next().value;
-    if (oldest !== undefined) knownSecrets.delete(oldest);
+/**
+ * Registers a secret value so {@link redact} removes it wherever it appears. A `longLived` secret (the client
+ * secret, a proxy password) stays registered for the life of the process; other values (access tokens) go into
+ * a bounded set of the most recent ones, since a warm worker issues a new one every hour.
+ */
+export function registerSecret(value: string | undefined, options: { longLived?: boolean } = {}): void {
+  if (value === undefined || value.length < 6 || longLivedSecrets.has(value)) return;
+  if (options.longLived) {
+    recentTokens.delete(value);
+    longLivedSecrets.add(value);
+    return;
+  }
+  // Re-adding moves a value to the newest end.
+  recentTokens.delete(value);
+  recentTokens.add(value);
+  if (recentTokens.size > MAX_RECENT_TOKENS) {
+    const oldest = recentTokens.values().next().value;
+    if (oldest !== undefined) recentTokens.delete(oldest);
   }
 }
 
 /** Removes secrets, tokens and Authorization values from a text. */
 export function redact(text: string): string {
   let out = text;
-  for (const secret of knownSecrets) out = out.split(secret).join('[REDACTED]');
+  for (const secret of longLivedSecrets) out = out.split(secret).join('[REDACTED]');
+  for (const secret of recentTokens) out = out.split(secret).join('[REDACTED]');
   for (const pattern of SECRET_PATTERNS) {
     out = out.replace(pattern, (_m, prefix: string | undefined) =>
       typeof prefix === 'string' ? `${prefix}[REDACTED]` : '[REDACTED]',

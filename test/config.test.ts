@@ -1,7 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError } from '../src/errors';
-import { parseConfig, parseStorageConfig, SETTINGS } from '../src/config';
+import { KeyVaultSecretProvider, StaticSecretProvider } from '../src/azure/secretProvider';
+import { ConfigError, redact, registerSecret } from '../src/errors';
+import { FUNCTION_TIMEOUT_IN_MS, loadConfig, parseConfig, parseStorageConfig, SETTINGS } from '../src/config';
 
 const valid = {
   DEFENDER_TENANT_ID: '0c8e3f5a-7d21-4b9e-a6c4-5f2e1d0b9a87',
@@ -114,6 +117,150 @@ describe('parseConfig', () => {
     const body = source.slice(source.indexOf('} as const satisfies'));
     const read = new Set([...body.matchAll(/\(\s*'([A-Z][A-Z_]+)'/g)].map((m) => m[1]!));
     expect([...read].sort()).toEqual(Object.keys(SETTINGS).sort());
+  });
+});
+
+describe('EXPORT_MAX_RUN_DURATION and the function timeout', () => {
+  it('shares FUNCTION_TIMEOUT_IN_MS with host.json functionTimeout', () => {
+    const host = JSON.parse(readFileSync(join(__dirname, '..', 'host.json'), 'utf8')) as {
+      functionTimeout: string;
+    };
+    const [h, m, s] = host.functionTimeout.split(':').map(Number);
+    expect(((h! * 60 + m!) * 60 + s!) * 1000).toBe(FUNCTION_TIMEOUT_IN_MS);
+  });
+
+  it('rejects a budget the Functions host would cut short, naming the setting and host.json', () => {
+    expect(parseConfig(valid).maxRunDurationInMs).toBe(25 * 60_000);
+    expect(parseConfig({ ...valid, EXPORT_MAX_RUN_DURATION: 'PT25M' }).maxRunDurationInMs).toBe(25 * 60_000);
+    const p = problems({ ...valid, EXPORT_MAX_RUN_DURATION: 'PT29M' }).join('\n');
+    expect(p).toMatch(/EXPORT_MAX_RUN_DURATION is 'PT29M': expected a duration between PT30S and PT25M/);
+    expect(p).toMatch(/host\.json functionTimeout \(00:30:00\)/);
+    expect(problems({ ...valid, EXPORT_MAX_RUN_DURATION: 'PT4H' }).join('\n')).toMatch(/host\.json/);
+  });
+
+  it('lets the CLI, which no host.json stops, run for longer', () => {
+    expect(
+      parseConfig({ ...valid, EXPORT_MAX_RUN_DURATION: 'PT4H' }, { runner: 'cli' }).maxRunDurationInMs,
+    ).toBe(4 * 3_600_000);
+    expect(() => parseConfig({ ...valid, EXPORT_MAX_RUN_DURATION: 'P2D' }, { runner: 'cli' })).toThrow(
+      /EXPORT_MAX_RUN_DURATION is 'P2D': expected a duration between PT30S and P1D/,
+    );
+  });
+});
+
+describe('configuration errors never echo a secret', () => {
+  const SIG = 'k2J8vQzX%2FsecretSignature%3D';
+  const PASTED = 'Q8x8Q~Zq3vR0aB1cD2eF3gH4iJ5kL6mN7oP8qR9s';
+
+  function message(env: Record<string, string>): string {
+    try {
+      parseConfig(env);
+    } catch (e) {
+      if (e instanceof ConfigError) return `${e.message}\n${e.problems.join('\n')}`;
+      throw e;
+    }
+    throw new Error('expected a ConfigError');
+  }
+
+  it('names a SAS in EXPORT_STORAGE_ACCOUNT_URL without printing its signature', () => {
+    const m = message({
+      ...valid,
+      EXPORT_STORAGE_ACCOUNT_URL: `https://stsoc.blob.core.windows.net/?sv=2022-11-02&ss=b&srt=co&sp=rwl&sig=${SIG}`,
+    });
+    expect(m).toMatch(/EXPORT_STORAGE_ACCOUNT_URL .*https:\/\/stsoc\.blob\.core\.windows\.net\//);
+    expect(m).toMatch(/a query string was given \(it may hold a SAS\): remove it/);
+    expect(m).not.toContain(SIG);
+    expect(m).not.toContain('sv=2022');
+  });
+
+  it('prints no credentials of a URL setting', () => {
+    const m = message({ ...valid, KEY_VAULT_URL: `https://admin:${PASTED}@kv-soc.vault.azure.net` });
+    expect(m).toMatch(/KEY_VAULT_URL .*https:\/\/kv-soc\.vault\.azure\.net.*credentials/);
+    expect(m).not.toContain(PASTED);
+    expect(m).not.toContain('admin');
+  });
+
+  it.each([
+    'DEFENDER_CLIENT_ID',
+    'DEFENDER_TENANT_ID',
+    'AZURE_CLIENT_ID',
+    'KEY_VAULT_URL',
+    'EXPORT_CONTAINER',
+    'EXPORT_MAX_RUN_DURATION',
+    'DEFENDER_API',
+    'KEY_VAULT_SECRET_NAME',
+    'EXPORT_SCHEDULE',
+  ])('describes a client secret pasted into %s without echoing it', (name) => {
+    const m = message({ ...valid, [name]: PASTED });
+    expect(m).toMatch(new RegExp(`${name} is a ${PASTED.length}-character value`));
+    expect(m).not.toContain(PASTED);
+    expect(m).not.toContain(PASTED.slice(0, 12));
+  });
+
+  it('runs its message through redact(), like every other error', () => {
+    registerSecret('registered-secret-value-1234', { longLived: true });
+    const e = new ConfigError(['EXPORT_X is registered-secret-value-1234']);
+    expect(e.message).not.toContain('registered-secret-value-1234');
+    expect(e.problems.join('')).not.toContain('registered-secret-value-1234');
+  });
+
+  it.each<[string, string, RegExp]>([
+    [
+      'a missing comma',
+      `{\n  "Values": {\n    "DEFENDER_CLIENT_SECRET": "${PASTED}"\n    "X": 1\n  }\n}\n`,
+      /local\.settings\.json is not valid JSON \(line 4, column 5\)\./,
+    ],
+    [
+      'an unquoted value',
+      `{\n  "Values": {\n    "DEFENDER_CLIENT_SECRET": ${PASTED}\n  }\n}\n`,
+      /local\.settings\.json is not valid JSON( \(line 3, column 31\))?\./,
+    ],
+  ])('reports invalid JSON in local.settings.json (%s) without an excerpt', (_case, text, pattern) => {
+    const dir = mkdtempSync(join(tmpdir(), 'settings-'));
+    const path = join(dir, 'local.settings.json');
+    writeFileSync(path, text);
+    let thrown: unknown;
+    try {
+      loadConfig(path);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    const m = (thrown as ConfigError).message;
+    expect(m).toMatch(pattern);
+    expect(m).not.toContain(PASTED.slice(0, 4));
+    expect(m).not.toContain('DEFENDER_CLIENT_SECRET');
+  });
+});
+
+describe('redaction registry', () => {
+  const tokens = (run: string) => {
+    for (let i = 0; i < 40; i++) registerSecret(`token-${run}-${i}-${'y'.repeat(20)}`);
+  };
+
+  it('keeps a long-lived secret registered however many tokens rotate through', () => {
+    const secret = `client-secret~${'x'.repeat(8)}-${Date.now()}`;
+    registerSecret(secret, { longLived: true });
+    tokens('a');
+    expect(redact(`the secret is ${secret}.`)).toBe('the secret is [REDACTED].');
+    expect(redact(`token-a-39-${'y'.repeat(20)}`)).toBe('[REDACTED]');
+  });
+
+  it('keeps the client secret of either provider registered after 40 token refreshes', async () => {
+    const local = `local~${randomBytes(12).toString('base64url')}`;
+    new StaticSecretProvider(local);
+    const vaulted = `vault~${randomBytes(12).toString('base64url')}`;
+    await new KeyVaultSecretProvider({
+      client: {
+        getSecret: (name: string) =>
+          Promise.resolve({ name, value: vaulted, properties: { name, vaultUrl: 'https://kv' } }),
+      },
+      vaultUrl: 'https://kv-soc.vault.azure.net',
+      secretName: 'defender-client-secret',
+      identityClientId: undefined,
+    }).getClientSecret();
+    tokens('b');
+    expect(redact(`${local} ${vaulted}`)).toBe('[REDACTED] [REDACTED]');
   });
 });
 

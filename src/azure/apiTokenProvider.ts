@@ -1,6 +1,8 @@
+import type * as https from 'node:https';
 import { ClientSecretCredential, type TokenCredentialOptions } from '@azure/identity';
 import { ExportError, registerSecret } from '../errors';
 import type { Logger } from '../logger';
+import { probeDiscovery } from './entraDiscovery';
 import type { SecretProvider } from './secretProvider';
 
 export interface ApiTokenProviderOptions {
@@ -13,6 +15,8 @@ export interface ApiTokenProviderOptions {
   readonly logger: Logger;
   /** Extra credential options (tlsOptions for the local sandbox). */
   readonly credentialOptions?: TokenCredentialOptions;
+  /** Agent for the OpenID discovery probe that explains a failed discovery (a proxy tunnel when one is set). */
+  readonly discoveryAgent?: https.Agent;
 }
 
 /**
@@ -33,7 +37,7 @@ export class ApiTokenProvider {
     try {
       return await this.tryGetToken(false, options.abortSignal);
     } catch (thrown) {
-      if (!isRejectedSecret(thrown)) throw this.describe(thrown);
+      if (!isRejectedSecret(thrown)) throw await this.explain(thrown, options.abortSignal);
       this.o.logger.info(
         `Entra rejected the client secret; re-reading ${this.o.secrets.location} in case it was rotated.`,
       );
@@ -41,7 +45,7 @@ export class ApiTokenProvider {
       try {
         return await this.tryGetToken(true, options.abortSignal);
       } catch (again) {
-        throw this.describe(again);
+        throw await this.explain(again, options.abortSignal);
       }
     }
   }
@@ -62,16 +66,45 @@ export class ApiTokenProvider {
     }
     const token = await this.credential.getToken(this.o.scope, abortSignal ? { abortSignal } : {});
     if (!token?.token) throw new ExportError(`Entra returned no access token for scope ${this.o.scope}.`);
-    registerSecret(token.token);
+    registerSecret(token.token, { longLived: false }); // rotates out of the bounded set of recent tokens
     return token.token;
+  }
+
+  /**
+   * Like {@link describe}; a failed OpenID discovery (MSAL's `endpoints_resolution_error`, which carries no
+   * status or cause) is explained by fetching the discovery document once more: an unknown tenant, or Entra
+   * down or unreachable.
+   */
+  private async explain(thrown: unknown, abortSignal?: AbortSignal): Promise<Error> {
+    if (thrown instanceof ExportError || !/endpoints_resolution_error/.test(messageOf(thrown))) {
+      return this.describe(thrown);
+    }
+    const ca = this.o.credentialOptions?.tlsOptions?.ca;
+    const outcome = await probeDiscovery({
+      authorityHost: this.o.authorityHost,
+      tenantId: this.o.tenantId,
+      ...(ca ? { ca } : {}),
+      ...(this.o.discoveryAgent ? { agent: this.o.discoveryAgent } : {}),
+      ...(abortSignal ? { abortSignal } : {}),
+    });
+    if (outcome.kind === 'unknown-tenant') {
+      return new ExportError(
+        `Entra at ${this.o.authorityHost} does not know tenant '${this.o.tenantId}' (${outcome.detail}). Check DEFENDER_TENANT_ID, and DEFENDER_AUTHORITY_HOST for sovereign clouds.`,
+      );
+    }
+    const detail =
+      outcome.kind === 'failing'
+        ? outcome.detail
+        : 'its OpenID configuration failed, then answered when fetched again';
+    return new ExportError(
+      `Entra (authority host ${this.o.authorityHost}) is unreachable or failing (${detail}); retry later or check DEFENDER_AUTHORITY_HOST and the network.`,
+      { cause: thrown },
+    );
   }
 
   private describe(thrown: unknown): Error {
     if (thrown instanceof ExportError) return thrown;
-    const message =
-      typeof thrown === 'object' && thrown !== null && 'message' in thrown
-        ? String((thrown as Error).message)
-        : String(thrown);
+    const message = messageOf(thrown);
     const codes = new Set((message.match(/AADSTS(\d+)/g) ?? []).map((c) => c.slice(6)));
     const at = `at ${this.o.authorityHost}`;
     if (
@@ -91,9 +124,9 @@ export class ApiTokenProvider {
         `DEFENDER_CLIENT_ID ${this.o.clientId} is not an application in tenant ${this.o.tenantId} (AADSTS700016). Check DEFENDER_CLIENT_ID and DEFENDER_TENANT_ID.`,
       );
     }
-    if (codes.has('90002') || codes.has('900023') || /endpoints_resolution_error/.test(message)) {
+    if (codes.has('90002') || codes.has('900023')) {
       return new ExportError(
-        `Entra ${at} does not know tenant '${this.o.tenantId}' (AADSTS90002 or no OpenID configuration). Check DEFENDER_TENANT_ID, and DEFENDER_AUTHORITY_HOST for sovereign clouds.`,
+        `Entra ${at} does not know tenant '${this.o.tenantId}' (AADSTS${[...codes].join(', AADSTS')}). Check DEFENDER_TENANT_ID, and DEFENDER_AUTHORITY_HOST for sovereign clouds.`,
       );
     }
     if (codes.has('500011') || codes.has('70011')) {
@@ -113,4 +146,10 @@ function isRejectedSecret(thrown: unknown): boolean {
       ? String((thrown as Error).message)
       : '';
   return /AADSTS7000215|AADSTS7000222|invalid_client/.test(message);
+}
+
+function messageOf(thrown: unknown): string {
+  return typeof thrown === 'object' && thrown !== null && 'message' in thrown
+    ? String((thrown as Error).message)
+    : String(thrown);
 }

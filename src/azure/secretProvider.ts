@@ -13,7 +13,7 @@ export interface SecretProvider {
 export class StaticSecretProvider implements SecretProvider {
   readonly location = 'DEFENDER_CLIENT_SECRET';
   constructor(private readonly secret: string) {
-    registerSecret(secret);
+    registerSecret(secret, { longLived: true });
   }
   getClientSecret(): Promise<string> {
     return Promise.resolve(this.secret);
@@ -66,7 +66,7 @@ export class KeyVaultSecretProvider implements SecretProvider {
         `${this.location} is empty. Set it to the client secret value: az keyvault secret set --vault-name <vault> --name ${this.o.secretName} --value <secret>.`,
       );
     }
-    registerSecret(value);
+    registerSecret(value, { longLived: true });
     this.cached = { value, readAt: now };
     return value;
   }
@@ -78,10 +78,20 @@ export class KeyVaultSecretProvider implements SecretProvider {
       name?: string;
       message?: string;
       errorCode?: unknown;
+      details?: unknown;
+      response?: { bodyAsText?: string | null };
     };
     const who = this.o.identityClientId
       ? `the managed identity (AZURE_CLIENT_ID ${this.o.identityClientId})`
       : "the function's identity";
+    if (e.statusCode === 403 && isSecretDisabled(e)) {
+      // Key Vault answers 403 Forbidden, inner error SecretDisabled, for a disabled secret: not a missing role.
+      return new ExportError(
+        `Key Vault secret '${this.o.secretName}' in vault ${this.o.vaultUrl} is disabled: enable it or set a new version ` +
+          `(az keyvault secret set-attributes --vault-name <vault> --name ${this.o.secretName} --enabled true, or az keyvault secret set). Key Vault said: ${e.message ?? 'SecretDisabled'}`,
+        { cause: thrown },
+      );
+    }
     if (e.statusCode === 403) {
       return new ExportError(
         `Key Vault ${this.o.vaultUrl} refused to read secret '${this.o.secretName}' (403 ${e.code ?? 'Forbidden'}). ` +
@@ -116,4 +126,18 @@ export class KeyVaultSecretProvider implements SecretProvider {
       },
     );
   }
+}
+
+/** A 403 for a disabled secret: inner error code SecretDisabled (https://learn.microsoft.com/azure/key-vault/general/rest-error-codes). */
+function isSecretDisabled(e: {
+  message?: string;
+  details?: unknown;
+  response?: { bodyAsText?: string | null };
+}): boolean {
+  const details = JSON.stringify(e.details ?? null);
+  return (
+    /"SecretDisabled"/.test(details) ||
+    /"SecretDisabled"/.test(e.response?.bodyAsText ?? '') ||
+    /not allowed on a disabled secret/i.test(e.message ?? '')
+  );
 }

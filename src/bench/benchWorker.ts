@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const job = await new Promise<BenchJob>((resolve) =>
     process.once('message', (m) => resolve(m as BenchJob)),
   );
-  const config = parseConfig(job.settings);
+  const config = parseConfig(job.settings, { runner: 'cli' });
   const options: CompositionOptions = {
     logger: quiet,
     ca: job.ca,

@@ -41,7 +41,7 @@ Exit codes: 0 done (or nothing to do), 1 failed (run again to resume), 2 bad usa
       });
       const nowMs = Date.now();
       const range = parseTimeRange(values.from, values.to, nowMs);
-      const config = loadConfig(values.settings);
+      const config = loadConfig(values.settings, { runner: 'cli' });
       const logger = consoleLogger({ verbose: values.verbose });
       const exporter = createExporter(config, { ...composition, logger });
       const summary = await interruptible((abortSignal) =>

@@ -23,7 +23,7 @@ Options:
       json: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
     });
-    const config = loadConfig(String(values.settings));
+    const config = loadConfig(String(values.settings), { runner: 'cli' });
     const logger = consoleLogger({ verbose: Boolean(values.verbose) });
     const summary = await createExporter(config, { logger }).run();
     if (values.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);

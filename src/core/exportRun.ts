@@ -32,7 +32,7 @@ import type {
 } from './ports';
 import { RecordEncoder } from './recordEncoder';
 import { readAhead } from './readAhead';
-import { sameTenantId } from './tenantId';
+import { sameTenant, tenantMismatch } from './tenant';
 import {
   formatTicks,
   nextUtcMidnight,
@@ -205,10 +205,10 @@ class ExportRun {
     const stored = await this.o.checkpoints.read();
     if (stored) {
       const document = stored.document;
-      if (!sameTenantId(document.tenantId, this.o.tenantId)) {
+      const mismatch = tenantMismatch(document.tenantId, this.o.tenantId);
+      if (mismatch !== undefined) {
         throw new ExportError(
-          `The checkpoint in ${'state/'} belongs to tenant '${document.tenantId}', not DEFENDER_TENANT_ID '${this.o.tenantId}'. ` +
-            'Use a separate EXPORT_CONTAINER for each tenant.',
+          `The checkpoint in ${'state/'} ${mismatch} Each tenant needs its own EXPORT_CONTAINER.`,
         );
       }
       this.etag = stored.etag;
@@ -268,7 +268,7 @@ class ExportRun {
     for await (const blob of this.o.sink.listCommitted(EXPORT_PREFIX)) {
       const m = blob.metadata;
       if ((m.runid ?? '').startsWith(BACKFILL_RUN_PREFIX)) continue;
-      if (m.tenantid !== undefined && !sameTenantId(m.tenantid, this.o.tenantId)) continue;
+      if (m.tenantid !== undefined && !sameTenant(m.tenantid, this.o.tenantId)) continue;
       const end = decodeCheckpoint(m.endcheckpoint);
       const from = parseTimestamp(m.windowfrom);
       if (!end || !from) continue;
@@ -304,7 +304,7 @@ class ExportRun {
           `Export blob '${name}' has no valid 'endcheckpoint' metadata; it was not written by this exporter. Move it away and run again.`,
         );
       }
-      if (metadata.tenantid !== undefined && !sameTenantId(metadata.tenantid, this.o.tenantId)) {
+      if (metadata.tenantid !== undefined && !sameTenant(metadata.tenantid, this.o.tenantId)) {
         throw new ExportError(
           `Export blob '${name}' was written for another tenant ('${metadata.tenantid}'), not DEFENDER_TENANT_ID '${this.o.tenantId}'; it is not adopted. Give each tenant its own EXPORT_CONTAINER.`,
         );

@@ -4,6 +4,7 @@ import { BlobCheckpointStore, describeStorageError } from '../azure/blobExportSt
 import type { Exporter } from '../compositionRoot';
 import { CHECKPOINT_BLOB, EXPORT_PREFIX } from '../core/blobNaming';
 import { exportedUntil } from '../core/checkpoint';
+import { tenantMismatch } from '../core/tenant';
 import { formatTicks, parseTimestamp } from '../core/timestamp';
 import { ExportError } from '../errors';
 import type { Logger } from '../logger';
@@ -65,10 +66,11 @@ export async function runBackfill(exporter: Exporter, options: BackfillOptions):
         "Let it run once (or run 'defender-export run'), then backfill the history before where it began.",
     );
   }
-  if (live.document.tenantId !== config.tenantId) {
+  const mismatch = tenantMismatch(live.document.tenantId, config.tenantId);
+  if (mismatch !== undefined) {
     throw new ExportError(
-      `The live checkpoint in container '${stateContainer.containerName}' belongs to tenant '${live.document.tenantId}', not ` +
-        `DEFENDER_TENANT_ID '${config.tenantId}'. Backfill with the settings of the export that writes this container.`,
+      `The live checkpoint in container '${stateContainer.containerName}' ${mismatch} ` +
+        'Backfill with the settings of the export that writes this container.',
     );
   }
   const liveStart =

@@ -14,6 +14,8 @@ export interface ApiClientOptions {
   readonly getToken: (options: { forceRefresh: boolean; abortSignal?: AbortSignal }) => Promise<string>;
   readonly logger: Logger;
   readonly agent?: https.Agent;
+  /** Agent for plain-http origins (the local sandbox on 127.0.0.1), e.g. a proxy tunnel. */
+  readonly httpAgent?: http.Agent;
   /** Per request: connect, headers and body. Default 60 s. */
   readonly timeoutInMs?: number;
   /** Attempts for 429, 5xx, network errors and broken bodies. Default 6. */
@@ -224,7 +226,11 @@ export class ApiClient {
         target,
         {
           method: 'GET',
-          ...(target.protocol === 'https:' ? { agent: this.agent } : {}),
+          ...(target.protocol === 'https:'
+            ? { agent: this.agent }
+            : this.o.httpAgent
+              ? { agent: this.o.httpAgent }
+              : {}),
           headers: {
             ...headers,
             Accept: 'application/json',

@@ -71,6 +71,10 @@ export class SimulatedTenant {
   /** Key Vault contents. */
   readonly secrets = new Map<string, string>();
   keyVaultForbidden = false;
+  /** Secrets that are disabled in the vault: Key Vault answers 403 Forbidden, inner error SecretDisabled. */
+  readonly disabledSecrets = new Set<string>();
+  /** When set, Entra's OpenID discovery answers this status (an outage of the authority). */
+  entraDiscoveryStatus: number | undefined;
   tokenLifetimeSeconds: number;
   tokenRequests = 0;
   secretReads = 0;
@@ -252,6 +256,13 @@ export class SimulatedTenant {
       );
       return;
     }
+    if (rest[0] === 'v2.0' && this.entraDiscoveryStatus !== undefined) {
+      this.json(res, this.entraDiscoveryStatus, {
+        error: 'temporarily_unavailable',
+        error_description: 'The service is temporarily unavailable.',
+      });
+      return;
+    }
     if (rest[0] === 'v2.0') {
       const base = `${this.origin}/${tenant}`;
       this.json(res, 200, {
@@ -387,6 +398,17 @@ export class SimulatedTenant {
           code: 'Forbidden',
           message: `Caller is not authorized to perform action on resource.\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC'\r\n`,
           innererror: { code: 'ForbiddenByRbac' },
+        },
+      });
+      return;
+    }
+    if (name && this.disabledSecrets.has(name) && this.secrets.has(name)) {
+      // What Key Vault answers for a disabled secret (https://learn.microsoft.com/azure/key-vault/general/rest-error-codes).
+      this.json(res, 403, {
+        error: {
+          code: 'Forbidden',
+          message: 'Operation get is not allowed on a disabled secret.',
+          innererror: { code: 'SecretDisabled' },
         },
       });
       return;

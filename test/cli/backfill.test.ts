@@ -218,6 +218,14 @@ describe('defender-export backfill', () => {
     expect(checkpoint.exportStart).toBe(liveStart);
   });
 
+  it('matches the live checkpoint to DEFENDER_TENANT_ID without regard to case', async () => {
+    world.configure({ settings: { DEFENDER_TENANT_ID: world.tenant.tenantId.toUpperCase() } });
+    const result = await backfill(['--from', formatTicks(ticks(liveStart) + 10_000_000n)]);
+    expect(result.stderr).not.toMatch(/belongs to tenant/);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^Nothing to backfill/);
+  });
+
   it('has nothing to do after the live start, and refuses to run before the live export has', async () => {
     const after = await backfill(['--from', formatTicks(ticks(liveStart) + 10_000_000n)]);
     expect(after.code).toBe(0);

@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
 import { ApiError } from '../../src/errors';
 import type { CheckpointDocument } from '../../src/core/ports';
@@ -141,6 +142,15 @@ describe('faults and recovery (Graph)', () => {
     );
   });
 
+  it('says a disabled Key Vault secret is disabled, not that a role is missing', async () => {
+    world.tenant.disabledSecrets.add(world.tenant.secretName);
+    const failure = world.run();
+    await expect(failure).rejects.toThrow(
+      /secret 'defender-client-secret' in vault https:\/\/127\.0\.0\.1:\d+ is disabled: enable it or set a new version/,
+    );
+    await expect(failure).rejects.not.toThrow(/Key Vault Secrets User/);
+  });
+
   it('names the secret and the setting on a Key Vault 404', async () => {
     world.configure({ settings: { KEY_VAULT_SECRET_NAME: 'missing-secret' } });
     await expect(world.run()).rejects.toThrow(
@@ -150,7 +160,59 @@ describe('faults and recovery (Graph)', () => {
 
   it('names DEFENDER_TENANT_ID when the tenant does not exist', async () => {
     world.configure({ settings: { DEFENDER_TENANT_ID: '11111111-2222-3333-4444-555555555555' } });
-    await expect(world.run()).rejects.toThrow(/DEFENDER_TENANT_ID/);
+    await expect(world.run()).rejects.toThrow(
+      /does not know tenant '11111111-2222-3333-4444-555555555555' \(HTTP 400 AADSTS90002\)\. Check DEFENDER_TENANT_ID/,
+    );
+  });
+
+  it('says Entra is failing, not that the tenant is unknown, when OpenID discovery answers 503', async () => {
+    world.tenant.entraDiscoveryStatus = 503;
+    world.configure({ settings: { KEY_VAULT_URL: '', DEFENDER_CLIENT_SECRET: world.tenant.clientSecret } });
+    const failure = world.run();
+    await expect(failure).rejects.toThrow(
+      /Entra \(authority host https:\/\/127\.0\.0\.1:\d+\) is unreachable or failing \(.*503.*\); retry later or check DEFENDER_AUTHORITY_HOST and the network/,
+    );
+    await expect(failure).rejects.not.toThrow(/does not know tenant/);
+  });
+
+  it('says Entra is unreachable, not that the tenant is unknown, when the authority host refuses connections', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    world.configure({
+      settings: {
+        KEY_VAULT_URL: '',
+        DEFENDER_CLIENT_SECRET: world.tenant.clientSecret,
+        DEFENDER_AUTHORITY_HOST: `https://127.0.0.1:${port}`,
+      },
+    });
+    const failure = world.run();
+    await expect(failure).rejects.toThrow(
+      new RegExp(
+        `Entra \\(authority host https://127\\.0\\.0\\.1:${port}\\) is unreachable or failing \\(.*ECONNREFUSED.*\\)`,
+      ),
+    );
+    await expect(failure).rejects.not.toThrow(/does not know tenant/);
+  });
+
+  it('treats the tenant GUID case-insensitively when matching the checkpoint', async () => {
+    await world.run();
+    world.tenant.store.generate(5, { from: new Date(Date.now() - HOUR), to: new Date(Date.now() - 60_000) });
+    world.configure({ settings: { DEFENDER_TENANT_ID: world.tenant.tenantId.toUpperCase() } });
+    const second = await world.run();
+    expect(second.outcome).toBe('succeeded');
+    expect(duplicates(await world.exported())).toEqual([]);
+  });
+
+  it('refuses a domain in DEFENDER_TENANT_ID against a checkpoint with a GUID, naming both and the fix', async () => {
+    await world.run();
+    world.configure({ settings: { DEFENDER_TENANT_ID: 'contoso.onmicrosoft.com' } });
+    await expect(world.run()).rejects.toThrow(
+      new RegExp(
+        `tenant '${world.tenant.tenantId}'.*DEFENDER_TENANT_ID is 'contoso\\.onmicrosoft\\.com'.*set DEFENDER_TENANT_ID to the tenant's GUID '${world.tenant.tenantId}'`,
+      ),
+    );
   });
 
   it('names DEFENDER_CLIENT_ID when the app does not exist', async () => {
