@@ -25,9 +25,71 @@ function storageError(thrown: unknown): StorageErrorLike {
   return typeof thrown === 'object' && thrown !== null ? thrown : {};
 }
 
-/** Maps a storage failure to an error that names the container, the blob and the fix. */
-export function describeStorageError(thrown: unknown, container: string, action: string): Error {
+/**
+ * True only for a real write conflict: an ETag condition that no longer holds (412 `ConditionNotMet`) or a
+ * create-only write that found the blob (409 `BlobAlreadyExists`). Every other 409/412 (a lease, an immutability
+ * policy, a container being deleted, ...) is a refusal that an operator must fix, not another run. Codes:
+ * https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes
+ */
+export function isWriteConflict(thrown: unknown): boolean {
   const e = storageError(thrown);
+  return (
+    (e.statusCode === 412 && e.code === 'ConditionNotMet') ||
+    (e.statusCode === 409 && e.code === 'BlobAlreadyExists')
+  );
+}
+
+/** Lease codes of the Blob service (a lease held by someone else blocks our writes). */
+const LEASE_CODES = /^Lease/;
+/** Immutability (WORM) refusals. */
+const IMMUTABLE_CODES = new Set([
+  'BlobImmutableDueToPolicy',
+  'BlobImmutableDueToLegalHold',
+  'ContainerImmutabilityPolicyLocked',
+]);
+
+/**
+ * Maps a storage failure to an error that names the container, the blob (when given) and the fix.
+ * `blob`: the blob the action was on, so that a lease or an immutability policy can be named.
+ */
+export function describeStorageError(
+  thrown: unknown,
+  container: string,
+  action: string,
+  blob?: string,
+): Error {
+  const e = storageError(thrown);
+  const status = `${e.statusCode ?? ''} ${e.code ?? ''}`.trim();
+  if (e.code !== undefined && LEASE_CODES.test(e.code)) {
+    const subject = blob ? `'${blob}' in container '${container}'` : `A blob in container '${container}'`;
+    return new ExportError(
+      `Storage refused to ${action}: ${subject} is leased (${status}), and this tool never takes leases. ` +
+        `If no tool of yours holds that lease, break it with ` +
+        `\`az storage blob lease break --container-name ${container} --blob-name ${blob ?? '<blob>'} --account-name <account>\`` +
+        ', then run again; nothing was written.',
+      { cause: thrown },
+    );
+  }
+  if (e.code !== undefined && IMMUTABLE_CODES.has(e.code)) {
+    const isState = blob?.startsWith('state/') ?? false;
+    return new ExportError(
+      `Storage refused to ${action}: ${blob ? `'${blob}' in container '${container}'` : `container '${container}'`} ` +
+        `is immutable (${status}). ` +
+        (isState
+          ? 'The state container must not be immutable: set EXPORT_STATE_CONTAINER to a container without a WORM policy ' +
+            '(time-based retention or legal hold), then run again.'
+          : 'Export blobs are written once, but the state and run manifests need a container without a WORM policy: ' +
+            'set EXPORT_STATE_CONTAINER to one, or remove the legal hold / retention policy that blocks this write.'),
+      { cause: thrown },
+    );
+  }
+  if (e.code === 'ContainerBeingDeleted') {
+    return new ExportError(
+      `Storage refused to ${action}: container '${container}' is being deleted (${status}). Wait until the deletion ` +
+        'has finished and recreate the container, or set EXPORT_CONTAINER (EXPORT_STATE_CONTAINER for the state) to another one.',
+      { cause: thrown },
+    );
+  }
   if (e.statusCode === 403) {
     return new ExportError(
       `Storage refused to ${action} in container '${container}' (403 ${e.code ?? ''}). Grant the identity in use the ` +
@@ -53,7 +115,7 @@ export function describeStorageError(thrown: unknown, container: string, action:
     );
   }
   return new ExportError(
-    `Storage failed to ${action} in container '${container}': ${e.message ?? String(thrown)}`,
+    `Storage failed to ${action} in container '${container}'${status ? ` (${status})` : ''}: ${e.message ?? String(thrown)}`,
     { cause: thrown },
   );
 }
@@ -114,9 +176,9 @@ export class BlobExportSink implements ExportSink {
       });
       return true;
     } catch (thrown) {
-      const status = storageError(thrown).statusCode;
-      if (status === 409 || status === 412) return false;
-      throw describeStorageError(thrown, this.container.containerName, `write '${name}'`);
+      // Only "already exists" means false; a lease or a WORM policy is a failure to report.
+      if (isWriteConflict(thrown)) return false;
+      throw describeStorageError(thrown, this.container.containerName, `write '${name}'`, name);
     }
   }
 }
@@ -147,7 +209,12 @@ class BlockBlobWriter implements ExportBlobWriter {
     try {
       await this.container.getBlockBlobClient(this.name).stageBlock(id, block, block.length);
     } catch (thrown) {
-      throw describeStorageError(thrown, this.container.containerName, `stage a block of '${this.name}'`);
+      throw describeStorageError(
+        thrown,
+        this.container.containerName,
+        `stage a block of '${this.name}'`,
+        this.name,
+      );
     }
   }
 
@@ -163,19 +230,18 @@ class BlockBlobWriter implements ExportBlobWriter {
         metadata,
       });
     } catch (thrown) {
-      const e = storageError(thrown);
-      // 409/412: the blob exists. 400 InvalidBlockList: another writer committed the name and its commit
-      // discarded our uncommitted blocks. Either way another run owns this part of the export.
+      // 409 BlobAlreadyExists: the blob exists. 400 InvalidBlockList: another writer committed the name and
+      // its commit discarded our uncommitted blocks. Either way another run owns this part of the export. Any
+      // other refusal (a lease, a WORM policy) is reported as what it is.
       if (
-        e.statusCode === 409 ||
-        e.statusCode === 412 ||
-        (e.code === 'InvalidBlockList' && (await client.exists()))
+        isWriteConflict(thrown) ||
+        (storageError(thrown).code === 'InvalidBlockList' && (await client.exists()))
       ) {
         throw new ConcurrentRunError(
           `Export blob '${this.name}' was committed by another run; this run stops without writing it.`,
         );
       }
-      throw describeStorageError(thrown, this.container.containerName, `commit '${this.name}'`);
+      throw describeStorageError(thrown, this.container.containerName, `commit '${this.name}'`, this.name);
     }
   }
 }
@@ -228,14 +294,19 @@ export class BlobCheckpointStore implements CheckpointStore {
       if (!response.etag) throw new ExportError(`Storage returned no ETag for '${this.blobName}'.`);
       return response.etag;
     } catch (thrown) {
-      const status = storageError(thrown).statusCode;
-      if (status === 412 || status === 409) {
+      // Only a moved ETag or a lost create-only write is another run; a lease or a WORM policy fails the run.
+      if (isWriteConflict(thrown)) {
         throw new ConcurrentRunError(
           'Another export run moved the checkpoint first; this run stops without writing it.',
         );
       }
       if (thrown instanceof ExportError) throw thrown;
-      throw describeStorageError(thrown, this.container.containerName, `write '${this.blobName}'`);
+      throw describeStorageError(
+        thrown,
+        this.container.containerName,
+        `write '${this.blobName}'`,
+        this.blobName,
+      );
     }
   }
 }

@@ -3,16 +3,21 @@ import { createContainerClient } from '../compositionRoot';
 import { loadStorageConfig, type ExportFormat } from '../config';
 import { ConfigError } from '../errors';
 import { downloadExports } from '../exports/downloadExports';
+import type { InflateOptions } from '../exports/exportReader';
 import { parseTimeRange } from '../exports/timeRange';
 import { writeVersionsFile } from '../exports/versionsFile';
 import { parseOptions, type Command } from './command';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
 import { formatBytes, ProgressBar } from './progressBar';
 
-/** `defender-export download`: the exports of a range of update times, to local files. */
-export const downloadCommand: Command = {
-  summary: 'download the exports of a date range to local files, verified and resumable',
-  usage: `Usage: defender-export download --from DATE|DATETIME [--to DATE|DATETIME] [--out DIR] [options]
+/**
+ * `defender-export download`: the exports of a range of update times, to local files. `inflate`: the bound on
+ * what a gzip blob may inflate to (tests give a small one; the default is maxInflatedBytes in exportReader).
+ */
+export function createDownloadCommand(inflate: InflateOptions = {}): Command {
+  return {
+    summary: 'download the exports of a date range to local files, verified and resumable',
+    usage: `Usage: defender-export download --from DATE|DATETIME [--to DATE|DATETIME] [--out DIR] [options]
 
 Copies the export blobs that hold incident versions updated in the range to DIR, in the container's layout
 (incidents/YYYY/MM/DD/...), decompressed. Lists only the date folders of the range, downloads in parallel,
@@ -34,89 +39,93 @@ Options:
 
 Exit codes: 0 all files verified, 1 a blob failed (the others are kept; run again), 2 bad usage or settings,
 130 interrupted (run again to resume).`,
-  async run(args) {
-    const { values } = parseOptions(args, {
-      from: { type: 'string' },
-      to: { type: 'string' },
-      out: { type: 'string', default: 'defender-exports' },
-      merge: { type: 'string' },
-      latest: { type: 'string' },
-      format: { type: 'string', default: 'json' },
-      concurrency: { type: 'string', default: '4' },
-      progress: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      settings: { type: 'string', default: 'local.settings.json' },
-    });
-    const range = parseTimeRange(values.from, values.to, Date.now());
-    const format: ExportFormat = values.format === 'jsonl' ? 'jsonl' : 'json';
-    const concurrency = Number(values.concurrency);
-    const problems: string[] = [];
-    if (values.format !== format) problems.push(`--format is '${values.format}': expected json or jsonl.`);
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
-      problems.push(`--concurrency is '${values.concurrency}': expected a whole number from 1 to 64.`);
-    if (problems.length > 0) throw new ConfigError(problems);
-    const container = createContainerClient(loadStorageConfig(values.settings));
-    const outDir = resolve(values.out);
+    async run(args) {
+      const { values } = parseOptions(args, {
+        from: { type: 'string' },
+        to: { type: 'string' },
+        out: { type: 'string', default: 'defender-exports' },
+        merge: { type: 'string' },
+        latest: { type: 'string' },
+        format: { type: 'string', default: 'json' },
+        concurrency: { type: 'string', default: '4' },
+        progress: { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
+        settings: { type: 'string', default: 'local.settings.json' },
+      });
+      const range = parseTimeRange(values.from, values.to, Date.now());
+      const format: ExportFormat = values.format === 'jsonl' ? 'jsonl' : 'json';
+      const concurrency = Number(values.concurrency);
+      const problems: string[] = [];
+      if (values.format !== format) problems.push(`--format is '${values.format}': expected json or jsonl.`);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
+        problems.push(`--concurrency is '${values.concurrency}': expected a whole number from 1 to 64.`);
+      if (problems.length > 0) throw new ConfigError(problems);
+      const container = createContainerClient(loadStorageConfig(values.settings));
+      const outDir = resolve(values.out);
 
-    const showProgress = values.progress || process.stderr.isTTY;
-    const bar = showProgress ? new ProgressBar(process.stderr) : undefined;
-    let summary;
-    try {
-      summary = await interruptible((abortSignal) =>
-        downloadExports(container, {
-          range,
-          outDir,
-          concurrency,
-          abortSignal,
-          ...(bar ? { onProgress: (p) => bar.update(p) } : {}),
-        }),
-      );
-    } finally {
-      bar?.finish();
-    }
-    for (const failure of summary.failures)
-      process.stderr.write(`error: ${failure.blob}: ${failure.reason}\n`);
+      const showProgress = values.progress || process.stderr.isTTY;
+      const bar = showProgress ? new ProgressBar(process.stderr) : undefined;
+      let summary;
+      try {
+        summary = await interruptible((abortSignal) =>
+          downloadExports(container, {
+            range,
+            outDir,
+            concurrency,
+            abortSignal,
+            ...inflate,
+            ...(bar ? { onProgress: (p) => bar.update(p) } : {}),
+          }),
+        );
+      } finally {
+        bar?.finish();
+      }
+      for (const failure of summary.failures)
+        process.stderr.write(`error: ${failure.blob}: ${failure.reason}\n`);
 
-    const isComplete = !summary.interrupted && summary.failures.length === 0;
-    const writeIfAsked = async (target: string | undefined, latestOnly: boolean) => {
-      if (!isComplete || target === undefined) return undefined;
-      const file = resolve(target);
-      return {
-        file,
-        count: await writeVersionsFile(outDir, summary.files, file, { range, format, latestOnly }),
+      const isComplete = !summary.interrupted && summary.failures.length === 0;
+      const writeIfAsked = async (target: string | undefined, latestOnly: boolean) => {
+        if (!isComplete || target === undefined) return undefined;
+        const file = resolve(target);
+        return {
+          file,
+          count: await writeVersionsFile(outDir, summary.files, file, { range, format, latestOnly }),
+        };
       };
-    };
-    const merged = await writeIfAsked(values.merge, false);
-    const latest = await writeIfAsked(values.latest, true);
-    const written = {
-      ...(merged ? { merge: { file: merged.file, versions: merged.count } } : {}),
-      ...(latest ? { latest: { file: latest.file, incidents: latest.count } } : {}),
-    };
+      const merged = await writeIfAsked(values.merge, false);
+      const latest = await writeIfAsked(values.latest, true);
+      const written = {
+        ...(merged ? { merge: { file: merged.file, versions: merged.count } } : {}),
+        ...(latest ? { latest: { file: latest.file, incidents: latest.count } } : {}),
+      };
 
-    if (values.json) {
-      const { files, ...rest } = summary;
-      process.stdout.write(`${JSON.stringify({ ...rest, files: files.length, ...written }, null, 2)}\n`);
-    } else {
-      process.stdout.write(
-        `${summary.downloaded} blob(s) downloaded (${formatBytes(summary.bytes)}), ${summary.alreadyPresent} already present and intact, ` +
-          `${summary.emptyBlobs} without incidents skipped: ${summary.records} incident versions in ${summary.files.length} file(s) under ${outDir}\n`,
-      );
-      if (written.merge)
+      if (values.json) {
+        const { files, ...rest } = summary;
+        process.stdout.write(`${JSON.stringify({ ...rest, files: files.length, ...written }, null, 2)}\n`);
+      } else {
         process.stdout.write(
-          `${written.merge.versions} incident versions in the range merged into ${written.merge.file}\n`,
+          `${summary.downloaded} blob(s) downloaded (${formatBytes(summary.bytes)}), ${summary.alreadyPresent} already present and intact, ` +
+            `${summary.emptyBlobs} without incidents skipped: ${summary.records} incident versions in ${summary.files.length} file(s) under ${outDir}\n`,
         );
-      if (written.latest)
-        process.stdout.write(
-          `latest versions of ${written.latest.incidents} incidents written to ${written.latest.file}\n`,
+        if (written.merge)
+          process.stdout.write(
+            `${written.merge.versions} incident versions in the range merged into ${written.merge.file}\n`,
+          );
+        if (written.latest)
+          process.stdout.write(
+            `latest versions of ${written.latest.incidents} incidents written to ${written.latest.file}\n`,
+          );
+      }
+      if (summary.interrupted) return INTERRUPTED_EXIT_CODE;
+      if (summary.failures.length > 0) {
+        process.stderr.write(
+          `${summary.failures.length} blob(s) failed${values.merge || values.latest ? '; --merge and --latest were not written' : ''}. Run the command again to retry them.\n`,
         );
-    }
-    if (summary.interrupted) return INTERRUPTED_EXIT_CODE;
-    if (summary.failures.length > 0) {
-      process.stderr.write(
-        `${summary.failures.length} blob(s) failed${values.merge || values.latest ? '; --merge and --latest were not written' : ''}. Run the command again to retry them.\n`,
-      );
-      return 1;
-    }
-    return 0;
-  },
-};
+        return 1;
+      }
+      return 0;
+    },
+  };
+}
+
+export const downloadCommand: Command = createDownloadCommand();

@@ -1,6 +1,7 @@
 import { createContainerClients } from '../compositionRoot';
 import { loadStorageConfig } from '../config';
 import { formatDuration, parseDurationInMs } from '../core/duration';
+import { printable } from '../core/printable';
 import { ConfigError } from '../errors';
 import { readExportStatus, type ExportStatus } from '../exports/exportStatus';
 import { parseOptions, type Command } from './command';
@@ -89,5 +90,6 @@ export function formatStatus(s: ExportStatus): string {
       );
   }
   lines.push('', s.verdict);
-  return `${lines.join('\n')}\n`;
+  // readExportStatus already made storage's texts printable; a status built elsewhere gets the same treatment.
+  return `${lines.map(printable).join('\n')}\n`;
 }

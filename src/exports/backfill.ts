@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
-import { BlobCheckpointStore, describeStorageError } from '../azure/blobExportStore';
+import { BlobCheckpointStore, describeStorageError, isWriteConflict } from '../azure/blobExportStore';
 import type { Exporter } from '../compositionRoot';
 import { CHECKPOINT_BLOB, EXPORT_PREFIX } from '../core/blobNaming';
 import { exportedUntil } from '../core/checkpoint';
@@ -102,19 +102,37 @@ export async function runBackfill(exporter: Exporter, options: BackfillOptions):
     );
   }
   // Backfill checkpoints live beside the live one (EXPORT_STATE_CONTAINER), never in a WORM export container.
-  summary.segments = await planSegments(stateContainer, fromTicks, endTicks);
-  for (const segment of summary.segments) {
+  const plan = await claimSegments(stateContainer, fromTicks, endTicks, options.logger);
+  if (!plan) {
+    summary.outcome = 'concurrent';
+    summary.reason =
+      'other backfills kept claiming parts of this range at the same time: the parts they took are taken by another backfill; run again to resume';
+    return summary;
+  }
+  summary.segments = plan.segments;
+  // Our own new segments first: a segment another backfill claimed may still be being written by it.
+  const order = [
+    ...plan.segments.filter((s) => plan.fresh.has(s.checkpointBlob)),
+    ...plan.segments.filter((s) => !plan.fresh.has(s.checkpointBlob)),
+  ];
+  const taken: string[] = [];
+  for (const segment of order) {
     if (segment.status === 'done') continue;
     const outcome = await exportSegment(exporter, segment, options, summary);
-    if (outcome !== 'complete') {
+    if (outcome === 'interrupted') {
       summary.outcome = outcome;
-      summary.reason =
-        outcome === 'interrupted'
-          ? 'interrupted; run the same command again to resume from the backfill checkpoint'
-          : `another backfill is writing ${segment.checkpointBlob}`;
+      summary.reason = 'interrupted; run the same command again to resume from the backfill checkpoint';
       return summary;
     }
+    if (outcome === 'concurrent') {
+      taken.push(segment.checkpointBlob);
+      continue;
+    }
     segment.status = 'exported';
+  }
+  if (taken.length > 0) {
+    summary.outcome = 'concurrent';
+    summary.reason = `taken by another backfill: ${taken.join(', ')} ${taken.length === 1 ? 'is' : 'are'} being written by another backfill; run again to resume`;
   }
   return summary;
 }
@@ -158,33 +176,168 @@ async function exportSegment(
   }
 }
 
+/** A range of history that a backfill segment (its checkpoint blob) exports. */
+interface ClaimedRange {
+  readonly from: bigint;
+  readonly to: bigint;
+  readonly name: string;
+}
+
+/**
+ * Claims, in one create-only step, the parts of [from, end) that no backfill has taken yet, and returns the plan
+ * (undefined when other backfills kept winning the race).
+ *
+ * Backfills append their claims to one log, `state/backfill-claims/<index>.json`, each written create-only
+ * under the next free index after those it read. Storage lets exactly one writer create an index, so the
+ * claims are totally ordered: of two backfills that planned the same part of history at once, one creates the
+ * index and keeps the part; the other gets 409 BlobAlreadyExists, reads the log again and plans around the
+ * winner's claim (which it resumes or leaves to it). Two backfills can therefore neither both keep a part nor
+ * both cut it away. Checkpoint blobs of earlier versions (`state/backfill-<from>-<to>.json`, no claim) are
+ * taken ranges as well.
+ */
+async function claimSegments(
+  container: ContainerClient,
+  fromTicks: bigint,
+  endTicks: bigint,
+  logger: Logger,
+): Promise<{ segments: BackfillSegment[]; fresh: Set<string> } | undefined> {
+  for (let attempt = 1; attempt <= MAX_CLAIM_ATTEMPTS; attempt++) {
+    const claims = await readClaims(container);
+    const plan = await planSegments(container, fromTicks, endTicks, claims.ranges);
+    const fresh = plan.filter((s) => s.isNew);
+    const segments = plan.map(({ isNew: _isNew, ...segment }) => segment);
+    const names = new Set(fresh.map((s) => s.checkpointBlob));
+    if (fresh.length === 0 || (await appendClaim(container, claims.next, fresh)))
+      return { segments, fresh: names };
+    logger.info(
+      `Another backfill claimed part of the history at the same time (${claimName(claims.next)}); planning again around its claim.`,
+    );
+  }
+  return undefined;
+}
+
+const CLAIM_PREFIX = 'state/backfill-claims/';
+const CLAIM_NAME = /^state\/backfill-claims\/(\d{10})\.json$/;
+const MAX_CLAIM_ATTEMPTS = 20;
+
+function claimName(index: number): string {
+  return `${CLAIM_PREFIX}${String(index).padStart(10, '0')}.json`;
+}
+
+function segmentName(from: bigint, to: bigint): string {
+  return `${STATE_PREFIX}${compact(formatTicks(from))}-${compact(formatTicks(to))}.json`;
+}
+
+/** Every range claimed in the log, and the index of the next claim. */
+async function readClaims(container: ContainerClient): Promise<{ ranges: ClaimedRange[]; next: number }> {
+  const ranges: ClaimedRange[] = [];
+  let next = 0;
+  const names: { name: string; index: number }[] = [];
+  try {
+    for await (const blob of container.listBlobsFlat({ prefix: CLAIM_PREFIX })) {
+      const m = CLAIM_NAME.exec(blob.name);
+      if (m) names.push({ name: blob.name, index: Number(m[1]) });
+    }
+  } catch (thrown) {
+    throw describeStorageError(thrown, container.containerName, `list '${CLAIM_PREFIX}'`);
+  }
+  for (const { name, index } of names) {
+    next = Math.max(next, index + 1);
+    let body: unknown;
+    try {
+      body = JSON.parse((await container.getBlockBlobClient(name).downloadToBuffer()).toString('utf8'));
+    } catch (thrown) {
+      if (thrown instanceof SyntaxError) body = undefined;
+      else throw describeStorageError(thrown, container.containerName, `read '${name}'`, name);
+    }
+    const claimed = parseClaim(body);
+    if (!claimed) {
+      throw new ExportError(
+        `'${name}' in container '${container.containerName}' is not a backfill claim of this tool. Restore it from a ` +
+          'soft-deleted version; deleting it lets a later backfill export its range again.',
+      );
+    }
+    ranges.push(...claimed);
+  }
+  return { ranges, next };
+}
+
+function parseClaim(body: unknown): ClaimedRange[] | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const { schemaVersion, segments } = body as Record<string, unknown>;
+  if (schemaVersion !== 1 || !Array.isArray(segments)) return undefined;
+  const out: ClaimedRange[] = [];
+  for (const segment of segments as unknown[]) {
+    if (typeof segment !== 'object' || segment === null) return undefined;
+    const { from, to } = segment as Record<string, unknown>;
+    const fromTicks = typeof from === 'string' ? parseTimestamp(from)?.ticks : undefined;
+    const toTicks = typeof to === 'string' ? parseTimestamp(to)?.ticks : undefined;
+    if (fromTicks === undefined || toTicks === undefined || fromTicks >= toTicks) return undefined;
+    out.push({ from: fromTicks, to: toTicks, name: segmentName(fromTicks, toTicks) });
+  }
+  return out;
+}
+
+/** Writes claim `index` create-only; false when another backfill created it first. */
+async function appendClaim(
+  container: ContainerClient,
+  index: number,
+  segments: readonly BackfillSegment[],
+): Promise<boolean> {
+  const name = claimName(index);
+  const body = Buffer.from(
+    `${JSON.stringify(
+      {
+        schemaVersion: 1,
+        claimedAt: new Date().toISOString(),
+        segments: segments.map((s) => ({ from: s.from, to: s.to, checkpointBlob: s.checkpointBlob })),
+      },
+      null,
+      2,
+    )}\n`,
+    'utf8',
+  );
+  try {
+    await container.getBlockBlobClient(name).upload(body, body.length, {
+      conditions: { ifNoneMatch: '*' },
+      blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
+    });
+    return true;
+  } catch (thrown) {
+    if (isWriteConflict(thrown)) return false;
+    throw describeStorageError(thrown, container.containerName, `write '${name}'`, name);
+  }
+}
+
 /**
  * The parts of [from, end): the ranges of earlier backfills that meet it (by their checkpoint names, which they
- * keep for good), done or to resume, and the gaps between them, new.
+ * keep for good, and by their claims), done or to resume, and the gaps between them, new (`isNew`).
  */
 async function planSegments(
   container: ContainerClient,
   fromTicks: bigint,
   endTicks: bigint,
-): Promise<BackfillSegment[]> {
-  const earlier: { from: bigint; to: bigint; name: string }[] = [];
+  claimed: readonly ClaimedRange[],
+): Promise<(BackfillSegment & { isNew: boolean })[]> {
+  const byName = new Map<string, ClaimedRange>();
   try {
     for await (const blob of container.listBlobsFlat({ prefix: STATE_PREFIX })) {
       const m = SEGMENT_NAME.exec(blob.name);
       const from = m && parseTimestamp(expand(m[1]!))?.ticks;
       const to = m && parseTimestamp(expand(m[2]!))?.ticks;
-      if (from != null && to != null && from < endTicks && to > fromTicks)
-        earlier.push({ from, to, name: blob.name });
+      if (from != null && to != null) byName.set(blob.name, { from, to, name: blob.name });
     }
   } catch (thrown) {
     throw describeStorageError(thrown, container.containerName, `list '${STATE_PREFIX}'`);
   }
-  earlier.sort((a, b) => (a.from < b.from ? -1 : 1));
+  for (const range of claimed) byName.set(range.name, range);
+  const earlier = [...byName.values()]
+    .filter((r) => r.from < endTicks && r.to > fromTicks)
+    .sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
 
-  const segments: BackfillSegment[] = [];
+  const segments: (BackfillSegment & { isNew: boolean })[] = [];
   const add = async (from: bigint, to: bigint, name?: string): Promise<void> => {
-    const checkpointBlob =
-      name ?? `${STATE_PREFIX}${compact(formatTicks(from))}-${compact(formatTicks(to))}.json`;
+    const checkpointBlob = name ?? segmentName(from, to);
     const stored = name ? await new BlobCheckpointStore(container, name).read() : undefined;
     const done = stored && exportedUntil(stored.document.checkpoint, stored.document.scannedUntil) >= to;
     segments.push({
@@ -193,6 +346,7 @@ async function planSegments(
       checkpointBlob,
       status: done ? 'done' : 'pending',
       watermark: stored?.document.checkpoint.watermark ?? formatTicks(from),
+      isNew: name === undefined,
     });
   };
   let cursor = fromTicks;

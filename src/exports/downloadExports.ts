@@ -8,14 +8,21 @@ import { isExportBlobName } from '../core/blobNaming';
 import { formatTicks, parseTimestamp, ticksToMs } from '../core/timestamp';
 import { parseIncidentRecord } from '../defender/incidentPage';
 import { toError } from '../errors';
-import { decodeExportBlob, inflateExportBlob, listExportBlobs, type ExportBlobInfo } from './exportReader';
+import {
+  decodeExportBlob,
+  inflateExportBlob,
+  listExportBlobs,
+  maxInflatedBytes,
+  type ExportBlobInfo,
+  type InflateOptions,
+} from './exportReader';
 import { forEachConcurrently, removePartialFiles, writeFileAtomically } from './localFiles';
 import { overlaps, type TimeRange } from './timeRange';
 
 /** The record of what a download wrote, one JSON line per file, in the output folder. */
 export const DOWNLOAD_STATE_FILE = '.download-state.jsonl';
 
-export interface DownloadOptions {
+export interface DownloadOptions extends InflateOptions {
   readonly range: TimeRange;
   readonly outDir: string;
   /** Blobs downloaded at once; default 4. */
@@ -36,7 +43,7 @@ export interface DownloadProgress {
 /** A verified local file of the download, as the merge reads it. */
 export interface LocalExportFile {
   readonly blob: string;
-  /** Path relative to the output folder: the blob's name without `.gz` (the file is decompressed). */
+  /** Path relative to the output folder: see {@link localNames}. */
   readonly file: string;
   readonly api: DefenderApi;
   readonly records: number;
@@ -108,16 +115,21 @@ export async function downloadExports(
   const dataBlobs = inRange.filter((b) => isExportBlobName(b.name) && b.metadata.recordcount !== '0');
   summary.emptyBlobs = inRange.length - dataBlobs.length;
   summary.blobs = dataBlobs.length;
+  // From every blob of the listed day folders, not only those of the range: a file's name must not depend on
+  // the range a download was asked for.
+  const files = localNames(listed.filter((b) => isExportBlobName(b.name)).map((b) => b.name));
+  const fileOf = (blobName: string): string => files.get(blobName) ?? localName(blobName);
 
   const state = await readState(outDir);
   const done = new Map<string, LocalExportFile>();
   const toFetch: ExportBlobInfo[] = [];
   await forEachConcurrently(dataBlobs, 8, async (blob) => {
     const entry = state.get(blob.name);
-    if (entry && entry.etag === blob.etag && (await isIntact(outDir, blob.name, entry))) {
+    const file = fileOf(blob.name);
+    if (entry && entry.etag === blob.etag && entry.file === file && (await isIntact(outDir, file, entry))) {
       done.set(blob.name, {
         blob: blob.name,
-        file: localName(blob.name),
+        file,
         api: entry.api,
         records: entry.records,
       });
@@ -147,8 +159,8 @@ export async function downloadExports(
           inFlight.set(blob.name, loaded);
           report();
         });
-        const verified = verifyExportBlob(blob, bytes);
-        const file = localName(blob.name);
+        const verified = verifyExportBlob(blob, bytes, options);
+        const file = fileOf(blob.name);
         await writeFileAtomically(join(outDir, file), (f) => f.write(verified.content));
         const entry: StateEntry = {
           blob: blob.name,
@@ -189,12 +201,29 @@ export function localName(blobName: string): string {
 }
 
 /**
+ * The local file of each blob, distinct for distinct blobs: the blob's name without `.gz`, except for a gzip
+ * blob `X.json[l].gz` whose sibling `X.json[l]` exists too (older exporters could write both under one
+ * checkpoint name): it lands as `X.gunzipped.json[l]`. No export blob name holds `.gunzipped.` (see
+ * isExportBlobName), so that name is free, and it depends only on the blobs of the day folder.
+ */
+export function localNames(blobNames: readonly string[]): Map<string, string> {
+  const names = new Set(blobNames);
+  const out = new Map<string, string>();
+  for (const name of blobNames) {
+    const plain = localName(name);
+    out.set(name, plain !== name && names.has(plain) ? plain.replace(/\.(jsonl?)$/, '.gunzipped.$1') : plain);
+  }
+  return out;
+}
+
+/**
  * Checks the bytes of an export blob against what the exporter recorded: the size listed, that it decodes,
  * that every record is an incident of the blob's API, and the record count in its metadata.
  */
 export function verifyExportBlob(
   blob: ExportBlobInfo,
   bytes: Buffer,
+  inflate: InflateOptions = {},
 ): { content: Buffer; records: number; api: DefenderApi } {
   if (bytes.length !== blob.size)
     throw new Error(`received ${bytes.length} bytes, but the blob has ${blob.size}`);
@@ -205,8 +234,11 @@ export function verifyExportBlob(
       "it has no 'api' and 'recordcount' metadata, so it was not written by this exporter and cannot be verified",
     );
   }
-  const content = inflateExportBlob(bytes);
-  const records = decodeExportBlob(localName(blob.name), content);
+  // One bound, from the stored size, for both steps: content that is itself gzip is not inflated past it either.
+  const limit = (inflate.maxInflatedBytes ?? maxInflatedBytes)(bytes.length);
+  const bounded = { maxInflatedBytes: () => limit };
+  const content = inflateExportBlob(blob.name, bytes, bounded);
+  const records = decodeExportBlob(localName(blob.name), content, bounded);
   if (records.length !== expected)
     throw new Error(`it holds ${records.length} records, but its metadata says ${expected}`);
   records.forEach((raw, index) => {
@@ -262,9 +294,9 @@ async function readState(outDir: string): Promise<Map<string, StateEntry>> {
 }
 
 /** The local file is the one that run wrote: same size and SHA-256. */
-async function isIntact(outDir: string, blobName: string, entry: StateEntry): Promise<boolean> {
+async function isIntact(outDir: string, file: string, entry: StateEntry): Promise<boolean> {
   try {
-    const content = await readFile(join(outDir, localName(blobName)));
+    const content = await readFile(join(outDir, file));
     return content.length === entry.bytes && sha256(content) === entry.sha256;
   } catch {
     return false;

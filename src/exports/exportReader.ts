@@ -1,9 +1,17 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import { describeStorageError, streamToBuffer } from '../azure/blobExportStore';
 import { EXPORT_PREFIX } from '../core/blobNaming';
-import { decodeExportBlob } from '../core/recordDecoder';
+import { decodeExportBlob, type InflateOptions } from '../core/recordDecoder';
 
-export { decodeExportBlob, inflateExportBlob } from '../core/recordDecoder';
+export {
+  decodeExportBlob,
+  inflateExportBlob,
+  MAX_INFLATED_BYTES_CAP,
+  MAX_INFLATION_RATIO,
+  maxInflatedBytes,
+  MIN_INFLATED_BYTES,
+  type InflateOptions,
+} from '../core/recordDecoder';
 
 /** An export blob as listed: name, size, ETag and the metadata the exporter wrote. */
 export interface ExportBlobInfo {
@@ -69,8 +77,12 @@ export async function listBlobsByDay(
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-/** Downloads and decodes one export blob. */
-export async function readExportBlob(container: ContainerClient, name: string): Promise<unknown[]> {
+/** Downloads and decodes one export blob (inflated within {@link maxInflatedBytes}). */
+export async function readExportBlob(
+  container: ContainerClient,
+  name: string,
+  options: InflateOptions = {},
+): Promise<unknown[]> {
   let bytes: Buffer;
   try {
     const response = await container.getBlockBlobClient(name).download();
@@ -78,5 +90,5 @@ export async function readExportBlob(container: ContainerClient, name: string): 
   } catch (thrown) {
     throw describeStorageError(thrown, container.containerName, `download '${name}'`);
   }
-  return decodeExportBlob(name, bytes);
+  return decodeExportBlob(name, bytes, options);
 }

@@ -9,6 +9,7 @@ import {
   MANIFEST_PREFIX,
 } from '../core/blobNaming';
 import { exportedUntil } from '../core/checkpoint';
+import { printable } from '../core/printable';
 import { formatDuration } from '../core/duration';
 import type { RunOutcome } from '../core/exportRun';
 import { formatTicks, ticksToMs } from '../core/timestamp';
@@ -96,13 +97,15 @@ export async function readExportStatus(
   return {
     ...base,
     checkpoint: {
-      watermark: doc.checkpoint.watermark,
+      watermark: printable(doc.checkpoint.watermark),
       idsAtWatermark: doc.checkpoint.idsAtWatermark.length,
       api: doc.api,
-      updatedAt: doc.updatedAt,
-      runId: doc.runId,
-      ...(doc.exportStart ? { exportStart: doc.exportStart } : {}),
-      ...(doc.lastSuccessfulRunAt ? { lastSuccessfulRunAt: doc.lastSuccessfulRunAt } : {}),
+      updatedAt: text(doc.updatedAt),
+      runId: text(doc.runId),
+      ...(typeof doc.exportStart === 'string' ? { exportStart: printable(doc.exportStart) } : {}),
+      ...(typeof doc.lastSuccessfulRunAt === 'string'
+        ? { lastSuccessfulRunAt: printable(doc.lastSuccessfulRunAt) }
+        : {}),
     },
     exportedUntil: formatTicks(until),
     exportedUntilAgeInMs: ageInMs,
@@ -112,6 +115,11 @@ export async function readExportStatus(
       ? `STALE: the export is ${formatDuration(ageInMs)} behind, more than the allowed ${formatDuration(maxAgeInMs)}.`
       : `OK: the export is ${formatDuration(ageInMs)} behind, within ${formatDuration(maxAgeInMs)}.`,
   };
+}
+
+/** A free-text field of the checkpoint document (only its position is validated on read), made printable. */
+function text(value: unknown): string {
+  return typeof value === 'string' ? printable(value) : '';
 }
 
 /** The last `count` runs whose manifests sit in the day folders from `fromMs` to `toMs`, newest first. */
@@ -124,36 +132,74 @@ async function readRuns(
   const manifests = (await listBlobsByDay(container, MANIFEST_PREFIX, fromMs, toMs)).slice(-count).reverse();
   return Promise.all(
     manifests.map(async ({ name }): Promise<RunRecord> => {
+      let m: unknown;
       try {
         const bytes = await container.getBlockBlobClient(name).downloadToBuffer();
-        const m = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
-        const runId = typeof m.runId === 'string' ? m.runId : '';
-        return {
-          manifest: name,
-          kind: runId.startsWith(BACKFILL_RUN_PREFIX) ? 'backfill' : 'live',
-          runId,
-          startedAt: typeof m.startedAt === 'string' ? m.startedAt : '',
-          outcome: m.outcome as RunOutcome,
-          incidents: Number(m.incidents ?? 0),
-          blobs: Number(m.blobs ?? 0),
-          durationInMs: Number(m.durationInMs ?? 0),
-          ...(typeof m.reason === 'string' ? { reason: m.reason } : {}),
-        };
+        m = JSON.parse(bytes.toString('utf8'));
       } catch (thrown) {
-        return {
-          manifest: name,
-          kind: 'live',
-          runId: '',
-          startedAt: '',
-          outcome: 'unreadable',
-          incidents: 0,
-          blobs: 0,
-          durationInMs: 0,
-          reason: toError(thrown).message,
-        };
+        return unreadable(name, toError(thrown).message);
       }
+      const checked = checkManifest(m);
+      if (typeof checked === 'string') return unreadable(name, checked);
+      return { manifest: printable(name), ...checked };
     }),
   );
+}
+
+const RUN_OUTCOMES: readonly string[] = [
+  'succeeded',
+  'partial',
+  'concurrent',
+  'failed',
+] satisfies RunOutcome[];
+
+/**
+ * The fields of a run manifest, checked one by one (a manifest is read from storage: anyone with write access
+ * may have put anything there), with every text made printable; or what is wrong with it.
+ */
+function checkManifest(value: unknown): Omit<RunRecord, 'manifest'> | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
+  const m = value as Record<string, unknown>;
+  if (typeof m.runId !== 'string') return "'runId' is not a string";
+  if (typeof m.startedAt !== 'string' || Number.isNaN(Date.parse(m.startedAt)))
+    return "'startedAt' is not a date-time";
+  if (typeof m.outcome !== 'string' || !RUN_OUTCOMES.includes(m.outcome))
+    return `'outcome' is not one of ${RUN_OUTCOMES.join(', ')}`;
+  const counts: Record<'incidents' | 'blobs' | 'durationInMs', number> = {
+    incidents: 0,
+    blobs: 0,
+    durationInMs: 0,
+  };
+  for (const key of ['incidents', 'blobs', 'durationInMs'] as const) {
+    const n = m[key] ?? 0;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) return `'${key}' is not a number`;
+    counts[key] = n;
+  }
+  if (m.reason !== undefined && typeof m.reason !== 'string') return "'reason' is not a string";
+  const runId = printable(m.runId);
+  return {
+    kind: runId.startsWith(BACKFILL_RUN_PREFIX) ? 'backfill' : 'live',
+    runId,
+    startedAt: printable(m.startedAt),
+    outcome: m.outcome as RunOutcome,
+    ...counts,
+    ...(typeof m.reason === 'string' ? { reason: printable(m.reason) } : {}),
+  };
+}
+
+/** A manifest that cannot be shown: listed with what is wrong, never a crash. */
+function unreadable(name: string, problem: string): RunRecord {
+  return {
+    manifest: printable(name),
+    kind: 'live',
+    runId: '',
+    startedAt: '',
+    outcome: 'unreadable',
+    incidents: 0,
+    blobs: 0,
+    durationInMs: 0,
+    reason: printable(`unreadable manifest ${name}: ${problem}`),
+  };
 }
 
 /**

@@ -1,7 +1,9 @@
 import { createBackfillCommand } from '../../src/cli/backfillCommand';
-import type { CompositionOptions } from '../../src/compositionRoot';
+import { createExporter, type CompositionOptions } from '../../src/compositionRoot';
 import { CHECKPOINT_BLOB } from '../../src/core/blobNaming';
 import { formatTicks, parseTimestamp } from '../../src/core/timestamp';
+import { runBackfill } from '../../src/exports/backfill';
+import { parseTimeRange, type TimeRange } from '../../src/exports/timeRange';
 import { runCli, settingsFile, type CliResult } from '../support/cli';
 import { duplicates, World } from '../support/world';
 
@@ -224,6 +226,68 @@ describe('defender-export backfill', () => {
     expect(result.stderr).not.toMatch(/belongs to tenant/);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^Nothing to backfill/);
+  });
+
+  it('two overlapping backfills started together export no version twice, and together the whole union', async () => {
+    const first = parseTimeRange(day(now - 8 * DAY), day(now - 4 * DAY), now);
+    // From a date-time: its export chain meets the other's only at the next midnight.
+    const second = parseTimeRange(`${day(now - 6 * DAY)}T06:00:00Z`, undefined, now);
+    const backfillOf = (range: TimeRange) =>
+      runBackfill(createExporter(world.config, world.composition()), { range, logger: world.logs });
+    const outcomes = await Promise.all([backfillOf(first), backfillOf(second)]);
+    expect(duplicates(await world.exported())).toEqual([]);
+    // One may find part of its range taken by the other, still being written: it says so; run again resumes.
+    for (const [i, summary] of outcomes.entries()) {
+      expect(['complete', 'concurrent']).toContain(summary.outcome);
+      if (summary.outcome === 'concurrent') {
+        expect(summary.reason).toMatch(/another backfill.*run again to resume/);
+        expect((await backfillOf(i === 0 ? first : second)).outcome).toBe('complete');
+      }
+    }
+    expect(duplicates(await world.exported())).toEqual([]);
+    expect(await backfilledVersions()).toEqual(
+      expectedBefore(liveStart, Date.parse(`${day(now - 8 * DAY)}T00:00:00Z`)),
+    );
+    expect((await world.checkpoint())!.etag).toBe(liveEtag);
+  });
+
+  it('recognises the checkpoints of earlier versions (no claim) and the claims of a backfill that stopped before exporting', async () => {
+    const from = day(now - 5 * DAY);
+    expect((await backfill(['--from', from])).code).toBe(0);
+    // An earlier version wrote only state/backfill-<from>-<to>.json: drop the claim log.
+    for await (const blob of world.container.listBlobsFlat({ prefix: 'state/backfill-claims/' }))
+      await world.container.deleteBlob(blob.name);
+    // A backfill that claimed a range and stopped before its first run: its claim alone holds the range.
+    const claimedFrom = `${day(now - 7 * DAY)}T00:00:00.0000000Z`;
+    const claimedTo = `${day(now - 6 * DAY)}T00:00:00.0000000Z`;
+    const claim = JSON.stringify({ schemaVersion: 1, segments: [{ from: claimedFrom, to: claimedTo }] });
+    await world.container
+      .getBlockBlobClient('state/backfill-claims/0000000000.json')
+      .upload(claim, claim.length);
+
+    const result = await backfill(['--from', day(now - 8 * DAY), '--json']);
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout);
+    expect(
+      summary.segments.map((s: { from: string; to: string; status: string }) => [s.from, s.to, s.status]),
+    ).toEqual([
+      [`${day(now - 8 * DAY)}T00:00:00.0000000Z`, claimedFrom, 'exported'],
+      [claimedFrom, claimedTo, 'exported'], // resumed from its start: nobody had written it
+      [claimedTo, `${from}T00:00:00.0000000Z`, 'exported'],
+      [`${from}T00:00:00.0000000Z`, liveStart, 'done'],
+    ]);
+    expect(duplicates(await world.exported())).toEqual([]);
+    expect(await backfilledVersions()).toEqual(
+      expectedBefore(liveStart, Date.parse(`${day(now - 8 * DAY)}T00:00:00Z`)),
+    );
+    // Its own new segments were claimed after the one it found (index 1), and the range resumed is not claimed twice.
+    const claims: string[] = [];
+    for await (const blob of world.container.listBlobsFlat({ prefix: 'state/backfill-claims/' }))
+      claims.push(blob.name);
+    expect(claims).toEqual([
+      'state/backfill-claims/0000000000.json',
+      'state/backfill-claims/0000000001.json',
+    ]);
   });
 
   it('has nothing to do after the live start, and refuses to run before the live export has', async () => {

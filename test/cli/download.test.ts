@@ -1,10 +1,12 @@
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { createDownloadCommand } from '../../src/cli/downloadCommand';
 import { createContainerClient } from '../../src/compositionRoot';
 import { parseStorageConfig } from '../../src/config';
 import { formatTicks, parseTimestamp } from '../../src/core/timestamp';
 import { DOWNLOAD_STATE_FILE, downloadExports } from '../../src/exports/downloadExports';
+import { decodeExportBlob, MAX_INFLATED_BYTES_CAP, maxInflatedBytes } from '../../src/exports/exportReader';
 import { parseTimeRange } from '../../src/exports/timeRange';
 import { runCli, settingsFile, tempDir, type CliResult } from '../support/cli';
 import { World, type ExportedVersion } from '../support/world';
@@ -320,6 +322,128 @@ describe('defender-export download', () => {
       expect(existsSync(merged)).toBe(false);
       expect(existsSync(join(out, name!))).toBe(false);
       expect(filesUnder(out).some((f) => f.includes('evil'))).toBe(false);
+    } finally {
+      await other.container.deleteIfExists();
+    }
+  });
+
+  /** Another world on the same tenant with a few exports, and settings for its container. */
+  async function smallWorld(
+    compression: 'none' | 'gzip' = 'none',
+  ): Promise<{ other: World; settings: string }> {
+    const other = await World.start({ tenant: world.tenant, settings: { EXPORT_COMPRESSION: compression } });
+    world.tenant.store.generate(10, { from: new Date(now - 5 * HOUR), to: new Date(now - 3 * HOUR) });
+    expect((await other.run()).outcome).toBe('succeeded');
+    return {
+      other,
+      settings: settingsFile({
+        EXPORT_STORAGE_CONNECTION_STRING: other.settings.EXPORT_STORAGE_CONNECTION_STRING!,
+        EXPORT_CONTAINER: other.container.containerName,
+      }),
+    };
+  }
+
+  it('refuses a gzip bomb under an export name, names it, and still lands the other blobs', async () => {
+    const { other, settings: otherSettings } = await smallWorld('gzip');
+    try {
+      const exported = await other.dataBlobNames();
+      const props = await other.container.getBlockBlobClient(exported[0]!).getProperties();
+      // 16 MiB of zeros: 16 KiB gzipped; the command below is given a 1 MiB limit to keep the test fast.
+      const bomb = gzipSync(Buffer.alloc(16 * 1024 * 1024));
+      const bombName = `${exported[0]!.slice(0, exported[0]!.lastIndexOf('/'))}/0000000000000-0123456789ab.json.gz`;
+      await other.container.getBlockBlobClient(bombName).upload(bomb, bomb.length, {
+        metadata: { ...props.metadata, recordcount: '1' },
+        blobHTTPHeaders: { blobContentType: 'application/json', blobContentEncoding: 'gzip' },
+      });
+      const limits: number[] = [];
+      const command = createDownloadCommand({
+        maxInflatedBytes: (compressed: number) => {
+          limits.push(compressed);
+          return 1024 * 1024;
+        },
+      });
+      const result = await runCli(
+        ['--from', day(now - 3 * DAY), '--out', out, '--json', '--settings', otherSettings],
+        { command },
+      );
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(
+        `error: ${bombName}: Export blob '${bombName}' inflates beyond 1 MiB (${bomb.length} bytes stored); ` +
+          'it is not an export of this tool: move it away',
+      );
+      expect(limits).toContain(bomb.length);
+      const summary = JSON.parse(result.stdout);
+      expect(summary).toMatchObject({ downloaded: exported.length, blobs: exported.length + 1 });
+      for (const name of exported) expect(existsSync(join(out, name.replace(/\.gz$/, '')))).toBe(true);
+      expect(existsSync(join(out, bombName.replace(/\.gz$/, '')))).toBe(false);
+    } finally {
+      await other.container.deleteIfExists();
+    }
+  });
+
+  it('bounds inflation by default at max(64 MiB, 200 x the stored size), at most 512 MiB', () => {
+    const MiB = 1024 * 1024;
+    expect(maxInflatedBytes(611 * 1024)).toBe(200 * 611 * 1024);
+    expect(maxInflatedBytes(100 * 1024)).toBe(64 * MiB);
+    expect(maxInflatedBytes(32 * MiB)).toBe(MAX_INFLATED_BYTES_CAP);
+    expect(MAX_INFLATED_BYTES_CAP).toBeLessThanOrEqual(512 * MiB);
+    expect(MAX_INFLATED_BYTES_CAP).toBeGreaterThan(500 * MiB);
+    // The reader applies it: a bomb past the default limit of its size is refused without inflating it whole.
+    const bomb = gzipSync(Buffer.alloc(65 * MiB));
+    expect(() => decodeExportBlob('incidents/2026/01/01/0000000000000-0123456789ab.json.gz', bomb)).toThrow(
+      /inflates beyond 64 MiB/,
+    );
+  });
+
+  it('downloads X.json and X.json.gz to two files, keeps both on a rerun, and merges the versions of both', async () => {
+    const { other, settings: otherSettings } = await smallWorld('none');
+    try {
+      const blobs = await other.dataBlobNames();
+      const total = (await other.exported()).length;
+      const plain = blobs[0];
+      const client = other.container.getBlockBlobClient(plain!);
+      const props = await client.getProperties();
+      // An older exporter could leave both under one checkpoint name: the sibling holds other versions.
+      const records = JSON.parse((await client.downloadToBuffer()).toString('utf8')) as {
+        id: string;
+        lastUpdateDateTime: string;
+      }[];
+      const siblingRecords = records.map((r) => ({ ...r, id: `${r.id}0000` }));
+      const sibling = gzipSync(JSON.stringify(siblingRecords));
+      await other.container.getBlockBlobClient(`${plain!}.gz`).upload(sibling, sibling.length, {
+        metadata: { ...props.metadata, compression: 'gzip' },
+        blobHTTPHeaders: { blobContentType: 'application/json', blobContentEncoding: 'gzip' },
+      });
+      const merged = join(out, 'all.json');
+      const files = join(out, 'files');
+      const args = ['download', '--from', day(now - 3 * DAY), '--out', files, '--merge', merged, '--json'];
+      const first = await runCli([...args, '--settings', otherSettings]);
+      expect(first.stderr).not.toMatch(/error/);
+      expect(first.code).toBe(0);
+      expect(JSON.parse(first.stdout)).toMatchObject({
+        downloaded: blobs.length + 1,
+        files: blobs.length + 1,
+        records: total + records.length,
+      });
+      const local = filesUnder(files).filter((f) => f.startsWith('incidents/') && /\.json$/.test(f));
+      expect(local).toEqual([...blobs, plain!.replace(/\.json$/, '.gunzipped.json')].sort());
+      expect(JSON.parse(readFileSync(join(files, plain!), 'utf8'))).toEqual(records);
+      expect(
+        JSON.parse(readFileSync(join(files, plain!.replace(/\.json$/, '.gunzipped.json')), 'utf8')),
+      ).toEqual(siblingRecords);
+      const versions = readVersionsFile(merged, 'json');
+      expect(versions).toHaveLength(total + records.length);
+      for (const r of [...records, ...siblingRecords])
+        expect(versions).toContain(key({ id: r.id, lastUpdate: r.lastUpdateDateTime }));
+
+      const rerun = await runCli([...args, '--settings', otherSettings]);
+      expect(rerun.code).toBe(0);
+      expect(JSON.parse(rerun.stdout)).toMatchObject({
+        downloaded: 0,
+        alreadyPresent: blobs.length + 1,
+        records: total + records.length,
+      });
+      expect(readVersionsFile(merged, 'json')).toHaveLength(total + records.length);
     } finally {
       await other.container.deleteIfExists();
     }

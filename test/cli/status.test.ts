@@ -84,6 +84,56 @@ describe('defender-export status', () => {
     expect(status.runs[1]).toMatchObject({ outcome: 'succeeded' });
   });
 
+  it('lists a malformed run manifest as unreadable and prints no control sequences from storage', async () => {
+    const now = Date.now();
+    world.tenant.store.generate(5, { from: new Date(now - 5 * HOUR), to: new Date(now - 2 * HOUR) });
+    const good = await world.run();
+    const day = new Date(now).toISOString().slice(0, 10).replace(/-/g, '/');
+    const put = async (name: string, value: unknown): Promise<void> => {
+      const body = JSON.stringify(value);
+      await world.container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body));
+    };
+    const badName = `runs/${day}/235959998-bad-types.json`;
+    await put(badName, { runId: 'x', startedAt: new Date(now).toISOString(), outcome: 5, incidents: 'many' });
+    await put(`runs/${day}/235959999-escapes.json`, {
+      runId: 'evil\u001b]0;owned\u0007',
+      startedAt: new Date(now).toISOString(),
+      outcome: 'failed',
+      incidents: 0,
+      blobs: 0,
+      durationInMs: 1,
+      reason: 'boom \u001b[2J\u001b[31mred\u009b31m\u0000 end',
+    });
+    // The checkpoint's free-text fields come from storage too.
+    const checkpoint = (await world.checkpoint())!.document;
+    const body = JSON.stringify({ ...checkpoint, runId: 'run\u001b[1m', updatedAt: 'now\u0085' });
+    await world.container.getBlockBlobClient('state/checkpoint.json').upload(body, Buffer.byteLength(body));
+
+    // eslint-disable-next-line no-control-regex
+    const controls = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+    const human = await runCli(['status', '--settings', settings]);
+    expect(human.stderr).toBe('');
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(`unreadable manifest ${badName}`);
+    expect(human.stdout).toMatch(/ live +failed .*boom .*red.* end/);
+    expect(human.stdout).toMatch(new RegExp(` live +succeeded `));
+    expect(human.stdout).not.toMatch(controls);
+
+    const json = await runCli(['status', '--json', '--settings', settings]);
+    expect(json.code).toBe(0);
+    expect(json.stdout).not.toMatch(controls);
+    const status = JSON.parse(json.stdout);
+    expect(JSON.stringify(status)).not.toMatch(controls);
+    expect(status.runs.map((r: { outcome: string }) => r.outcome)).toEqual([
+      'failed',
+      'unreadable',
+      'succeeded',
+    ]);
+    expect(status.runs[1].reason).toMatch(`unreadable manifest ${badName}: 'outcome'`);
+    expect(status.runs[2].runId).toBe(good.runId);
+    expect(status.checkpoint.runId).toMatch(/^run.*\[1m$/);
+  });
+
   it('rejects a bad --max-age as a usage error', async () => {
     const result = await runCli(['status', '--max-age', '2 hours', '--settings', settings]);
     expect(result.code).toBe(2);

@@ -1,5 +1,6 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
+import { CHECKPOINT_BLOB } from '../../src/core/blobNaming';
 import { ApiError } from '../../src/errors';
 import type { CheckpointDocument } from '../../src/core/ports';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
@@ -354,6 +355,22 @@ describe('crashes and concurrent runs', () => {
     const exported = await world.exported();
     expect(duplicates(exported)).toEqual([]);
     expect(exported).toHaveLength(150);
+  });
+
+  it('fails the run, naming the lease, when the checkpoint blob is leased (not "another run")', async () => {
+    expect((await world.run()).outcome).toBe('succeeded');
+    const checkpoint = world.container.getBlockBlobClient(CHECKPOINT_BLOB);
+    await checkpoint.getBlobLeaseClient().acquireLease(-1);
+    const before = await world.checkpoint();
+    await expect(world.run()).rejects.toThrow(
+      new RegExp(
+        `'${CHECKPOINT_BLOB}' in container '${world.container.containerName}' is leased \\(412 LeaseIdMissing\\).*az storage blob lease break`,
+      ),
+    );
+    const summary = world.logs.summaries.at(-1)!;
+    expect(summary.outcome).toBe('failed');
+    expect(summary.reason).toMatch(/lease/);
+    expect((await world.checkpoint())!.etag).toBe(before!.etag);
   });
 
   it('stops at the time budget and resumes in the next run', async () => {
