@@ -141,6 +141,8 @@ class ExportRun {
   private readonly rereadTicks: bigint;
   /** The host's time when the windows were first bounded; they end at it minus the settle delay. */
   private windowStartMs: number | undefined;
+  /** When the chain found without a checkpoint was last read (see {@link RecentVersions.readAt}). */
+  private chainReadAt: bigint | undefined;
   /** The API's time at {@link windowStartMs}, by its `Date` header, once it has answered. */
   private apiStartMs: number | undefined;
 
@@ -249,7 +251,17 @@ class ExportRun {
           `No checkpoint yet: the first run starts at ${start.watermark}${this.o.initialWatermark === undefined ? ' (EXPORT_INITIAL_LOOKBACK)' : ''}.`,
         );
       }
-      this.recent = RecentVersions.load(undefined, watermarkOf(start).ticks);
+      const startTicks = watermarkOf(start).ticks;
+      const exportStartTicks = exactTicks('exportStart', this.exportStart ?? start.watermark);
+      const since = startTicks - this.rereadTicks;
+      this.recent = RecentVersions.load(
+        undefined,
+        found ? (since > exportStartTicks ? since : exportStartTicks) : startTicks,
+      );
+      // The re-read's memory went with the checkpoint: rebuild it from the blobs of its span. The chain's last
+      // window was read no earlier than its end (`windowuntil`), which bounds when the span was last read.
+      if (this.recent && this.chainReadAt !== undefined) this.recent.readAt = this.chainReadAt;
+      for (const name of found?.recent ?? []) this.rememberAdopted(await this.o.sink.readRecords(name));
       this.successor = found ? undefined : this.nameAfter(start);
       // Written create-only before anything else, so of two first runs at once only one gets past this line.
       await this.saveCheckpoint(start, undefined);
@@ -262,9 +274,13 @@ class ExportRun {
    * no backfill wrote. Used only when the checkpoint is missing (deleted, or EXPORT_STATE_CONTAINER set apart
    * after the export had run), so that the run continues the chain instead of restarting at the lookback.
    */
-  private async findChainEnd(): Promise<{ end: Checkpoint; start: string; blob: string } | undefined> {
+  private async findChainEnd(): Promise<
+    { end: Checkpoint; start: string; blob: string; recent: string[] } | undefined
+  > {
     let best: { end: Checkpoint; ticks: bigint; blob: string } | undefined;
     let startTicks: bigint | undefined;
+    const ends: { name: string; ticks: bigint }[] = [];
+    let bestUntil: string | undefined;
     for await (const blob of this.o.sink.listCommitted(EXPORT_PREFIX)) {
       const m = blob.metadata;
       if ((m.runid ?? '').startsWith(BACKFILL_RUN_PREFIX)) continue;
@@ -273,17 +289,23 @@ class ExportRun {
       const from = parseTimestamp(m.windowfrom);
       if (!end || !from) continue;
       const ticks = watermarkOf(end).ticks;
+      if (Number(m.recordcount ?? 0) > 0) ends.push({ name: blob.name, ticks });
       if (
         !best ||
         ticks > best.ticks ||
         (ticks === best.ticks && end.idsAtWatermark.length > best.end.idsAtWatermark.length)
-      )
+      ) {
         best = { end, ticks, blob: blob.name };
+        bestUntil = m.windowuntil;
+      }
       if (startTicks === undefined || from.ticks < startTicks) startTicks = from.ticks;
     }
-    return best && startTicks !== undefined
-      ? { end: best.end, start: formatTicks(startTicks), blob: best.blob }
-      : undefined;
+    if (!best || startTicks === undefined) return undefined;
+    this.chainReadAt = parseTimestamp(bestUntil)?.ticks;
+    // Every version exported in the re-read's span sits in a blob that ends in it or after it.
+    const since = best.ticks - this.rereadTicks;
+    const recent = this.rereadTicks > 0n ? ends.filter((b) => b.ticks >= since).map((b) => b.name) : [];
+    return { end: best.end, start: formatTicks(startTicks), blob: best.blob, recent };
   }
 
   /**
@@ -367,10 +389,11 @@ class ExportRun {
     let late: IncidentRecord[] | undefined;
     while (watermarkOf(this.persisted).ticks < untilTicks) {
       // Late versions go into the next blob, so they are looked for only when the position can move, and only
-      // when it is close to the window end: a run catching up on a backlog read the versions before its position
-      // long after their time, when they were visible already, and spends its budget on the backlog instead.
-      late ??=
-        watermarkOf(this.persisted).ticks + this.rereadTicks >= untilTicks ? await this.rereadLate() : [];
+      // while the span before the position was last read less than EXPORT_REREAD_WINDOW after its time: a run
+      // catching up on a backlog read those versions long after their time, when they were visible already.
+      late ??= this.recent?.needsReread(watermarkOf(this.persisted).ticks, this.rereadTicks)
+        ? await this.rereadLate()
+        : [];
       untilTicks = this.windowUntil(); // the re-read's answers may have told the API's clock
       if (watermarkOf(this.persisted).ticks >= untilTicks) break;
       const dayEnd = nextUtcMidnight(watermarkOf(this.persisted).ticks);
@@ -402,6 +425,13 @@ class ExportRun {
    * the API's (its `Date` header, known from the first answer on). A host clock ahead of the API's would otherwise
    * move the position into the API's future, past updates the API then stamps before it.
    */
+  /** The earliest this run can have read anything, on the API's clock (the earlier of the two clocks). */
+  private readStartTicks(): bigint {
+    const start = this.windowStartMs ?? this.o.clock.now();
+    return timestampFromMs(this.apiStartMs !== undefined && this.apiStartMs < start ? this.apiStartMs : start)
+      .ticks;
+  }
+
   private windowUntil(): bigint {
     this.windowStartMs ??= this.o.clock.now();
     if (this.apiStartMs === undefined) {
@@ -603,6 +633,8 @@ class ExportRun {
     // The successor is fixed with the position it follows, and kept while the position stays.
     const successor = moved && this.persisted ? this.nameAfter(checkpoint) : this.successor;
     if (moved) this.recent?.prune(watermarkOf(checkpoint).ticks - this.rereadTicks, this.o.logger);
+    // Whatever this run has read up to the position, it read after its windows began.
+    if (this.recent && this.windowStartMs !== undefined) this.recent.readAt = this.readStartTicks();
     const recent = this.rereadTicks > 0n ? this.recent?.toDocument() : undefined;
     const document: CheckpointDocument = {
       schemaVersion: 1,
@@ -776,13 +808,23 @@ class RecentVersions {
     /** Complete from here (ticks) up to the position. */
     public from: bigint,
     private readonly versions: Map<string, bigint>,
+    /**
+     * No later than when the span up to the position was last read (API clock, ticks). A version before the
+     * position can still turn up late only while the position is within the re-read window of that time.
+     */
+    public readAt: bigint | undefined,
   ) {}
+
+  /** True while versions before `position` may still become visible late (see {@link readAt}). */
+  needsReread(position: bigint, windowTicks: bigint): boolean {
+    return windowTicks > 0n && (this.readAt === undefined || position + windowTicks > this.readAt);
+  }
 
   /** From the checkpoint document; an older checkpoint has none, and the memory starts at the position. */
   static load(document: RecentVersionsDocument | undefined, positionTicks: bigint): RecentVersions {
     const from = parseTimestamp(document?.from)?.ticks;
     if (!document || from === undefined || !Array.isArray(document.versions))
-      return new RecentVersions(positionTicks, new Map());
+      return new RecentVersions(positionTicks, new Map(), undefined);
     const versions = new Map<string, bigint>();
     for (const entry of document.versions as readonly unknown[]) {
       if (typeof entry !== 'string') continue;
@@ -790,7 +832,7 @@ class RecentVersions {
       const ticks = time === undefined || digest === undefined ? undefined : parseBase36(time);
       if (ticks !== undefined) versions.set(entry, ticks);
     }
-    return new RecentVersions(from, versions);
+    return new RecentVersions(from, versions, parseTimestamp(document.readAt)?.ticks);
   }
 
   has(id: string, ticks: bigint): boolean {
@@ -816,7 +858,11 @@ class RecentVersions {
   }
 
   toDocument(): RecentVersionsDocument {
-    return { from: formatTicks(this.from), versions: [...this.versions.keys()] };
+    return {
+      from: formatTicks(this.from),
+      ...(this.readAt !== undefined ? { readAt: formatTicks(this.readAt) } : {}),
+      versions: [...this.versions.keys()],
+    };
   }
 }
 

@@ -86,6 +86,8 @@ export interface CheckpointDocument {
  */
 export interface RecentVersionsDocument {
   readonly from: string;
+  /** No later than when the span up to the position was last read, on the API's clock. */
+  readonly readAt?: string;
   readonly versions: readonly string[];
 }
 

@@ -26,7 +26,16 @@ type Step =
   | { kind: 'advance'; ms: number }
   | { kind: 'change'; count: number }
   | { kind: 'tie'; count: number }
-  | { kind: 'run'; kill: Kill | null; concurrent: boolean };
+  | { kind: 'run'; kill: Kill | null; concurrent: boolean; settings: number }
+  | { kind: 'loseCheckpoint' };
+
+/** The EXPORT_FORMAT and EXPORT_COMPRESSION a run may be configured with (an operator changing them). */
+const FORMATS = [
+  ['json', 'none'],
+  ['jsonl', 'gzip'],
+  ['json', 'gzip'],
+  ['jsonl', 'none'],
+] as const;
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   {
@@ -61,8 +70,11 @@ const step: fc.Arbitrary<Step> = fc.oneof(
         { freq: 3 },
       ),
       concurrent: fc.boolean(),
+      settings: fc.integer({ min: 0, max: FORMATS.length - 1 }),
     }),
   },
+  // The checkpoint is deleted (or EXPORT_STATE_CONTAINER set apart): the next run finds the chain.
+  { arbitrary: fc.constant({ kind: 'loseCheckpoint' as const }), weight: 1 },
 );
 
 const scenario = fc.record({
@@ -75,6 +87,12 @@ const scenario = fc.record({
   mutationRate: fc.constantFrom(0, 0.3),
   hostile: fc.boolean(),
   failExpandedPages: fc.boolean(),
+  // The operator changes EXPORT_FORMAT / EXPORT_COMPRESSION between runs (and concurrent runs disagree).
+  formatChanges: fc.boolean(),
+  // The host's clock against the API's: in step, ahead by more than the settle delay, or behind.
+  hostClockAheadInMs: fc.constantFrom(0, 0, 20 * 60_000, -3 * 60_000),
+  // Updates become visible up to the settle delay late, or up to 40 minutes (caught by EXPORT_REREAD_WINDOW).
+  lagBeyondSettle: fc.boolean(),
   steps: fc.array(step, { minLength: 3, maxLength: 12 }),
 });
 
@@ -90,6 +108,11 @@ const totals = {
   killedAt: {} as Record<string, number>,
   tiedIncidents: 0,
   hostileCases: 0,
+  formatChangeCases: 0,
+  checkpointLosses: 0,
+  skewedCases: 0,
+  lateIndexingCases: 0,
+  lateVersionsFound: 0,
   hugeIncidents: 0,
   faults: {} as Record<string, number>,
 };
@@ -115,6 +138,9 @@ describe('completeness under random histories, schedules, kills and faults', () 
         totals.cases++;
         totals.byApi[c.api]++;
         if (c.hostile) totals.hostileCases++;
+        if (c.formatChanges) totals.formatChangeCases++;
+        if (c.hostClockAheadInMs !== 0) totals.skewedCases++;
+        if (c.lagBeyondSettle) totals.lateIndexingCases++;
         // Time only moves forward, across cases too (the tenant's tokens and legacy quota live on).
         sim.now = Math.max(sim.now, Date.UTC(2026, 10, 20)) + 7 * 86_400_000 + (c.seed % 86_400_000);
         tenant.store = new IncidentStore(c.seed, () => sim.now);
@@ -122,7 +148,7 @@ describe('completeness under random histories, schedules, kills and faults', () 
           seed: c.seed,
           faultRate: c.faultRate,
           mutationRate: c.mutationRate,
-          maxLagInMs: SETTLE_MS,
+          maxLagInMs: c.lagBeyondSettle ? 40 * 60_000 : SETTLE_MS,
           hostile: c.hostile,
           failExpandedPages: c.failExpandedPages,
           now: () => sim.now,
@@ -135,7 +161,7 @@ describe('completeness under random histories, schedules, kills and faults', () 
           azuriteConnectionString(),
         ).getContainerClient(`prop-${c.seed.toString(36)}-${totals.cases}`);
         const logs = new LogRecorder();
-        const config = parseConfig({
+        const settingsOf = (index: number) => ({
           DEFENDER_TENANT_ID: tenant.tenantId,
           DEFENDER_CLIENT_ID: tenant.clientId,
           DEFENDER_API: c.api,
@@ -144,13 +170,14 @@ describe('completeness under random histories, schedules, kills and faults', () 
           KEY_VAULT_URL: tenant.origin,
           EXPORT_STORAGE_CONNECTION_STRING: azuriteConnectionString(),
           EXPORT_CONTAINER: container.containerName,
-          EXPORT_FORMAT: c.format,
-          EXPORT_COMPRESSION: c.compression,
+          EXPORT_FORMAT: c.formatChanges ? FORMATS[index]![0] : c.format,
+          EXPORT_COMPRESSION: c.formatChanges ? FORMATS[index]![1] : c.compression,
           EXPORT_SETTLE_DELAY: 'PT5M',
+          EXPORT_REREAD_WINDOW: 'PT1H',
         });
         const watermarks: bigint[] = [];
         const checkpoints = new BlobCheckpointStore(container);
-        const exporter = (kill: Kill | null) => {
+        const exporter = (kill: Kill | null, settings = 0) => {
           let stages = 0;
           let commits = 0;
           let writes = 0;
@@ -181,9 +208,9 @@ describe('completeness under random histories, schedules, kills and faults', () 
               return result;
             },
           };
-          return createExporter(config, {
+          return createExporter(parseConfig(settingsOf(settings)), {
             logger: logs,
-            clock: { now: () => sim.now },
+            clock: { now: () => sim.now + c.hostClockAheadInMs },
             ca: tenant.ca,
             azureCredential: tenant.managedIdentityCredential(),
             pageSize: c.pageSize,
@@ -203,9 +230,9 @@ describe('completeness under random histories, schedules, kills and faults', () 
           const stored = await checkpoints.read().catch(() => undefined);
           if (stored) watermarks.push(parseTimestamp(stored.document.checkpoint.watermark)!.ticks);
         };
-        const runOnce = async (kill: Kill | null) => {
+        const runOnce = async (kill: Kill | null, settings = 0) => {
           totals.runs++;
-          await exporter(kill)
+          await exporter(kill, settings)
             .run()
             .catch(() => undefined);
         };
@@ -217,9 +244,15 @@ describe('completeness under random histories, schedules, kills and faults', () 
             else if (s.kind === 'tie') {
               script.tie(s.count);
               totals.tiedIncidents += s.count;
+            } else if (s.kind === 'loseCheckpoint') {
+              totals.checkpointLosses++;
+              if (await container.exists())
+                await container.getBlockBlobClient('state/checkpoint.json').deleteIfExists();
             } else {
               if (s.concurrent) totals.concurrentRuns++;
-              await (s.concurrent ? Promise.all([runOnce(s.kill), runOnce(null)]) : runOnce(s.kill));
+              await (s.concurrent
+                ? Promise.all([runOnce(s.kill, s.settings), runOnce(null, (s.settings + 1) % FORMATS.length)])
+                : runOnce(s.kill, s.settings));
               await observe();
             }
             sim.now += 1_000;
@@ -228,6 +261,7 @@ describe('completeness under random histories, schedules, kills and faults', () 
           script.disable();
           sim.now += SETTLE_MS + 1_000;
           const final = await exporter(null).run();
+          totals.lateVersionsFound += logs.summaries.reduce((n, r) => n + (r.lateVersions ?? 0), 0);
           await observe();
           const until = parseTimestamp(final.windowUntil)!.ticks;
 
