@@ -25,13 +25,15 @@ const GRAPH_MAX_PAGE_SIZE = 50;
  *
  * Paging strategy (why not just follow `@odata.nextLink`): Graph's nextLink is `$skip`-based, and the result
  * set moves while we page: an incident updated meanwhile leaves the window and every later row shifts left, so
- * the next `$skip` page silently skips one (api-contract.md §6.7); deep `$skip` also stops working on large
- * tenants (Elastic #20234). So every page restarts from a keyset boundary instead: `lastUpdateDateTime ge T`,
- * minus the ids already seen at exactly T. Rows leaving the window then cannot shift anything we have not
- * read yet. nextLink still says whether more rows exist, and is followed (origin-checked by the client) only
- * inside a single instant that holds more incidents than one page, where no keyset can help. Such an instant
- * is read in full passes until two consecutive passes agree, so a row that shifted during one pass is caught
- * by the next.
+ * the next `$skip` page silently skips one; deep `$skip` also stops working on large tenants (Elastic #20234),
+ * and the nextLink has been seen missing on a full page. So every page restarts from a keyset boundary
+ * instead: `lastUpdateDateTime ge T`, minus the ids already seen at exactly T, and the run ends only on a page
+ * that is not full. Rows leaving the window then cannot shift anything we have not read yet. Where the keyset
+ * cannot advance (more incidents share one instant than fit in a page, or a page is full of items without a
+ * valid update time), the rows are read by `$filter` ranges (on `lastUpdateDateTime`, then `createdDateTime`,
+ * both documented at https://learn.microsoft.com/en-us/graph/api/security-list-incidents) narrowed until each
+ * comes back in one page that is not full: one page is an atomic answer. Range ends sit on millisecond
+ * boundaries, so a service comparing the filter in milliseconds answers them exactly too.
  */
 export class GraphIncidentSource implements IncidentSource {
   readonly api = 'graph' as const;
@@ -145,8 +147,8 @@ export class GraphIncidentSource implements IncidentSource {
   }
 
   /**
-   * Reads every incident updated in [from, to), a span inside one millisecond (a crowded instant), adding
-   * their ids to `seen`. The span is split by `createdDateTime` ranges (documented as filterable) until each
+   * Reads every incident version updated in [from, to), a span inside one millisecond (a crowded instant),
+   * except those at exactly `from` whose ids are in `seenAtFrom` (already listed). The span is split by `createdDateTime` ranges (documented as filterable) until each
    * range comes back in one page that is not full, so no nextLink is relied on: a full page without one, a
    * nextLink that stops at a `$skip` cap or one that repeats cannot lose or stall anything here. Each range is
    * one atomic answer; a row updated meanwhile leaves the span (its new version is later than the window), and
@@ -156,12 +158,17 @@ export class GraphIncidentSource implements IncidentSource {
   private async *listSpan(
     from: Timestamp,
     to: Timestamp,
-    seen: Set<string>,
+    seenAtFrom: ReadonlySet<string>,
     signal?: AbortSignal,
   ): AsyncIterable<IncidentPage> {
+    const listed = new Set<string>();
     const emit = (page: ParsedPage): IncidentPage => {
-      const records = inSpan(page, from, to).filter((r) => !seen.has(r.id));
-      for (const r of records) seen.add(r.id);
+      const records = inSpan(page, from, to).filter((r) => {
+        const key = `${r.id}@${r.lastUpdate.ticks}`;
+        if (listed.has(key) || !isNew(r, from, seenAtFrom)) return false;
+        listed.add(key);
+        return true;
+      });
       return { records, rejected: page.rejected, resumeFrom: undefined };
     };
     const whole = await this.fetch(this.url(range(from, to), false), signal);
@@ -177,7 +184,7 @@ export class GraphIncidentSource implements IncidentSource {
       const page = await this.fetch(this.url(filter, false), signal);
       if (!this.isFull(page)) yield emit(page);
       else if (b - a > TICKS_PER_MS) ranges.push(...split(a, b, page));
-      else yield* this.pageByNextLink(filter, page, from, to, seen, signal);
+      else yield* this.pageByNextLink(filter, page, from, to, emit, signal);
     }
   }
 
@@ -191,7 +198,7 @@ export class GraphIncidentSource implements IncidentSource {
     first: ParsedPage,
     from: Timestamp,
     to: Timestamp,
-    seen: Set<string>,
+    emit: (page: ParsedPage) => IncidentPage,
     signal?: AbortSignal,
   ): AsyncIterable<IncidentPage> {
     const where = `the incidents updated at ${from.text} (to ${to.text}) and created in one millisecond (${filter}) at ${this.endpoint}`;
@@ -206,9 +213,7 @@ export class GraphIncidentSource implements IncidentSource {
         const keys = keysOf(page);
         const isRepeat = keys.length > 0 && keys.every((key) => current.has(key));
         for (const key of keys) current.add(key);
-        const records = inSpan(page, from, to).filter((r) => !seen.has(r.id));
-        for (const r of records) seen.add(r.id);
-        yield { records, rejected: page.rejected, resumeFrom: undefined };
+        yield emit(page);
         const url = page.nextLink;
         if (!url) {
           if (!this.isFull(page)) break;

@@ -23,7 +23,7 @@ export interface ScenarioOptions {
   /** The legacy API returns at most this many rows per page, with a nextLink when more exist. */
   readonly legacyServerPageCap?: number | null;
   /** This many incidents, changed now, that the API sends without an update time while the scenario runs. */
-  readonly unplaceable?: number;
+  readonly unplaceable?: number | null;
 }
 
 export type FaultKind =

@@ -75,6 +75,17 @@ const scenario = fc.record({
   mutationRate: fc.constantFrom(0, 0.3),
   hostile: fc.boolean(),
   failExpandedPages: fc.boolean(),
+  paging: fc.record({
+    nextLinkQuirk: fc.constantFrom(
+      'none' as const,
+      'omitOnFullPage' as const,
+      'skipCap' as const,
+      'repeat' as const,
+    ),
+    filterPrecision: fc.constantFrom('exact' as const, 'ms' as const),
+    legacyServerPageCap: fc.option(fc.integer({ min: 2, max: 4 })),
+    unplaceable: fc.option(fc.integer({ min: 2, max: 9 }), { freq: 3 }),
+  }),
   steps: fc.array(step, { minLength: 3, maxLength: 12 }),
 });
 
@@ -125,6 +136,7 @@ describe('completeness under random histories, schedules, kills and faults', () 
           maxLagInMs: SETTLE_MS,
           hostile: c.hostile,
           failExpandedPages: c.failExpandedPages,
+          ...c.paging,
           now: () => sim.now,
         });
         if (c.seed % 17 === 0) {
