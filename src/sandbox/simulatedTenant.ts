@@ -52,7 +52,10 @@ export interface SimulatedTenantOptions {
 
 /** Paging misbehaviours of the incidents APIs, reported or possible (all off by default). */
 export interface PagingQuirks {
-  /** Omit `@odata.nextLink` on a full page although more rows follow: always, or with this probability. */
+  /**
+   * Graph omits `@odata.nextLink` on a full page although more rows follow: always, or with this probability.
+   * (Not the legacy API: there a capped page without a nextLink cannot be told from the last one.)
+   */
   omitNextLinkOnFullPage?: 'always' | number;
   /** No `@odata.nextLink` once it would reach `$skip >= skipCap` (a deep-paging cap). */
   skipCap?: number;
@@ -573,7 +576,12 @@ export class SimulatedTenant {
       hasMore && (api === 'graph' || this.options.legacyNextLink || served < top)
         ? next.toString()
         : undefined;
-    nextLink = this.quirkyNextLink(nextLink, url, page.length === served, skip + page.length);
+    nextLink = this.quirkyNextLink(
+      nextLink,
+      url,
+      api === 'graph' && page.length === served,
+      skip + page.length,
+    );
     if (fault && 'kind' in fault && fault.kind === 'nextLink') nextLink = fault.url;
     const document: Record<string, unknown> = {
       '@odata.context':
@@ -611,6 +619,7 @@ export class SimulatedTenant {
   private quirkyNextLink(
     nextLink: string | undefined,
     url: URL,
+    /** A full Graph page. */
     isFull: boolean,
     nextSkip: number,
   ): string | undefined {
