@@ -29,7 +29,10 @@ export function compileFilter(
   text: string,
   allowedFields: readonly string[],
   dateFields: readonly string[],
+  /** 'ms': datetimes are compared after truncating both sides to milliseconds (a coarser service). */
+  precision: 'exact' | 'ms' = 'exact',
 ): FilterPredicate {
+  const coarse = (ticks: bigint): bigint => (precision === 'ms' ? ticks - (ticks % 10_000n) : ticks);
   const tokens = tokenize(text);
   let pos = 0;
   const peek = (): Token | undefined => tokens[pos];
@@ -74,7 +77,7 @@ export function compileFilter(
       return (f) => {
         const actual = f[field];
         const ticks = actual ? ticksOf(actual) : undefined;
-        return ticks !== undefined && compare(ticks, value.ticks, op);
+        return ticks !== undefined && compare(coarse(ticks), coarse(value.ticks), op);
       };
     }
     const raw = literal.text;

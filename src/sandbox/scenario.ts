@@ -1,6 +1,6 @@
 import { defenderTime, type Incident } from './incidentStore';
 import { Random } from './random';
-import type { Fault, SimulatedRequest, SimulatedTenant } from './simulatedTenant';
+import type { Fault, PagingQuirks, SimulatedRequest, SimulatedTenant } from './simulatedTenant';
 
 export interface ScenarioOptions {
   readonly seed: number;
@@ -16,6 +16,14 @@ export interface ScenarioOptions {
   readonly hostile?: boolean;
   /** The scenario's clock (epoch ms). */
   readonly now: () => number;
+  /** A paging quirk of the API (see PagingQuirks), kept through the final clean run: it is how the API behaves. */
+  readonly nextLinkQuirk?: 'none' | 'omitOnFullPage' | 'skipCap' | 'repeat';
+  /** 'ms': the API compares `$filter` datetimes truncated to milliseconds. */
+  readonly filterPrecision?: 'exact' | 'ms';
+  /** The legacy API returns at most this many rows per page, with a nextLink when more exist. */
+  readonly legacyServerPageCap?: number | null;
+  /** This many incidents, changed now, that the API sends without an update time while the scenario runs. */
+  readonly unplaceable?: number | null;
 }
 
 export type FaultKind =
@@ -29,7 +37,8 @@ export type FaultKind =
   | 'missingValue'
   | 'missingField'
   | 'foreignNextLink'
-  | 'expandFailure';
+  | 'expandFailure'
+  | 'unplaceable';
 
 /**
  * Scriptable, seedable misbehaviour of the simulated tenant: history (changes, ties, indexing lag), faults
@@ -42,16 +51,35 @@ export class Scenario {
   readonly corrupted: { id: number; lastUpdateTime: string }[] = [];
   private readonly random: Random;
   private enabled = true;
+  /** Ids the API sends without an update time (see {@link unplaceable}). */
+  private readonly unplaceableIds = new Set<number>();
 
   constructor(
     private readonly tenant: SimulatedTenant,
     private readonly o: ScenarioOptions,
   ) {
     this.random = new Random(o.seed);
-    tenant.intercept = (request) => (this.enabled ? this.fault(request) : undefined);
+    tenant.intercept = (request) =>
+      this.enabled ? (this.fault(request) ?? this.hideUpdateTimes(request)) : undefined;
+    tenant.quirks = quirksOf(o);
     tenant.afterPage = () => {
       if (this.enabled && this.random.chance(o.mutationRate)) this.change(this.random.int(1, 3));
     };
+    if (o.unplaceable) this.unplaceable(o.unplaceable);
+  }
+
+  /**
+   * `count` incidents changed at consecutive instants from `from` (default: now) that the API sends without
+   * their update time while the scenario runs: a run of items the exporter can only quarantine, a full page of
+   * them when `count` reaches the page size.
+   */
+  unplaceable(count: number, from?: number): Incident[] {
+    const start = from ?? this.o.now() - count;
+    return Array.from({ length: count }, (_, i) => {
+      const incident = this.tenant.store.add({ lastUpdateTime: new Date(start + i) });
+      this.unplaceableIds.add(incident.id);
+      return incident;
+    });
   }
 
   /** Stops all faults and mutations (the final clean run). */
@@ -98,6 +126,26 @@ export class Scenario {
     const alert = incident.alerts[0];
     if (alert) alert.description = 'Ünïcödé 🛡 '.repeat(Math.ceil(bytes / 14));
     return incident;
+  }
+
+  private hideUpdateTimes(request: SimulatedRequest): Fault | undefined {
+    if (this.unplaceableIds.size === 0) return undefined;
+    const path = request.url.pathname;
+    if (path !== '/v1.0/security/incidents' && path !== '/api/incidents') return undefined;
+    return {
+      kind: 'corrupt',
+      mutate: (document) => {
+        for (const item of document.value) {
+          const id = Number(item.id ?? item.incidentId);
+          const lastUpdateTime = item.lastUpdateDateTime ?? item.lastUpdateTime;
+          if (!this.unplaceableIds.has(id) || typeof lastUpdateTime !== 'string') continue;
+          this.count('unplaceable');
+          this.corrupted.push({ id, lastUpdateTime });
+          delete item.lastUpdateDateTime;
+          delete item.lastUpdateTime;
+        }
+      },
+    };
   }
 
   private count(kind: FaultKind): void {
@@ -176,4 +224,14 @@ export class Scenario {
         };
     }
   }
+}
+
+function quirksOf(o: ScenarioOptions): PagingQuirks {
+  return {
+    ...(o.nextLinkQuirk === 'omitOnFullPage' ? { omitNextLinkOnFullPage: 0.5 } : {}),
+    ...(o.nextLinkQuirk === 'skipCap' ? { skipCap: 10 } : {}),
+    ...(o.nextLinkQuirk === 'repeat' ? { repeatNextLink: true } : {}),
+    ...(o.filterPrecision ? { filterPrecision: o.filterPrecision } : {}),
+    ...(o.legacyServerPageCap ? { legacyServerPageCap: o.legacyServerPageCap } : {}),
+  };
 }

@@ -7,6 +7,7 @@ import { parseTimestamp } from '../core/timestamp';
 import { createLoopbackCertificate } from './certificates';
 import { IncidentStore, lastUpdateOf, toGraph, toLegacy, type Incident } from './incidentStore';
 import { compileFilter, FilterSyntaxError } from './odataFilter';
+import { Random } from './random';
 
 export type SimulatedApi = 'entra' | 'keyvault' | 'graph' | 'legacy';
 
@@ -46,6 +47,24 @@ export interface SimulatedTenantOptions {
   port?: number;
   /** Added to every incidents API response (Graph and legacy), as the network and the service would. */
   latencyInMs?: number;
+  quirks?: PagingQuirks;
+}
+
+/** Paging misbehaviours of the incidents APIs, reported or possible (all off by default). */
+export interface PagingQuirks {
+  /**
+   * Graph omits `@odata.nextLink` on a full page although more rows follow: always, or with this probability.
+   * (Not the legacy API: there a capped page without a nextLink cannot be told from the last one.)
+   */
+  omitNextLinkOnFullPage?: 'always' | number;
+  /** No `@odata.nextLink` once it would reach `$skip >= skipCap` (a deep-paging cap). */
+  skipCap?: number;
+  /** The `@odata.nextLink` repeats the request's own URL (same rows again). */
+  repeatNextLink?: boolean;
+  /** 'ms': `$filter` compares datetimes truncated to milliseconds, while payloads carry 7 fractional digits. */
+  filterPrecision?: 'exact' | 'ms';
+  /** The legacy API returns at most this many rows per page (whatever `$top` asks) and a nextLink when more exist. */
+  legacyServerPageCap?: number;
 }
 
 const VAULT_AUDIENCE = 'https://vault.azure.net';
@@ -86,6 +105,9 @@ export class SimulatedTenant {
     hadAuthorization: boolean;
   }[] = [];
   intercept: ((request: SimulatedRequest) => Fault | undefined) | undefined;
+  /** Paging misbehaviours; a test or scenario may change them between runs. */
+  quirks: PagingQuirks;
+  private readonly quirkRandom: Random;
   afterPage: ((api: 'graph' | 'legacy', pageIndex: number) => void) | undefined;
   /** Every access token issued (tests check that none leaks). */
   readonly issuedTokens: string[] = [];
@@ -123,6 +145,8 @@ export class SimulatedTenant {
     this.secretName = options.secretName ?? 'defender-client-secret';
     this.tokenLifetimeSeconds = options.tokenLifetimeSeconds ?? 3599;
     this.store = options.store ?? new IncidentStore(options.seed ?? 1, this.clock);
+    this.quirks = { ...options.quirks };
+    this.quirkRandom = new Random((options.seed ?? 1) + 1);
     this.validClientSecrets.add(this.clientSecret);
     this.secrets.set(this.secretName, this.clientSecret);
   }
@@ -526,6 +550,7 @@ export class SimulatedTenant {
           filter,
           Object.keys(fields),
           api === 'graph' ? ['lastUpdateDateTime', 'createdDateTime'] : ['lastUpdateTime', 'createdTime'],
+          this.quirks.filterPrecision,
         );
         // One view whose fields are computed on demand for the incident at hand: a filter reads one or two.
         let current: Incident | undefined;
@@ -558,7 +583,9 @@ export class SimulatedTenant {
       }
     }
     const wantCount = query.get('$count') === 'true';
-    const { page, hasMore, count } = this.query(api, url, predicate, { skip, top, wantCount });
+    const cap = api === 'legacy' ? this.quirks.legacyServerPageCap : undefined;
+    const served = cap !== undefined && cap < top ? cap : top;
+    const { page, hasMore, count } = this.query(api, url, predicate, { skip, top: served, wantCount });
     const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
     const expand = api === 'graph' && /alerts/.test(query.get('$expand') ?? '');
     const value = page.map((i) =>
@@ -569,7 +596,16 @@ export class SimulatedTenant {
     const next = new URL(url.pathname, this.origin);
     for (const [k, v] of url.searchParams) if (k.toLowerCase() !== '$skip') next.searchParams.set(k, v);
     next.searchParams.set('$skip', String(skip + page.length));
-    let nextLink = hasMore && (api === 'graph' || this.options.legacyNextLink) ? next.toString() : undefined;
+    let nextLink =
+      hasMore && (api === 'graph' || this.options.legacyNextLink || served < top)
+        ? next.toString()
+        : undefined;
+    nextLink = this.quirkyNextLink(
+      nextLink,
+      url,
+      api === 'graph' && page.length === served,
+      skip + page.length,
+    );
     if (fault && 'kind' in fault && fault.kind === 'nextLink') nextLink = fault.url;
     const document: Record<string, unknown> = {
       '@odata.context':
@@ -602,6 +638,22 @@ export class SimulatedTenant {
     }
     res.writeHead(200, headers);
     res.end(text);
+  }
+
+  private quirkyNextLink(
+    nextLink: string | undefined,
+    url: URL,
+    /** A full Graph page. */
+    isFull: boolean,
+    nextSkip: number,
+  ): string | undefined {
+    const q = this.quirks;
+    if (!nextLink) return undefined;
+    if (q.skipCap !== undefined && nextSkip >= q.skipCap) return undefined;
+    const omit = q.omitNextLinkOnFullPage;
+    if (isFull && (omit === 'always' || (omit !== undefined && this.quirkRandom.chance(omit))))
+      return undefined;
+    return q.repeatNextLink ? new URL(`${url.pathname}${url.search}`, this.origin).toString() : nextLink;
   }
 
   /** Two sliding windows per app, as the legacy API enforces them (api-contract.md §3.4). */
@@ -663,8 +715,16 @@ export class SimulatedTenant {
       };
       this.sortCache = sorted;
     }
-    const bounds =
+    const exact =
       api === 'graph' && !wantCount ? timeBounds(url.searchParams.get('$filter'), orderby) : undefined;
+    // A coarse filter matches the whole millisecond of each bound: widen the scan to it.
+    const bounds =
+      exact && this.quirks.filterPrecision === 'ms'
+        ? {
+            from: exact.from === undefined ? undefined : exact.from - (exact.from % 10_000n),
+            to: exact.to === undefined ? undefined : exact.to - (exact.to % 10_000n) + 9_999n,
+          }
+        : exact;
     if (bounds) {
       const page: Incident[] = [];
       let matched = 0;

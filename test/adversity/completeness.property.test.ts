@@ -93,6 +93,17 @@ const scenario = fc.record({
   hostClockAheadInMs: fc.constantFrom(0, 0, 20 * 60_000, -3 * 60_000),
   // Updates become visible up to the settle delay late, or up to 40 minutes (caught by EXPORT_REREAD_WINDOW).
   lagBeyondSettle: fc.boolean(),
+  paging: fc.record({
+    nextLinkQuirk: fc.constantFrom(
+      'none' as const,
+      'omitOnFullPage' as const,
+      'skipCap' as const,
+      'repeat' as const,
+    ),
+    filterPrecision: fc.constantFrom('exact' as const, 'ms' as const),
+    legacyServerPageCap: fc.option(fc.integer({ min: 2, max: 4 })),
+    unplaceable: fc.option(fc.integer({ min: 2, max: 9 }), { freq: 3 }),
+  }),
   steps: fc.array(step, { minLength: 3, maxLength: 12 }),
 });
 
@@ -151,6 +162,7 @@ describe('completeness under random histories, schedules, kills and faults', () 
           maxLagInMs: c.lagBeyondSettle ? 40 * 60_000 : SETTLE_MS,
           hostile: c.hostile,
           failExpandedPages: c.failExpandedPages,
+          ...c.paging,
           now: () => sim.now,
         });
         if (c.seed % 17 === 0) {
