@@ -124,6 +124,7 @@ const totals = {
   skewedCases: 0,
   lateIndexingCases: 0,
   lateVersionsFound: 0,
+  finalRunsAfterBudget: 0,
   hugeIncidents: 0,
   faults: {} as Record<string, number>,
 };
@@ -269,10 +270,15 @@ describe('completeness under random histories, schedules, kills and faults', () 
             }
             sim.now += 1_000;
           }
-          // The final clean run, after the settle delay.
+          // The final clean runs, after the settle delay: as many as a backlog needs (each within its budget).
           script.disable();
           sim.now += SETTLE_MS + 1_000;
-          const final = await exporter(null).run();
+          let final = await exporter(null).run();
+          for (let n = 1; final.outcome === 'partial' && n < 20; n++) {
+            totals.finalRunsAfterBudget++;
+            final = await exporter(null).run();
+          }
+          expect(final.outcome).toBe('succeeded');
           totals.lateVersionsFound += logs.summaries.reduce((n, r) => n + (r.lateVersions ?? 0), 0);
           await observe();
           const until = parseTimestamp(final.windowUntil)!.ticks;
