@@ -62,16 +62,17 @@ describe('storage conflicts versus other refusals (status and code as Azurite re
     await container.deleteIfExists();
   });
 
+  const document = {
+    schemaVersion: 1 as const,
+    tenantId: 't',
+    api: 'graph' as const,
+    checkpoint: { watermark: '2026-01-01T00:00:00Z', idsAtWatermark: [] },
+    updatedAt: '2026-01-01T00:00:00Z',
+    runId: 'r',
+  };
+
   it('reports a lost ETag race on the checkpoint as another run (412 ConditionNotMet)', async () => {
     const store = new BlobCheckpointStore(container, 'state/race.json');
-    const document = {
-      schemaVersion: 1 as const,
-      tenantId: 't',
-      api: 'graph' as const,
-      checkpoint: { watermark: '2026-01-01T00:00:00Z', idsAtWatermark: [] },
-      updatedAt: '2026-01-01T00:00:00Z',
-      runId: 'r',
-    };
     const etag = await store.write(document, undefined);
     await store.write(document, etag);
     await expect(store.write(document, etag)).rejects.toBeInstanceOf(ConcurrentRunError);
@@ -81,14 +82,6 @@ describe('storage conflicts versus other refusals (status and code as Azurite re
 
   it('fails with the lease named, not as another run, when the checkpoint is leased (412 LeaseIdMissing)', async () => {
     const store = new BlobCheckpointStore(container, 'state/leased.json');
-    const document = {
-      schemaVersion: 1 as const,
-      tenantId: 't',
-      api: 'graph' as const,
-      checkpoint: { watermark: '2026-01-01T00:00:00Z', idsAtWatermark: [] },
-      updatedAt: '2026-01-01T00:00:00Z',
-      runId: 'r',
-    };
     const etag = await store.write(document, undefined);
     await container.getBlockBlobClient('state/leased.json').getBlobLeaseClient().acquireLease(-1);
     const thrown = await store.write(document, etag).catch((e: unknown) => e);

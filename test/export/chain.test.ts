@@ -7,6 +7,7 @@ import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
 import { BlobServiceClient } from '@azure/storage-blob';
 import {
   azuriteConnectionString,
+  crashingAfterCommit,
   duplicates,
   freshContainer,
   SCALED_LEGACY_LIMITS,
@@ -15,25 +16,6 @@ import {
 } from '../support/world';
 
 const HOUR = 3_600_000;
-
-/** A checkpoint store whose first write after a blob commit "crashes" the run. */
-function crashingAfterCommit(world: World): {
-  read: () => ReturnType<BlobCheckpointStore['read']>;
-  write: BlobCheckpointStore['write'];
-} {
-  const real = new BlobCheckpointStore(world.container);
-  let crashed = false;
-  return {
-    read: () => real.read(),
-    write: async (document: CheckpointDocument, etag: string | undefined) => {
-      if (document.lastBlob && !crashed) {
-        crashed = true;
-        throw new Error('process killed');
-      }
-      return real.write(document, etag);
-    },
-  };
-}
 
 /**
  * Holds every blob commit until `parties` commits are waiting (or a run has ended), so that two runs reach the
@@ -71,7 +53,7 @@ describe('the chain of export blobs', () => {
   it('finds the blob of a crashed run after EXPORT_FORMAT and EXPORT_COMPRESSION changed', async () => {
     const now = Date.now();
     world.tenant.store.generate(31, { from: new Date(now - 30 * HOUR), to: new Date(now - HOUR) });
-    world.configure({ composition: { checkpointStore: crashingAfterCommit(world) } });
+    world.configure({ composition: { checkpointStore: crashingAfterCommit(world.container) } });
     await expect(world.run()).rejects.toThrow(/process killed/);
     expect(await world.blobNames()).toHaveLength(1);
 

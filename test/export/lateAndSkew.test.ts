@@ -1,9 +1,8 @@
-import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
 import type { CompositionOptions } from '../../src/compositionRoot';
 import { parseTimestamp } from '../../src/core/timestamp';
 import type { CheckpointDocument } from '../../src/core/ports';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
-import { duplicates, SCALED_LEGACY_LIMITS, World } from '../support/world';
+import { crashingAfterCommit, duplicates, SCALED_LEGACY_LIMITS, World } from '../support/world';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -115,23 +114,9 @@ describe.each(['graph', 'legacy'] as const)('clocks and late indexing (%s)', (ap
     world.tenant.store.update(a!.id, { lastUpdateTime: new Date(clock.now - 15 * MINUTE).toISOString() });
     clock.now += 5_000;
 
-    const real = new BlobCheckpointStore(world.container);
-    let crashed = false;
     world.configure({
       api,
-      composition: {
-        ...setup.composition,
-        checkpointStore: {
-          read: () => real.read(),
-          write: async (document: CheckpointDocument, etag: string | undefined) => {
-            if (document.lastBlob && !crashed) {
-              crashed = true;
-              throw new Error('process killed');
-            }
-            return real.write(document, etag);
-          },
-        },
-      },
+      composition: { ...setup.composition, checkpointStore: crashingAfterCommit(world.container) },
     });
     await expect(world.run()).rejects.toThrow(/process killed/);
     world.configure({ api, composition: setup.composition });

@@ -4,7 +4,8 @@ import { createExporter, type CompositionOptions, type Exporter } from '../../sr
 import { parseConfig, type ExportConfig } from '../../src/config';
 import { CHECKPOINT_BLOB, EXPORT_PREFIX } from '../../src/core/blobNaming';
 import type { RunSummary } from '../../src/core/exportRun';
-import type { ExportBlobWriter, ExportSink } from '../../src/core/ports';
+import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
+import type { CheckpointStore, ExportBlobWriter, ExportSink } from '../../src/core/ports';
 import { readExportBlob } from '../../src/exports/exportReader';
 import type { Logger } from '../../src/logger';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
@@ -210,4 +211,23 @@ export function wrapWriters(
     writeJson: (name, value) => sink.writeJson(name, value),
     openBlob: (name, content) => wrap(sink.openBlob(name, content), name),
   });
+}
+
+/**
+ * A checkpoint store on `container` whose first write after a blob commit throws, as a process killed between
+ * the commit and the checkpoint write would leave things.
+ */
+export function crashingAfterCommit(container: ContainerClient): CheckpointStore {
+  const real = new BlobCheckpointStore(container);
+  let crashed = false;
+  return {
+    read: () => real.read(),
+    write: async (document, etag) => {
+      if (document.lastBlob && !crashed) {
+        crashed = true;
+        throw new Error('process killed');
+      }
+      return real.write(document, etag);
+    },
+  };
 }
