@@ -15,6 +15,7 @@ import {
 import {
   decodeCheckpoint,
   encodeCheckpoint,
+  isCheckpoint,
   exportedUntil,
   watermarkOf,
   type Checkpoint,
@@ -141,6 +142,8 @@ class ExportRun {
   private readonly rereadTicks: bigint;
   /** The host's time when the windows were first bounded; they end at it minus the settle delay. */
   private windowStartMs: number | undefined;
+  /** The re-read stopped at its share of the budget: the span it did not reach was not read again. */
+  private isRereadCut = false;
   /** When the chain found without a checkpoint was last read (see {@link RecentVersions.readAt}). */
   private chainReadAt: bigint | undefined;
   /** The API's time at {@link windowStartMs}, by its `Date` header, once it has answered. */
@@ -468,19 +471,46 @@ class ExportRun {
   private async rereadLate(): Promise<IncidentRecord[]> {
     if (this.rereadTicks === 0n || !this.recent) return [];
     const position = watermarkOf(this.persisted).ticks;
-    const fromTicks = this.recent.from;
-    if (fromTicks >= position) return [];
+    // What was stamped more than the window before the span was last read was visible then, and was read then.
+    const readAt = this.recent.readAt;
+    const fromTicks =
+      readAt !== undefined && readAt - this.rereadTicks > this.recent.from
+        ? readAt - this.rereadTicks
+        : this.recent.from;
+    // A re-read that an earlier run had to cut resumes where it stopped.
+    const cursor = this.recent.cursor;
+    const start: Checkpoint =
+      cursor && watermarkOf(cursor).ticks >= fromTicks
+        ? cursor
+        : { watermark: formatTicks(fromTicks), idsAtWatermark: [] };
+    if (watermarkOf(start).ticks >= position) {
+      this.recent.finishCursor();
+      return [];
+    }
+    // The re-read may take half the budget at most: the window after the position must always get its share.
+    const rereadDeadlineMs = this.startedAtMs + this.o.maxRunDurationInMs / 2;
     const late: IncidentRecord[] = [];
     const window = this.windowSignal();
+    let reached: Checkpoint = start;
     try {
       const pages = this.o.source.listPages(
-        { from: { watermark: formatTicks(fromTicks), idsAtWatermark: [] }, until: this.persisted.watermark },
+        { from: start, until: this.persisted.watermark },
         { abortSignal: window.signal },
       );
       for await (const page of pages) {
         this.summary.pages++;
         if (page.rejected?.length) await this.quarantine(this.persisted, page.rejected);
         for (const r of page.records) if (!this.recent.has(r.id, r.lastUpdate.ticks)) late.push(r);
+        if (page.resumeFrom) reached = page.resumeFrom;
+        if (this.o.clock.now() >= rereadDeadlineMs) {
+          this.isRereadCut = true;
+          this.recent.cutAt(reached, this.readStartTicks());
+          this.o.logger.warn(
+            `The re-read of ${formatTicks(fromTicks)}..${this.persisted.watermark} (EXPORT_REREAD_WINDOW) took half the time budget and stopped; ` +
+              'the export goes on. If this repeats, shorten EXPORT_REREAD_WINDOW or raise EXPORT_MAX_RUN_DURATION.',
+          );
+          break;
+        }
       }
     } catch (thrown) {
       if (window.signal.aborted && !this.o.abortSignal?.aborted && this.budgetExhausted()) return [];
@@ -488,6 +518,7 @@ class ExportRun {
     } finally {
       window.dispose();
     }
+    if (!this.isRereadCut) this.recent.finishCursor();
     if (late.length > 0) {
       this.summary.lateVersions += late.length;
       this.o.logger.warn(
@@ -581,7 +612,9 @@ class ExportRun {
         afterLastPage = page.resumeFrom;
         if (blob && canCutAt(afterLastPage) && blob.bytes >= this.maxBlobBytes) await commit(afterLastPage);
         if (this.budgetExhausted()) {
-          if (blob && canCutAt(afterLastPage)) await commit(afterLastPage);
+          // Even without incidents: an empty blob carries the position over what was read, so a stretch that
+          // takes more than one budget to read (the legacy API at 50 requests a minute) cannot stall the export.
+          if (canCutAt(afterLastPage)) await commit(afterLastPage);
           return 'partial';
         }
       }
@@ -633,8 +666,9 @@ class ExportRun {
     // The successor is fixed with the position it follows, and kept while the position stays.
     const successor = moved && this.persisted ? this.nameAfter(checkpoint) : this.successor;
     if (moved) this.recent?.prune(watermarkOf(checkpoint).ticks - this.rereadTicks, this.o.logger);
-    // Whatever this run has read up to the position, it read after its windows began.
-    if (this.recent && this.windowStartMs !== undefined) this.recent.readAt = this.readStartTicks();
+    // Whatever this run has read up to the position, it read after its windows began (unless its re-read was cut).
+    if (this.recent && this.windowStartMs !== undefined && !this.isRereadCut)
+      this.recent.markRead(this.readStartTicks());
     const recent = this.rereadTicks > 0n ? this.recent?.toDocument() : undefined;
     const document: CheckpointDocument = {
       schemaVersion: 1,
@@ -815,6 +849,32 @@ class RecentVersions {
     public readAt: bigint | undefined,
   ) {}
 
+  /** Where a re-read cut short by the budget stopped, and when that re-read began (API clock, ticks). */
+  cursor: Checkpoint | undefined;
+  private cursorStartedAt: bigint | undefined;
+  /** When the re-read that completed in this run began, if it was resumed from a cursor. */
+  private completedFrom: bigint | undefined;
+
+  cutAt(reached: Checkpoint, readStart: bigint): void {
+    this.cursor = reached;
+    this.cursorStartedAt ??= readStart;
+  }
+
+  /** The re-read reached the position: the part read by earlier runs was read when they began. */
+  finishCursor(): void {
+    if (this.cursor === undefined) return;
+    this.completedFrom = this.cursorStartedAt;
+    this.cursor = undefined;
+    this.cursorStartedAt = undefined;
+  }
+
+  markRead(readStart: bigint): void {
+    const earliest =
+      this.completedFrom !== undefined && this.completedFrom < readStart ? this.completedFrom : readStart;
+    this.readAt = earliest;
+    this.completedFrom = undefined;
+  }
+
   /** True while versions before `position` may still become visible late (see {@link readAt}). */
   needsReread(position: bigint, windowTicks: bigint): boolean {
     return windowTicks > 0n && (this.readAt === undefined || position + windowTicks > this.readAt);
@@ -832,7 +892,14 @@ class RecentVersions {
       const ticks = time === undefined || digest === undefined ? undefined : parseBase36(time);
       if (ticks !== undefined) versions.set(entry, ticks);
     }
-    return new RecentVersions(from, versions, parseTimestamp(document.readAt)?.ticks);
+    const recent = new RecentVersions(from, versions, parseTimestamp(document.readAt)?.ticks);
+    const cursor = document.cursor;
+    const cursorStartedAt = parseTimestamp(cursor?.startedAt)?.ticks;
+    if (cursor && isCheckpoint(cursor.checkpoint) && cursorStartedAt !== undefined) {
+      recent.cursor = cursor.checkpoint;
+      recent.cursorStartedAt = cursorStartedAt;
+    }
+    return recent;
   }
 
   has(id: string, ticks: bigint): boolean {
@@ -861,6 +928,9 @@ class RecentVersions {
     return {
       from: formatTicks(this.from),
       ...(this.readAt !== undefined ? { readAt: formatTicks(this.readAt) } : {}),
+      ...(this.cursor && this.cursorStartedAt !== undefined
+        ? { cursor: { checkpoint: this.cursor, startedAt: formatTicks(this.cursorStartedAt) } }
+        : {}),
       versions: [...this.versions.keys()],
     };
   }

@@ -88,6 +88,8 @@ export interface RecentVersionsDocument {
   readonly from: string;
   /** No later than when the span up to the position was last read, on the API's clock. */
   readonly readAt?: string;
+  /** Where a re-read cut short by the time budget stopped, and when it began; the next run resumes it. */
+  readonly cursor?: { readonly checkpoint: Checkpoint; readonly startedAt: string };
   readonly versions: readonly string[];
 }
 
