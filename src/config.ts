@@ -1,11 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from './errors';
-import { parseDurationInMs } from './core/duration';
+import { parseDurationInMs } from './export/duration';
 
-/** Which incidents API a run reads. */
-export type DefenderApi = 'graph' | 'legacy';
-export type ExportFormat = 'json' | 'jsonl';
-export type ExportCompression = 'none' | 'gzip';
+import type { DefenderApi, ExportCompression, ExportFormat } from './export/ports';
+
+export type { DefenderApi, ExportCompression, ExportFormat };
 
 /** The storage settings alone: what the operators' CLI needs to read the exports (download, status). */
 export interface StorageConfig {
@@ -19,7 +18,7 @@ export interface StorageConfig {
 
 /** A proxy for outgoing connections, from the standard environment variables. */
 export interface ProxySetting {
-  /** The proxy's URL, with its credentials if any: never log it (src/http/proxy.ts describeProxy shows it without). */
+  /** The proxy's URL, with its credentials if any: never log it (src/source/proxy.ts describeProxy shows it without). */
   readonly url: string;
   /** The variable it came from, e.g. `HTTPS_PROXY`. */
   readonly variable: string;

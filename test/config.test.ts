@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KeyVaultSecretProvider, StaticSecretProvider } from '../src/azure/secretProvider';
+import { KeyVaultSecretProvider, StaticSecretProvider } from '../src/source/secretProvider';
 import { ConfigError, redact, registerSecret } from '../src/errors';
 import { FUNCTION_TIMEOUT_IN_MS, loadConfig, parseConfig, parseStorageConfig, SETTINGS } from '../src/config';
 

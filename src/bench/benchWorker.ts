@@ -1,6 +1,10 @@
-import { createExporter, createIncidentSourceFactory, type CompositionOptions } from '../compositionRoot';
+import {
+  createExporter,
+  createIncidentSourceFactory,
+  type CompositionOptions,
+} from '../composition/compositionRoot';
 import { parseConfig } from '../config';
-import { timestampFromMs } from '../core/timestamp';
+import { timestampFromMs } from '../export/timestamp';
 import { silentLogger as quiet } from '../logger';
 
 /** One measured job: the export, or the fetch floor (the same pages, nothing done with them). */

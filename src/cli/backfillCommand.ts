@@ -1,7 +1,7 @@
-import { createExporter, type CompositionOptions } from '../compositionRoot';
+import { createExporter, type CompositionOptions } from '../composition/compositionRoot';
 import { loadConfig } from '../config';
-import { runBackfill } from '../exports/backfill';
-import { parseTimeRange } from '../exports/timeRange';
+import { runBackfill } from '../operations/backfill';
+import { parseTimeRange } from '../operations/timeRange';
 import { parseOptions, type Command } from './command';
 import { consoleLogger } from './consoleLogger';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';

@@ -1,11 +1,11 @@
 import { resolve } from 'node:path';
-import { createContainerClient } from '../compositionRoot';
+import { createContainerClient } from '../composition/compositionRoot';
 import { loadStorageConfig, type ExportFormat } from '../config';
 import { ConfigError } from '../errors';
-import { downloadExports } from '../exports/downloadExports';
-import type { InflateOptions } from '../exports/exportReader';
-import { parseTimeRange } from '../exports/timeRange';
-import { writeVersionsFile } from '../exports/versionsFile';
+import { downloadExports } from '../operations/downloadExports';
+import type { InflateOptions } from '../operations/exportReader';
+import { parseTimeRange } from '../operations/timeRange';
+import { writeVersionsFile } from '../operations/versionsFile';
 import { parseOptions, type Command } from './command';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
 import { formatBytes, ProgressBar } from './progressBar';

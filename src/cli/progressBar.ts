@@ -1,4 +1,4 @@
-import { formatDuration } from '../core/duration';
+import { formatDuration } from '../export/duration';
 
 /** How far a transfer has come. */
 export interface TransferProgress {

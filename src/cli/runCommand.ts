@@ -1,4 +1,4 @@
-import { createExporter } from '../compositionRoot';
+import { createExporter } from '../composition/compositionRoot';
 import { loadConfig } from '../config';
 import { consoleLogger } from './consoleLogger';
 import { parseOptions, type Command } from './command';

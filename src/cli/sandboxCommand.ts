@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { InvocationContext, type Timer } from '@azure/functions';
-import { createExporter } from '../compositionRoot';
+import { createExporter } from '../composition/compositionRoot';
 import { parseConfig } from '../config';
-import { decodeExportBlob } from '../exports/exportReader';
-import { createExportIncidentsHandler } from '../handlers/exportIncidentsHandler';
+import { decodeExportBlob } from '../operations/exportReader';
+import { createExportIncidentsHandler } from '../functions/exportIncidentsHandler';
 import { startAzurite } from '../sandbox/azurite';
 import { defenderTime, type Incident } from '../sandbox/incidentStore';
 import { SimulatedTenant } from '../sandbox/simulatedTenant';

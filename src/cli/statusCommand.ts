@@ -1,9 +1,9 @@
-import { createContainerClients } from '../compositionRoot';
+import { createContainerClients } from '../composition/compositionRoot';
 import { loadStorageConfig } from '../config';
-import { formatDuration, parseDurationInMs } from '../core/duration';
-import { printable } from '../core/printable';
+import { formatDuration, parseDurationInMs } from '../export/duration';
+import { printable } from '../export/printable';
 import { ConfigError } from '../errors';
-import { readExportStatus, type ExportStatus } from '../exports/exportStatus';
+import { readExportStatus, type ExportStatus } from '../operations/exportStatus';
 import { parseOptions, type Command } from './command';
 
 /** `defender-export status`: the health of the export, for people, cron and monitoring. */

@@ -1,5 +1,5 @@
 import { app } from '@azure/functions';
-import { exportIncidentsHandler } from '../handlers/exportIncidentsHandler';
+import { exportIncidentsHandler } from './exportIncidentsHandler';
 
 /**
  * The timer: hourly by default, schedule from the EXPORT_SCHEDULE app setting (NCRONTAB, UTC).

@@ -1,4 +1,4 @@
-import { parseTimestamp, type Timestamp } from '../core/timestamp';
+import { parseTimestamp, type Timestamp } from '../export/timestamp';
 import { Random } from './random';
 
 /** The canonical incident the simulated tenant keeps; the two API facades render it. */

@@ -1,4 +1,4 @@
-import { parseTimestamp } from '../core/timestamp';
+import { parseTimestamp } from '../export/timestamp';
 
 /** A compiled `$filter`: true when the field values of an incident match. */
 export type FilterPredicate = (fields: Readonly<Record<string, string | null>>) => boolean;

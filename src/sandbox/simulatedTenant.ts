@@ -3,7 +3,7 @@ import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ClientSecretCredential, type TokenCredential } from '@azure/identity';
-import { parseTimestamp } from '../core/timestamp';
+import { parseTimestamp } from '../export/timestamp';
 import { createLoopbackCertificate } from './certificates';
 import { IncidentStore, lastUpdateOf, toGraph, toLegacy, type Incident } from './incidentStore';
 import { compileFilter, FilterSyntaxError } from './odataFilter';

@@ -1,11 +1,11 @@
 import * as fc from 'fast-check';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
-import { createExporter } from '../../src/compositionRoot';
+import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
+import { createExporter } from '../../src/composition/compositionRoot';
 import { parseConfig } from '../../src/config';
-import { parseTimestamp } from '../../src/core/timestamp';
-import type { CheckpointDocument } from '../../src/core/ports';
-import { readExportBlob } from '../../src/exports/exportReader';
+import { parseTimestamp } from '../../src/export/timestamp';
+import type { CheckpointDocument } from '../../src/export/ports';
+import { readExportBlob } from '../../src/operations/exportReader';
 import { IncidentStore } from '../../src/sandbox/incidentStore';
 import { Scenario } from '../../src/sandbox/scenario';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';

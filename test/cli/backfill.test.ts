@@ -1,9 +1,9 @@
 import { createBackfillCommand } from '../../src/cli/backfillCommand';
-import { createExporter, type CompositionOptions } from '../../src/compositionRoot';
-import { CHECKPOINT_BLOB } from '../../src/core/blobNaming';
-import { formatTicks, parseTimestamp } from '../../src/core/timestamp';
-import { runBackfill } from '../../src/exports/backfill';
-import { parseTimeRange, type TimeRange } from '../../src/exports/timeRange';
+import { createExporter, type CompositionOptions } from '../../src/composition/compositionRoot';
+import { CHECKPOINT_BLOB } from '../../src/export/blobLayout';
+import { formatTicks, parseTimestamp } from '../../src/export/timestamp';
+import { runBackfill } from '../../src/operations/backfill';
+import { parseTimeRange, type TimeRange } from '../../src/operations/timeRange';
 import { runCli, settingsFile, type CliResult } from '../support/cli';
 import { duplicates, World } from '../support/world';
 

@@ -2,12 +2,16 @@ import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } fr
 import { dirname, join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { createDownloadCommand } from '../../src/cli/downloadCommand';
-import { createContainerClient } from '../../src/compositionRoot';
+import { createContainerClient } from '../../src/composition/compositionRoot';
 import { parseStorageConfig } from '../../src/config';
-import { formatTicks, parseTimestamp } from '../../src/core/timestamp';
-import { DOWNLOAD_STATE_FILE, downloadExports } from '../../src/exports/downloadExports';
-import { decodeExportBlob, MAX_INFLATED_BYTES_CAP, maxInflatedBytes } from '../../src/exports/exportReader';
-import { parseTimeRange } from '../../src/exports/timeRange';
+import { formatTicks, parseTimestamp } from '../../src/export/timestamp';
+import { DOWNLOAD_STATE_FILE, downloadExports } from '../../src/operations/downloadExports';
+import {
+  decodeExportBlob,
+  MAX_INFLATED_BYTES_CAP,
+  maxInflatedBytes,
+} from '../../src/operations/exportReader';
+import { parseTimeRange } from '../../src/operations/timeRange';
 import { runCli, settingsFile, tempDir, type CliResult } from '../support/cli';
 import { World, type ExportedVersion } from '../support/world';
 

@@ -1,5 +1,5 @@
 import { createBackfillCommand } from '../../src/cli/backfillCommand';
-import { CHECKPOINT_BLOB } from '../../src/core/blobNaming';
+import { CHECKPOINT_BLOB } from '../../src/export/blobLayout';
 import { runCli, settingsFile } from '../support/cli';
 import { duplicates, freshContainer, World } from '../support/world';
 

@@ -1,4 +1,4 @@
-import { parseTimestamp } from '../../src/core/timestamp';
+import { parseTimestamp } from '../../src/export/timestamp';
 import { runCli, settingsFile } from '../support/cli';
 import { World } from '../support/world';
 

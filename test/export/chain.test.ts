@@ -1,8 +1,8 @@
-import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
-import { CHECKPOINT_BLOB, exportBlobName } from '../../src/core/blobNaming';
-import { encodeCheckpoint, type Checkpoint } from '../../src/core/checkpoint';
-import type { CheckpointDocument, ExportBlobWriter } from '../../src/core/ports';
-import { readExportBlob } from '../../src/exports/exportReader';
+import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
+import { CHECKPOINT_BLOB, exportBlobName } from '../../src/export/blobLayout';
+import { encodeCheckpoint, type Checkpoint } from '../../src/export/checkpoint';
+import type { CheckpointDocument, ExportBlobWriter } from '../../src/export/ports';
+import { readExportBlob } from '../../src/operations/exportReader';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
 import { BlobServiceClient } from '@azure/storage-blob';
 import {

@@ -1,6 +1,6 @@
 import { gunzipSync } from 'node:zlib';
-import { parseTimestamp } from '../../src/core/timestamp';
-import { CHECKPOINT_BLOB } from '../../src/core/blobNaming';
+import { parseTimestamp } from '../../src/export/timestamp';
+import { CHECKPOINT_BLOB } from '../../src/export/blobLayout';
 import { duplicates, freshContainer, World, wrapWriters } from '../support/world';
 
 const HOUR = 3_600_000;

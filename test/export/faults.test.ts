@@ -1,8 +1,8 @@
 import { createServer, type AddressInfo } from 'node:net';
-import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
-import { CHECKPOINT_BLOB } from '../../src/core/blobNaming';
+import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
+import { CHECKPOINT_BLOB } from '../../src/export/blobLayout';
 import { ApiError } from '../../src/errors';
-import type { CheckpointDocument } from '../../src/core/ports';
+import type { CheckpointDocument } from '../../src/export/ports';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
 import { duplicates, World } from '../support/world';
 

@@ -1,6 +1,6 @@
-import type { CompositionOptions } from '../../src/compositionRoot';
-import { parseTimestamp } from '../../src/core/timestamp';
-import type { CheckpointDocument } from '../../src/core/ports';
+import type { CompositionOptions } from '../../src/composition/compositionRoot';
+import { parseTimestamp } from '../../src/export/timestamp';
+import type { CheckpointDocument } from '../../src/export/ports';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
 import { crashingAfterCommit, duplicates, SCALED_LEGACY_LIMITS, World } from '../support/world';
 

@@ -1,5 +1,5 @@
-import { parseTimestamp } from '../../src/core/timestamp';
-import type { RunSummary } from '../../src/core/exportRun';
+import { parseTimestamp } from '../../src/export/timestamp';
+import type { RunSummary } from '../../src/export/exportRun';
 import { Scenario } from '../../src/sandbox/scenario';
 import type { PagingQuirks } from '../../src/sandbox/simulatedTenant';
 import { duplicates, World } from '../support/world';

@@ -1,6 +1,6 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { parseConfig } from '../../src/config';
-import { describeProxy, proxyFor } from '../../src/http/proxy';
+import { describeProxy, proxyFor } from '../../src/source/proxy';
 import { ConnectProxy } from '../support/connectProxy';
 import { World } from '../support/world';
 

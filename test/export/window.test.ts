@@ -1,5 +1,5 @@
-import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
-import { formatTicks, parseTimestamp, timestampFromMs } from '../../src/core/timestamp';
+import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
+import { formatTicks, parseTimestamp, timestampFromMs } from '../../src/export/timestamp';
 import { duplicates, World } from '../support/world';
 
 const HOUR = 3_600_000;

@@ -9,7 +9,7 @@ jest.mock(
 );
 
 import '../../src/functions/exportIncidents';
-import { exportIncidentsHandler } from '../../src/handlers/exportIncidentsHandler';
+import { exportIncidentsHandler } from '../../src/functions/exportIncidentsHandler';
 
 interface Registration {
   name: string;

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseDurationInMs } from '../../src/core/duration';
+import { parseDurationInMs } from '../../src/export/duration';
 import { SETTINGS } from '../../src/config';
 
 // Structural checks of the deployment against the code. The real Bicep compiler and linter run in .ci/run
@@ -273,7 +273,7 @@ describe('the deployment guide', () => {
   const guide = read('docs/deploy.md');
 
   it('quotes only error messages that the code really reports', () => {
-    const source = ['src/azure', 'src/http', 'src/core', 'src', 'src/defender']
+    const source = ['src/source', 'src/sink', 'src/export', 'src', 'src/operations', 'src/composition']
       .flatMap((dir) =>
         readdirSync(join(root, dir))
           .filter((f) => f.endsWith('.ts'))

@@ -1,12 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
-import { createExporter, type CompositionOptions, type Exporter } from '../../src/compositionRoot';
+import {
+  createExporter,
+  type CompositionOptions,
+  type Exporter,
+} from '../../src/composition/compositionRoot';
 import { parseConfig, type ExportConfig } from '../../src/config';
-import { CHECKPOINT_BLOB, EXPORT_PREFIX } from '../../src/core/blobNaming';
-import type { RunSummary } from '../../src/core/exportRun';
-import { BlobCheckpointStore } from '../../src/azure/blobExportStore';
-import type { CheckpointStore, ExportBlobWriter, ExportSink } from '../../src/core/ports';
-import { readExportBlob } from '../../src/exports/exportReader';
+import { CHECKPOINT_BLOB, EXPORT_PREFIX } from '../../src/export/blobLayout';
+import type { RunSummary } from '../../src/export/exportRun';
+import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
+import type { CheckpointStore, ExportBlobWriter, ExportSink } from '../../src/export/ports';
+import { readExportBlob } from '../../src/operations/exportReader';
 import type { Logger } from '../../src/logger';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
 

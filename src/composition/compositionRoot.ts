@@ -1,0 +1,265 @@
+import { randomUUID } from 'node:crypto';
+import * as https from 'node:https';
+import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
+import { SecretClient } from '@azure/keyvault-secrets';
+import { BlobServiceClient, type ContainerClient, type StoragePipelineOptions } from '@azure/storage-blob';
+import { ApiTokenProvider } from '../source/apiTokenProvider';
+import { BlobCheckpointStore, BlobExportSink, describeStorageError } from '../sink/blobExportStore';
+import { KeyVaultSecretProvider, StaticSecretProvider, type SecretProvider } from '../source/secretProvider';
+import { LEGACY_API_RETIREMENT_DATE, type ExportConfig, type StorageConfig } from '../config';
+import { registerSecret } from '../errors';
+import { runExport } from '../export/exportRun';
+import {
+  systemClock,
+  type CheckpointStore,
+  type Clock,
+  type ExportSink,
+  type IncidentSource,
+} from '../export/ports';
+import { GraphIncidentSource } from '../source/graphIncidentSource';
+import { LegacyIncidentSource } from '../source/legacyIncidentSource';
+import { ApiClient, type ApiClientOptions } from '../source/apiClient';
+import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword } from '../source/proxy';
+import { SlidingWindowRateLimiter } from '../source/rateLimiter';
+import type { Logger } from '../logger';
+import type { ExportContainers, Exporter, ExporterRunOptions } from '../operations/exporter';
+
+export type { ExportContainers, Exporter, ExporterRunOptions };
+
+/** What the composition root may be given instead of the production defaults (tests, sandbox, CLI). */
+export interface CompositionOptions {
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** A CA (PEM) to trust for every HTTPS call: the local sandbox's self-signed certificate. */
+  readonly ca?: string;
+  /** Credential for Key Vault and Storage. Default: the managed identity (AZURE_CLIENT_ID), else DefaultAzureCredential. */
+  readonly azureCredential?: TokenCredential;
+  /** Overrides of the HTTP client's retry and timeout behaviour. */
+  readonly http?: Partial<
+    Pick<
+      ApiClientOptions,
+      'timeoutInMs' | 'maxAttempts' | 'baseDelayInMs' | 'maxDelayInMs' | 'sleep' | 'maxRetryAfterInMs'
+    >
+  >;
+  /** Storage SDK retry options (tests shorten them). */
+  readonly storageRetry?: StoragePipelineOptions['retryOptions'];
+  /** Legacy API limits, per app; defaults are the documented 50/min and 1,500/h. */
+  readonly legacyLimits?: readonly { limit: number; windowInMs: number }[];
+  readonly maxBlobBytes?: number;
+  /** Replaces the checkpoint store (fault injection in tests). */
+  readonly checkpointStore?: CheckpointStore;
+  /** Wraps the export sink (fault injection in tests). */
+  readonly wrapSink?: (sink: ExportSink) => ExportSink;
+  /** Page size (`$top`) below the API's maximum: tests page small histories hard. */
+  readonly pageSize?: number;
+}
+
+/** Builds the real SDK clients and credentials from the validated config. The one composition root. */
+export function createExporter(config: ExportConfig, options: CompositionOptions): Exporter {
+  const clock = options.clock ?? systemClock;
+  const azureCredential = options.azureCredential ?? createAzureCredential(config);
+  const { container, stateContainer } = createContainerClients(config, { ...options, azureCredential });
+  const incidents = createIncidentSourceFactory(config, options, azureCredential);
+
+  return {
+    config,
+    container,
+    stateContainer,
+    async run(runOptions = {}) {
+      const logger = runOptions.logger ?? options.logger;
+      if (config.api === 'legacy') {
+        logger.warn(
+          `DEFENDER_API=legacy uses api.security.microsoft.com, which Microsoft retires on ${LEGACY_API_RETIREMENT_DATE}. ` +
+            'Switch to DEFENDER_API=graph (permission SecurityIncident.Read.All on Microsoft Graph); the checkpoint carries over.',
+        );
+      }
+      const source = incidents(logger);
+      await ensureContainer(container);
+      if (stateContainer !== container) await ensureContainer(stateContainer);
+      return runExport({
+        source,
+        checkpoints:
+          options.checkpointStore ?? new BlobCheckpointStore(stateContainer, runOptions.checkpointBlob),
+        sink: options.wrapSink
+          ? options.wrapSink(new BlobExportSink(container))
+          : new BlobExportSink(container),
+        clock,
+        logger,
+        tenantId: config.tenantId,
+        containerName: container.containerName,
+        format: config.format,
+        compression: config.compression,
+        initialLookbackInMs: config.initialLookbackInMs,
+        settleDelayInMs: config.settleDelayInMs,
+        rereadWindowInMs: config.rereadWindowInMs,
+        maxRunDurationInMs: config.maxRunDurationInMs,
+        runId: runOptions.runId ?? randomUUID(),
+        ...(options.maxBlobBytes ? { maxBlobBytes: options.maxBlobBytes } : {}),
+        ...(runOptions.abortSignal ? { abortSignal: runOptions.abortSignal } : {}),
+        ...(runOptions.initialWatermark ? { initialWatermark: runOptions.initialWatermark } : {}),
+        ...(runOptions.windowEnd ? { windowEnd: runOptions.windowEnd } : {}),
+      });
+    },
+  };
+}
+
+/**
+ * The incidents API of one configuration: the secret (Key Vault or local), Entra tokens, the HTTP client with
+ * its retries, timeouts and the run's time budget, the legacy API's pacing, and the Graph or legacy source.
+ * The secret cache and the rate limiter live as long as the factory; each call gives one run's source.
+ */
+export function createIncidentSourceFactory(
+  config: ExportConfig,
+  options: CompositionOptions,
+  azureCredential: TokenCredential = options.azureCredential ?? createAzureCredential(config),
+): (logger: Logger) => IncidentSource {
+  const clock = options.clock ?? systemClock;
+  const secrets = createSecretProvider(config, azureCredential, options, clock);
+  const apiUrl = new URL(config.apiUrl);
+  const apiOrigin = apiUrl.origin;
+  // The SDK clients (Entra, Key Vault, Storage) honour HTTPS_PROXY and NO_PROXY themselves; the incidents
+  // API client takes the same settings from the config.
+  const apiProxy = proxyFor(apiUrl, config.proxy);
+  const authorityProxy = proxyFor(new URL(config.authorityHost), config.proxy);
+  for (const proxy of [apiProxy, authorityProxy]) {
+    if (proxy) registerSecret(proxyPassword(proxy), { longLived: true });
+  }
+  const tls = options.ca ? { ca: options.ca } : {};
+  const tunnelTimeout = options.http?.timeoutInMs ? { tunnelTimeoutInMs: options.http.timeoutInMs } : {};
+  const limiter =
+    config.api === 'legacy'
+      ? new SlidingWindowRateLimiter(
+          [
+            ...(options.legacyLimits ?? [
+              { limit: 50, windowInMs: 60_000 },
+              { limit: 1500, windowInMs: 3_600_000 },
+            ]),
+          ],
+          { now: () => clock.now(), ...(options.http?.sleep ? { sleep: options.http.sleep } : {}) },
+        )
+      : undefined;
+  return (logger) => {
+    const startedAt = clock.now();
+    const tokens = new ApiTokenProvider({
+      tenantId: config.tenantId,
+      clientId: config.clientId,
+      authorityHost: config.authorityHost,
+      scope: `${apiOrigin}/.default`,
+      secrets,
+      logger,
+      credentialOptions: options.ca ? { tlsOptions: { ca: options.ca } } : {},
+      ...(authorityProxy
+        ? { discoveryAgent: new HttpsProxyAgent(authorityProxy, { ...tls, ...tunnelTimeout }) }
+        : {}),
+    });
+    if (apiProxy)
+      logger.info(`The incidents API ${apiOrigin} is reached through the ${describeProxy(apiProxy)}.`);
+    const client = new ApiClient({
+      ...options.http,
+      allowedOrigin: apiOrigin,
+      getToken: (o) => tokens.getToken(o),
+      logger,
+      agent:
+        apiProxy && apiUrl.protocol === 'https:'
+          ? new HttpsProxyAgent(apiProxy, { keepAlive: true, ...tls, ...tunnelTimeout })
+          : new https.Agent({ keepAlive: true, ...tls }),
+      ...(apiProxy && apiUrl.protocol === 'http:'
+        ? { httpAgent: new HttpProxyAgent(apiProxy, { keepAlive: true, ...tunnelTimeout }) }
+        : {}),
+      remainingBudgetInMs: () => startedAt + config.maxRunDurationInMs - clock.now(),
+      now: () => clock.now(),
+      ...(limiter ? { beforeRequest: (signal?: AbortSignal) => limiter.acquire(signal) } : {}),
+    });
+    const page = options.pageSize ? { pageSize: options.pageSize } : {};
+    return config.api === 'graph'
+      ? new GraphIncidentSource({
+          baseUrl: config.apiUrl,
+          client,
+          includeAlerts: config.includeAlerts,
+          logger,
+          ...page,
+        })
+      : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger, ...page });
+  };
+}
+
+/**
+ * The credential for Key Vault and Storage: the user-assigned managed identity that AZURE_CLIENT_ID names, else
+ * DefaultAzureCredential (the Function's system identity in Azure; `az login` on an operator's machine).
+ */
+export function createAzureCredential(
+  config: Pick<StorageConfig, 'managedIdentityClientId'>,
+): TokenCredential {
+  return config.managedIdentityClientId
+    ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
+    : new DefaultAzureCredential();
+}
+
+/**
+ * The export container and the checkpoint's container, from the connection string when there is one, else the
+ * account URL with the given credential (default {@link createAzureCredential}). Shared by the exporter and the
+ * operators' CLI.
+ */
+export function createContainerClients(
+  config: StorageConfig,
+  options: Pick<CompositionOptions, 'azureCredential' | 'storageRetry'> = {},
+): ExportContainers {
+  const pipeline: StoragePipelineOptions = options.storageRetry ? { retryOptions: options.storageRetry } : {};
+  const service = config.storageConnectionString
+    ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
+    : new BlobServiceClient(
+        config.storageAccountUrl ?? '',
+        options.azureCredential ?? createAzureCredential(config),
+        pipeline,
+      );
+  const container = service.getContainerClient(config.container);
+  const stateContainer =
+    config.stateContainer === config.container
+      ? container
+      : service.getContainerClient(config.stateContainer);
+  return { container, stateContainer };
+}
+
+/** The export container alone (see {@link createContainerClients}). */
+export function createContainerClient(
+  config: StorageConfig,
+  options: Pick<CompositionOptions, 'azureCredential' | 'storageRetry'> = {},
+): ContainerClient {
+  return createContainerClients(config, options).container;
+}
+
+function createSecretProvider(
+  config: ExportConfig,
+  credential: TokenCredential,
+  options: CompositionOptions,
+  clock: Clock,
+): SecretProvider {
+  if (!config.keyVaultUrl) return new StaticSecretProvider(config.clientSecret ?? '');
+  const vault = new URL(config.keyVaultUrl);
+  const isLoopback = vault.hostname === '127.0.0.1' || vault.hostname === 'localhost';
+  const client = new SecretClient(config.keyVaultUrl, credential, {
+    // The challenge-resource check protects real vaults (*.vault.azure.net); only the local sandbox skips it.
+    disableChallengeResourceVerification: isLoopback,
+    ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
+  });
+  return new KeyVaultSecretProvider({
+    client,
+    vaultUrl: config.keyVaultUrl,
+    secretName: config.keyVaultSecretName,
+    identityClientId: config.managedIdentityClientId,
+    now: () => clock.now(),
+  });
+}
+
+/**
+ * Creates the container if it is missing. With least privilege (Blob Data Contributor on the container only)
+ * creating is not allowed, but the deployment made it, so existence is checked first.
+ */
+async function ensureContainer(container: ContainerClient): Promise<void> {
+  try {
+    if (await container.exists()) return;
+    await container.createIfNotExists();
+  } catch (thrown) {
+    throw describeStorageError(thrown, container.containerName, 'check or create the container');
+  }
+}

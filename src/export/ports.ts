@@ -1,0 +1,152 @@
+import type { Checkpoint, IncidentRecord } from './checkpoint';
+import type { Timestamp } from './timestamp';
+
+/** Which incidents API a run reads. */
+export type DefenderApi = 'graph' | 'legacy';
+export type ExportFormat = 'json' | 'jsonl';
+export type ExportCompression = 'none' | 'gzip';
+
+/** An item of a page that cannot be placed in time; kept in quarantine so nothing is silently dropped. */
+export interface RejectedRecord {
+  readonly reason: string;
+  readonly raw: unknown;
+}
+
+/** One page of incidents from the API, already validated and filtered to what comes after the window start. */
+export interface IncidentPage {
+  readonly records: readonly IncidentRecord[];
+  readonly rejected?: readonly RejectedRecord[];
+  /**
+   * A consistent position after this page: everything up to it has been listed. Undefined when the page
+   * ends in the middle of something that cannot be resumed (a legacy chunk being paged with `$skip`).
+   */
+  readonly resumeFrom: Checkpoint | undefined;
+}
+
+export interface ListWindow {
+  /** Start of the window: records at or before it are excluded. */
+  readonly from: Checkpoint;
+  /** Exclusive upper bound, an exact timestamp string. */
+  readonly until: string;
+}
+
+/** Counters a source keeps about its HTTP traffic. */
+export interface SourceStats {
+  readonly requests: number;
+  readonly retries: number;
+  readonly throttles: number;
+  readonly bytes: number;
+}
+
+/** Port: where incidents come from (Graph or the legacy API). */
+export interface IncidentSource {
+  readonly api: DefenderApi;
+  readonly stats: SourceStats;
+  /**
+   * The API's own clock (epoch ms, by the `Date` header of its newest answer), or undefined before the first
+   * answer. A run never exports up to a time the API has not reached, whatever the host's clock says.
+   */
+  apiNow(): number | undefined;
+  /** The id and exact last update of an incident as the API sent it (read back from an export blob). */
+  identify(raw: unknown): { id: string; lastUpdate: Timestamp } | undefined;
+  /**
+   * Lists every incident version in the window exactly once, in pages. When iteration completes without
+   * throwing, the window is complete.
+   */
+  listPages(window: ListWindow, options?: { abortSignal?: AbortSignal }): AsyncIterable<IncidentPage>;
+}
+
+/** The persisted state document under `state/`. */
+export interface CheckpointDocument {
+  readonly schemaVersion: 1;
+  readonly tenantId: string;
+  readonly api: DefenderApi;
+  readonly checkpoint: Checkpoint;
+  readonly updatedAt: string;
+  readonly runId: string;
+  /**
+   * Where this chain of exports began (its first checkpoint): versions before it were not exported by it.
+   * Absent in checkpoints written before it was recorded.
+   */
+  readonly exportStart?: string;
+  /** The export blob that ends at this checkpoint, if the last move committed one. */
+  readonly lastBlob?: string;
+  readonly lastSuccessfulRunAt?: string;
+  /** The end of the last window read completely; the position itself moves only with a blob. */
+  readonly scannedUntil?: string;
+  /**
+   * The name of the blob that follows `checkpoint`, fixed when the position was written. Every run at this
+   * position writes that one name (create-only), whatever its own EXPORT_FORMAT or EXPORT_COMPRESSION, so two
+   * runs with different settings cannot both commit a successor. Absent in checkpoints of older versions.
+   */
+  readonly successor?: string;
+  /** The versions exported from `recent.from` on, for the re-read of late-indexed updates (EXPORT_REREAD_WINDOW). */
+  readonly recent?: RecentVersionsDocument;
+}
+
+/**
+ * Every version exported with a last update at or after `from` (up to the position), each as
+ * `<ticks in base 36>.<digest of id and ticks>`: enough to tell a late-indexed version from one already exported.
+ */
+export interface RecentVersionsDocument {
+  readonly from: string;
+  /** No later than when the span up to the position was last read, on the API's clock. */
+  readonly readAt?: string;
+  /** Where a re-read cut short by the time budget stopped, and when it began; the next run resumes it. */
+  readonly cursor?: { readonly checkpoint: Checkpoint; readonly startedAt: string };
+  readonly versions: readonly string[];
+}
+
+export interface StoredCheckpoint {
+  readonly document: CheckpointDocument;
+  readonly etag: string;
+}
+
+/** Port: the checkpoint, guarded by ETags. */
+export interface CheckpointStore {
+  read(): Promise<StoredCheckpoint | undefined>;
+  /**
+   * Writes the document if the stored one still has `etag` (or none exists when `etag` is undefined) and
+   * returns the new ETag. Throws ConcurrentRunError when another writer got there first.
+   */
+  write(document: CheckpointDocument, etag: string | undefined): Promise<string>;
+}
+
+export interface BlobContentSettings {
+  readonly contentType: string;
+  readonly contentEncoding: string | undefined;
+}
+
+/** A blob being written in blocks, committed create-only. */
+export interface ExportBlobWriter {
+  /** Stages one block; nothing is visible until {@link commit}. */
+  stage(block: Buffer): Promise<void>;
+  /** Commits the staged blocks create-only. Throws ConcurrentRunError if the blob already exists. */
+  commit(metadata: Record<string, string>): Promise<void>;
+}
+
+/** A committed blob as a listing shows it. */
+export interface CommittedBlob {
+  readonly name: string;
+  readonly metadata: Record<string, string>;
+}
+
+/** Port: where exports and manifests go. */
+export interface ExportSink {
+  /** The metadata of a committed blob, or undefined when there is none by that name. */
+  committedMetadata(name: string): Promise<Record<string, string> | undefined>;
+  /** The committed blobs whose names start with `prefix`, with their metadata, in name order. */
+  listCommitted(prefix: string): AsyncIterable<CommittedBlob>;
+  /** The records of a committed export blob (inflated and parsed). */
+  readRecords(name: string): Promise<unknown[]>;
+  openBlob(name: string, content: BlobContentSettings): ExportBlobWriter;
+  /** Writes a small JSON document (run manifest, quarantine); create-only. False when it already existed. */
+  writeJson(name: string, value: unknown): Promise<boolean>;
+}
+
+/** Port: the clock, so tests and the sandbox can move time. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
