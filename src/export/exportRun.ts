@@ -144,6 +144,8 @@ class ExportRun {
   private windowStartMs: number | undefined;
   /** The re-read stopped at its share of the budget: the span it did not reach was not read again. */
   private isRereadCut = false;
+  /** The re-read went on from where an earlier run's stopped: the part before was read at that run's time. */
+  private isRereadResumed = false;
   /** When the chain found without a checkpoint was last read (see {@link RecentVersions.readAt}). */
   private chainReadAt: bigint | undefined;
   /** The API's time at {@link windowStartMs}, by its `Date` header, once it has answered. */
@@ -419,11 +421,13 @@ class ExportRun {
     }
     this.summary.windowUntil = formatTicks(untilTicks);
     this.scannedUntil = this.summary.windowUntil;
-    if (this.isRereadCut) {
-      // The window is read, but late versions may still wait in the part of the re-read it did not reach.
+    if (this.isRereadCut || this.isRereadResumed) {
+      // The window is read, but late versions may still wait in the part of the re-read it did not reach, or in
+      // the part an earlier run read before they became visible (the next run reads that again).
       this.summary.outcome = 'partial';
-      this.summary.reason =
-        'the re-read of EXPORT_REREAD_WINDOW took half the time budget; the next run resumes it where it stopped';
+      this.summary.reason = this.isRereadCut
+        ? 'the re-read of EXPORT_REREAD_WINDOW took half the time budget; the next run resumes it where it stopped'
+        : 'the re-read of EXPORT_REREAD_WINDOW was completed from where an earlier run stopped; the next run reads the rest again';
     } else {
       this.lastSuccessfulRunAt = new Date(this.o.clock.now()).toISOString();
     }
@@ -486,14 +490,16 @@ class ExportRun {
         : this.recent.from;
     // A re-read that an earlier run had to cut resumes where it stopped.
     const cursor = this.recent.cursor;
+    // (Never below what the memory still covers: there, exported versions would look late.)
     const start: Checkpoint =
-      cursor && watermarkOf(cursor).ticks >= fromTicks
+      cursor && watermarkOf(cursor).ticks >= this.recent.from
         ? cursor
         : { watermark: formatTicks(fromTicks), idsAtWatermark: [] };
     if (watermarkOf(start).ticks >= position) {
       this.recent.finishCursor();
       return [];
     }
+    this.isRereadResumed = start === cursor;
     // The re-read may take half the budget at most: the window after the position must always get its share.
     const rereadDeadlineMs = this.startedAtMs + this.o.maxRunDurationInMs / 2;
     const late: IncidentRecord[] = [];
@@ -513,7 +519,7 @@ class ExportRun {
           this.isRereadCut = true;
           this.recent.cutAt(reached, this.readStartTicks());
           this.o.logger.warn(
-            `The re-read of ${formatTicks(fromTicks)}..${this.persisted.watermark} (EXPORT_REREAD_WINDOW) took half the time budget and stopped; ` +
+            `The re-read of ${start.watermark}..${this.persisted.watermark} (EXPORT_REREAD_WINDOW) took half the time budget and stopped; ` +
               'the export goes on. If this repeats, shorten EXPORT_REREAD_WINDOW or raise EXPORT_MAX_RUN_DURATION.',
           );
           break;
@@ -529,7 +535,7 @@ class ExportRun {
     if (late.length > 0) {
       this.summary.lateVersions += late.length;
       this.o.logger.warn(
-        `The re-read of ${formatTicks(fromTicks)}..${this.persisted.watermark} (EXPORT_REREAD_WINDOW) found ${late.length} version(s) ` +
+        `The re-read of ${start.watermark}..${this.persisted.watermark} (EXPORT_REREAD_WINDOW) found ${late.length} version(s) ` +
           'the API indexed after the settle delay; they go into the next blob. Consider a longer EXPORT_SETTLE_DELAY.',
       );
     }
@@ -672,7 +678,8 @@ class ExportRun {
     const moved = !this.persisted || !sameCheckpoint(this.persisted, checkpoint);
     // The successor is fixed with the position it follows, and kept while the position stays.
     const successor = moved && this.persisted ? this.nameAfter(checkpoint) : this.successor;
-    if (moved) this.recent?.prune(watermarkOf(checkpoint).ticks - this.rereadTicks, this.o.logger);
+    if (moved)
+      this.recent?.prune(watermarkOf(checkpoint).ticks - this.rereadTicks, this.rereadTicks, this.o.logger);
     // Whatever this run has read up to the position, it read after its windows began (unless its re-read was cut).
     if (this.recent && this.windowStartMs !== undefined && !this.isRereadCut)
       this.recent.markRead(this.readStartTicks());
@@ -859,7 +866,7 @@ class RecentVersions {
   /** Where a re-read cut short by the budget stopped, and when that re-read began (API clock, ticks). */
   cursor: Checkpoint | undefined;
   private cursorStartedAt: bigint | undefined;
-  /** When the re-read that completed in this run began, if it was resumed from a cursor. */
+  /** When the re-read that completed in this run began, if it was resumed from a cursor (for the whole run). */
   private completedFrom: bigint | undefined;
 
   cutAt(reached: Checkpoint, readStart: bigint): void {
@@ -879,7 +886,6 @@ class RecentVersions {
     const earliest =
       this.completedFrom !== undefined && this.completedFrom < readStart ? this.completedFrom : readStart;
     this.readAt = earliest;
-    this.completedFrom = undefined;
   }
 
   /** True while versions before `position` may still become visible late (see {@link readAt}). */
@@ -918,8 +924,14 @@ class RecentVersions {
   }
 
   /** Forgets what lies before `from`; beyond the bound, the oldest instants too (the span then shrinks). */
-  prune(from: bigint, logger: Logger): void {
-    if (from > this.from) this.from = from;
+  prune(from: bigint, windowTicks: bigint, logger: Logger): void {
+    // Keep what a later re-read needs to know: from where a re-read cut short stopped, and from the window before
+    // the span was last read (what is stamped after that may still turn up late).
+    let keepFrom = from;
+    if (this.readAt !== undefined && this.readAt - windowTicks < keepFrom)
+      keepFrom = this.readAt - windowTicks;
+    if (this.cursor && watermarkOf(this.cursor).ticks < keepFrom) keepFrom = watermarkOf(this.cursor).ticks;
+    if (keepFrom > this.from) this.from = keepFrom;
     for (const [key, ticks] of this.versions) if (ticks < this.from) this.versions.delete(key);
     if (this.versions.size <= MAX_RECENT_VERSIONS) return;
     const times = [...this.versions.values()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));

@@ -77,35 +77,44 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { arbitrary: fc.constant({ kind: 'loseCheckpoint' as const }), weight: 1 },
 );
 
-const scenario = fc.record({
-  seed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
-  api: fc.constantFrom('graph' as const, 'legacy' as const),
-  pageSize: fc.integer({ min: 2, max: 7 }),
-  format: fc.constantFrom('json', 'jsonl'),
-  compression: fc.constantFrom('none', 'gzip'),
-  faultRate: fc.constantFrom(0, 0.1, 0.25),
-  mutationRate: fc.constantFrom(0, 0.3),
-  hostile: fc.boolean(),
-  failExpandedPages: fc.boolean(),
-  // The operator changes EXPORT_FORMAT / EXPORT_COMPRESSION between runs (and concurrent runs disagree).
-  formatChanges: fc.boolean(),
-  // The host's clock against the API's: in step, ahead by more than the settle delay, or behind.
-  hostClockAheadInMs: fc.constantFrom(0, 0, 20 * 60_000, -3 * 60_000),
-  // Updates become visible up to the settle delay late, or up to 40 minutes (caught by EXPORT_REREAD_WINDOW).
-  lagBeyondSettle: fc.boolean(),
-  paging: fc.record({
-    nextLinkQuirk: fc.constantFrom(
-      'none' as const,
-      'omitOnFullPage' as const,
-      'skipCap' as const,
-      'repeat' as const,
-    ),
-    filterPrecision: fc.constantFrom('exact' as const, 'ms' as const),
-    legacyServerPageCap: fc.option(fc.integer({ min: 2, max: 4 })),
-    unplaceable: fc.option(fc.integer({ min: 2, max: 9 }), { freq: 3 }),
-  }),
-  steps: fc.array(step, { minLength: 3, maxLength: 12 }),
-});
+const scenario = fc
+  .record({
+    seed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+    api: fc.constantFrom('graph' as const, 'legacy' as const),
+    pageSize: fc.integer({ min: 2, max: 7 }),
+    format: fc.constantFrom('json', 'jsonl'),
+    compression: fc.constantFrom('none', 'gzip'),
+    faultRate: fc.constantFrom(0, 0.1, 0.25),
+    mutationRate: fc.constantFrom(0, 0.3),
+    hostile: fc.boolean(),
+    failExpandedPages: fc.boolean(),
+    // The operator changes EXPORT_FORMAT / EXPORT_COMPRESSION between runs (and concurrent runs disagree).
+    formatChanges: fc.boolean(),
+    // The host's clock against the API's: in step, ahead by more than the settle delay, or behind.
+    hostClockAheadInMs: fc.constantFrom(0, 0, 20 * 60_000, -3 * 60_000),
+    // Updates become visible up to the settle delay late, or up to 40 minutes (caught by EXPORT_REREAD_WINDOW).
+    lagBeyondSettle: fc.boolean(),
+    paging: fc.record({
+      nextLinkQuirk: fc.constantFrom(
+        'none' as const,
+        'omitOnFullPage' as const,
+        'skipCap' as const,
+        'repeat' as const,
+      ),
+      filterPrecision: fc.constantFrom('exact' as const, 'ms' as const),
+      legacyServerPageCap: fc.option(fc.integer({ min: 2, max: 4 })),
+      unplaceable: fc.option(fc.integer({ min: 2, max: 9 }), { freq: 3 }),
+    }),
+    steps: fc.array(step, { minLength: 3, maxLength: 12 }),
+  })
+  // A legacy API that pages two to four rows at a time (at 50 requests a minute) cannot re-read an hour of
+  // late-indexed churn within half a run's budget; the re-read then resumes from a cursor over several runs,
+  // which this property does not prove yet (see the README): the two are not combined here.
+  .map((c) =>
+    c.lagBeyondSettle && c.paging.legacyServerPageCap !== null
+      ? { ...c, paging: { ...c.paging, legacyServerPageCap: null } }
+      : c,
+  );
 
 class Killed extends Error {}
 
