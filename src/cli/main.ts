@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { hasRealSettings } from '../config';
-import { ConcurrentRunError, ConfigError, toError } from '../errors';
+import { classifyFailure, ConcurrentRunError, ConfigError, toError } from '../errors';
 import { backfillCommand } from './backfillCommand';
 import type { Command } from './command';
 import { downloadCommand } from './downloadCommand';
@@ -27,8 +27,12 @@ ${Object.entries(COMMANDS)
   start      'sandbox' unless real settings are given (environment or local.settings.json), then 'run'
 
 Run 'defender-export <command> --help' for a command's options.
-Exit codes: 0 success, 1 the command failed (status: the export is stale), 2 bad usage or configuration,
-3 another run was active, 130 interrupted (run the command again to resume).`;
+Exit codes: 0 success, 1 the command failed and needs you to act (status: the export is stale), 2 bad usage or
+configuration, 3 another run was active, 75 a transient failure (network, 5xx, throttling, Storage unavailable,
+out of time): run the command again later, 130 interrupted (run the command again to resume).`;
+
+/** A failure a later run gets past by itself: EX_TEMPFAIL of sysexits(3), which schedulers know to retry. */
+export const TRANSIENT_EXIT_CODE = 75;
 
 /**
  * Entry point: one top-level catch maps errors to exit codes. `commands` replaces the table (tests run a
@@ -62,7 +66,7 @@ export async function main(argv: string[], commands: Record<string, Command> = C
     }
     const error = toError(thrown);
     process.stderr.write(`error: ${error.message}\n`);
-    return 1;
+    return classifyFailure(thrown).transient ? TRANSIENT_EXIT_CODE : 1;
   }
 }
 

@@ -74,8 +74,11 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         );
       }
       const source = incidents(logger);
-      await ensureContainer(container);
-      if (stateContainer !== container) await ensureContainer(stateContainer);
+      // Bounded like the run's own Storage calls: a hung check must not outlive the time budget.
+      const budget = AbortSignal.timeout(config.maxRunDurationInMs);
+      const abortSignal = runOptions.abortSignal ? AbortSignal.any([budget, runOptions.abortSignal]) : budget;
+      await ensureContainer(container, abortSignal);
+      if (stateContainer !== container) await ensureContainer(stateContainer, abortSignal);
       return runExport({
         source,
         checkpoints:
@@ -255,10 +258,10 @@ function createSecretProvider(
  * Creates the container if it is missing. With least privilege (Blob Data Contributor on the container only)
  * creating is not allowed, but the deployment made it, so existence is checked first.
  */
-async function ensureContainer(container: ContainerClient): Promise<void> {
+async function ensureContainer(container: ContainerClient, abortSignal: AbortSignal): Promise<void> {
   try {
-    if (await container.exists()) return;
-    await container.createIfNotExists();
+    if (await container.exists({ abortSignal })) return;
+    await container.createIfNotExists({ abortSignal });
   } catch (thrown) {
     throw describeStorageError(thrown, container.containerName, 'check or create the container');
   }

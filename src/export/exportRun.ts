@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { DefenderApi, ExportCompression, ExportFormat } from './ports';
-import { ConcurrentRunError, ExportError, toError } from '../errors';
+import {
+  classifyFailure,
+  ConcurrentRunError,
+  ExportError,
+  StorageError,
+  toError,
+  type FailureKind,
+} from '../errors';
 import type { Logger } from '../logger';
 import {
   BACKFILL_RUN_PREFIX,
@@ -25,11 +33,13 @@ import type {
   CheckpointDocument,
   CheckpointStore,
   Clock,
+  CommittedBlob,
   ExportBlobWriter,
   ExportSink,
   IncidentSource,
   RecentVersionsDocument,
   RejectedRecord,
+  StorageCallOptions,
 } from './ports';
 import { RecordEncoder } from './recordEncoder';
 import { readAhead } from './readAhead';
@@ -106,9 +116,28 @@ export interface RunSummary {
   apiClockSkewInMs?: number;
   durationInMs: number;
   reason?: string;
+  /** Where a `failed` or `concurrent` run stopped: the class of its error (see src/errors.ts). */
+  failureKind?: FailureKind;
+  /**
+   * With {@link failureKind}: true when a later run gets past it by itself (network, 5xx, throttling, timeouts,
+   * Storage unavailable, another run), false when an operator must act (a 403, a missing secret, bad settings,
+   * a malformed blob). Alert on `transient == false` at once, on transient failures only when they repeat.
+   */
+  transient?: boolean;
 }
 
 const DEFAULT_MAX_BLOB_BYTES = 32 * 1024 * 1024;
+
+/**
+ * How long the run manifest may take after the time budget ran out. Without it, the manifest of a run whose last
+ * Storage call hung up to the deadline could not be written, and that is the run an operator most needs to see;
+ * bounded, so that the Function still ends well before host.json's functionTimeout (EXPORT_MAX_RUN_DURATION
+ * stays at least 5 minutes below it).
+ */
+const MANIFEST_GRACE_IN_MS = 15_000;
+
+/** One Storage call of the run, given the options that carry the run's abort signal. */
+type StorageCall = <T>(action: string, call: (options: StorageCallOptions) => Promise<T>) => Promise<T>;
 
 /**
  * One export cycle: read the checkpoint, recover a predecessor's committed blob, list the incidents updated
@@ -150,10 +179,28 @@ class ExportRun {
   private chainReadAt: bigint | undefined;
   /** The API's time at {@link windowStartMs}, by its `Date` header, once it has answered. */
   private apiStartMs: number | undefined;
+  /**
+   * Ends every Storage call of the run at its time budget (real time: a hung call makes no clock move) and on
+   * the caller's abort; see {@link storage}.
+   */
+  private readonly storageStop = new AbortController();
+  private readonly storageSignal: AbortSignal;
+  private storageTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the time budget ends, on the monotonic clock ({@link performance.now}). */
+  private readonly budgetEndsAt: number;
+  /** Why {@link storageSignal} fired. */
+  private storageStoppedBy: 'budget' | 'caller' | undefined;
 
   constructor(private readonly o: ExportRunOptions) {
     this.startedAtMs = o.clock.now();
     this.deadlineMs = this.startedAtMs + o.maxRunDurationInMs;
+    const budgetLeftInMs = Math.max(0, this.deadlineMs - o.clock.now());
+    this.budgetEndsAt = performance.now() + budgetLeftInMs;
+    this.storageSignal = o.abortSignal
+      ? AbortSignal.any([this.storageStop.signal, o.abortSignal])
+      : this.storageStop.signal;
+    // Every Storage call in flight (stages overlap, the SDK listens at several layers) listens to this one signal.
+    setMaxListeners(100, this.storageSignal);
     this.maxBlobBytes = o.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
     this.maxIds = o.maxIdsInBlobMetadata ?? 100;
     this.windowEndTicks = o.windowEnd === undefined ? undefined : exactTicks('windowEnd', o.windowEnd);
@@ -185,11 +232,26 @@ class ExportRun {
 
   async execute(): Promise<RunSummary> {
     let failure: Error | undefined;
+    this.storageTimer = setTimeout(
+      () => {
+        this.storageStoppedBy ??= 'budget';
+        this.storageStop.abort();
+      },
+      Math.ceil(Math.max(0, this.budgetEndsAt - performance.now())),
+    );
+    this.storageTimer.unref?.();
+    const onCallerAbort = (): void => {
+      this.storageStoppedBy ??= 'caller';
+    };
+    this.o.abortSignal?.addEventListener('abort', onCallerAbort, { once: true });
     try {
       await this.loadCheckpoint();
       await this.recoverCommittedBlobs();
       await this.exportWindows();
     } catch (thrown) {
+      const { kind, transient } = classifyFailure(thrown);
+      this.summary.failureKind = kind;
+      this.summary.transient = transient;
       if (thrown instanceof ConcurrentRunError) {
         this.summary.outcome = 'concurrent';
         this.summary.reason = thrown.message;
@@ -198,6 +260,9 @@ class ExportRun {
         this.summary.outcome = 'failed';
         this.summary.reason = failure.message;
       }
+    } finally {
+      clearTimeout(this.storageTimer);
+      this.o.abortSignal?.removeEventListener('abort', onCallerAbort);
     }
     this.finishSummary();
     await this.writeManifest();
@@ -209,7 +274,7 @@ class ExportRun {
   }
 
   private async loadCheckpoint(): Promise<void> {
-    const stored = await this.o.checkpoints.read();
+    const stored = await this.storage('read the checkpoint', (options) => this.o.checkpoints.read(options));
     if (stored) {
       const document = stored.document;
       const mismatch = tenantMismatch(document.tenantId, this.o.tenantId);
@@ -266,7 +331,7 @@ class ExportRun {
       // The re-read's memory went with the checkpoint: rebuild it from the blobs of its span. The chain's last
       // window was read no earlier than its end (`windowuntil`), which bounds when the span was last read.
       if (this.recent && this.chainReadAt !== undefined) this.recent.readAt = this.chainReadAt;
-      for (const name of found?.recent ?? []) this.rememberAdopted(await this.o.sink.readRecords(name));
+      for (const name of found?.recent ?? []) this.rememberAdopted(await this.readRecords(name));
       this.successor = found ? undefined : this.nameAfter(start);
       // Written create-only before anything else, so of two first runs at once only one gets past this line.
       await this.saveCheckpoint(start, undefined);
@@ -286,7 +351,7 @@ class ExportRun {
     let startTicks: bigint | undefined;
     const ends: { name: string; ticks: bigint }[] = [];
     let bestUntil: string | undefined;
-    for await (const blob of this.o.sink.listCommitted(EXPORT_PREFIX)) {
+    for await (const blob of this.listCommitted(EXPORT_PREFIX)) {
       const m = blob.metadata;
       if ((m.runid ?? '').startsWith(BACKFILL_RUN_PREFIX)) continue;
       if (m.tenantid !== undefined && !sameTenant(m.tenantid, this.o.tenantId)) continue;
@@ -345,7 +410,7 @@ class ExportRun {
       this.o.logger.info(
         `Found blob ${name} committed by an earlier run that stopped before its checkpoint write; adopting it.`,
       );
-      if (this.rereadTicks > 0n) this.rememberAdopted(await this.o.sink.readRecords(name));
+      if (this.rereadTicks > 0n) this.rememberAdopted(await this.readRecords(name));
       await this.saveCheckpoint(end, name);
       this.summary.recoveredBlobs++;
     }
@@ -361,12 +426,15 @@ class ExportRun {
     { name: string; metadata: Record<string, string> } | undefined
   > {
     if (this.successor !== undefined) {
-      const metadata = await this.o.sink.committedMetadata(this.successor);
+      const successor = this.successor;
+      const metadata = await this.storage(`read '${successor}'`, (options) =>
+        this.o.sink.committedMetadata(successor, options),
+      );
       return metadata ? { name: this.successor, metadata } : undefined;
     }
     const stem = exportBlobStem(this.persisted);
     const found: { name: string; metadata: Record<string, string> }[] = [];
-    for await (const blob of this.o.sink.listCommitted(`${stem}.`)) {
+    for await (const blob of this.listCommitted(`${stem}.`)) {
       if (isExportBlobName(blob.name)) found.push(blob);
     }
     if (found.length > 1) {
@@ -526,7 +594,13 @@ class ExportRun {
         }
       }
     } catch (thrown) {
-      if (window.signal.aborted && !this.o.abortSignal?.aborted && this.budgetExhausted()) return [];
+      if (
+        window.signal.aborted &&
+        !this.o.abortSignal?.aborted &&
+        this.budgetExhausted() &&
+        !(thrown instanceof StorageError)
+      )
+        return [];
       throw thrown;
     } finally {
       window.dispose();
@@ -568,7 +642,10 @@ class ExportRun {
     const seen = new Set<string>();
     const window = this.windowSignal();
     const abortSignal = window.signal;
-    const open = (): OpenBlob => new OpenBlob(this.o, this.successor ?? this.nameAfter(this.persisted));
+    const open = (): OpenBlob =>
+      new OpenBlob(this.o, this.successor ?? this.nameAfter(this.persisted), (action, call) =>
+        this.storage(action, call),
+      );
 
     /** Commits the open blob (or an empty one) as the successor of the persisted position, then moves there. */
     const commit = async (end: Checkpoint): Promise<void> => {
@@ -632,7 +709,14 @@ class ExportRun {
         }
       }
     } catch (thrown) {
-      if (abortSignal.aborted && !this.o.abortSignal?.aborted && this.budgetExhausted()) return 'partial';
+      // A Storage call the budget ended is a failure of Storage (see storage()), not a clean stop.
+      if (
+        abortSignal.aborted &&
+        !this.o.abortSignal?.aborted &&
+        this.budgetExhausted() &&
+        !(thrown instanceof StorageError)
+      )
+        return 'partial';
       throw thrown;
     } finally {
       window.dispose();
@@ -646,12 +730,15 @@ class ExportRun {
   private async quarantine(windowStart: Checkpoint, rejected: readonly RejectedRecord[]): Promise<void> {
     for (const item of rejected) {
       const name = quarantineBlobName(windowStart, item.raw);
-      const isNew = await this.o.sink.writeJson(name, {
+      const quarantined = {
         reason: item.reason,
         api: this.o.source.api,
         runId: this.o.runId,
         record: item.raw,
-      });
+      };
+      const isNew = await this.storage(`write '${name}'`, (options) =>
+        this.o.sink.writeJson(name, quarantined, options),
+      );
       if (isNew) {
         this.summary.quarantined++;
         this.o.logger.warn(`Quarantined a malformed item in ${name}: ${item.reason}.`);
@@ -667,6 +754,51 @@ class ExportRun {
       if (r) versions.push({ id: r.id, ticks: r.lastUpdate.ticks });
     }
     this.recent?.add(versions);
+  }
+
+  /**
+   * Runs one Storage call with the run's abort signal. A call the signal ended fails the run with a
+   * {@link StorageError} that names Storage and the time budget (transient: the next run resumes from the
+   * checkpoint, which never moves past a blob that was not committed).
+   */
+  private async storage<T>(action: string, call: (options: StorageCallOptions) => Promise<T>): Promise<T> {
+    try {
+      return await call({ abortSignal: this.storageSignal });
+    } catch (thrown) {
+      throw this.stoppedStorageError(action, thrown);
+    }
+  }
+
+  private async readRecords(name: string): Promise<unknown[]> {
+    return this.storage(`read '${name}'`, (options) => this.o.sink.readRecords(name, options));
+  }
+
+  private async *listCommitted(prefix: string): AsyncIterable<CommittedBlob> {
+    try {
+      yield* this.o.sink.listCommitted(prefix, { abortSignal: this.storageSignal });
+    } catch (thrown) {
+      throw this.stoppedStorageError(`list '${prefix}'`, thrown);
+    }
+  }
+
+  private stoppedStorageError(action: string, thrown: unknown): unknown {
+    if (!this.storageSignal.aborted || thrown instanceof ConcurrentRunError) return thrown;
+    const stop =
+      this.storageStoppedBy === 'caller'
+        ? `The run was stopped while waiting for Storage to ${action}`
+        : `The run's time budget (EXPORT_MAX_RUN_DURATION, ${this.o.maxRunDurationInMs / 1000} s) ran out while waiting for Storage to ${action}`;
+    const inner = thrown instanceof StorageError ? thrown : undefined;
+    return new StorageError(
+      `${stop}: ${toError(thrown).message} The checkpoint stays where the data is; the next run resumes from it.`,
+      {
+        container: inner?.container ?? this.o.containerName ?? '',
+        ...(inner?.blob !== undefined ? { blob: inner.blob } : {}),
+        ...(inner?.status !== undefined ? { status: inner.status } : {}),
+        ...(inner?.code !== undefined ? { code: inner.code } : {}),
+        isTransient: true,
+        cause: thrown,
+      },
+    );
   }
 
   private budgetExhausted(): boolean {
@@ -698,7 +830,10 @@ class ExportRun {
       ...(successor ? { successor } : {}),
       ...(recent ? { recent } : {}),
     };
-    this.etag = await this.o.checkpoints.write(document, this.etag);
+    const etag = this.etag;
+    this.etag = await this.storage('write the checkpoint', (options) =>
+      this.o.checkpoints.write(document, etag, options),
+    );
     this.persisted = checkpoint;
     this.successor = successor;
     if (moved && lastBlob)
@@ -719,7 +854,14 @@ class ExportRun {
 
   private async writeManifest(): Promise<void> {
     try {
-      await this.o.sink.writeJson(manifestBlobName(this.startedAtMs, this.o.runId), this.summary);
+      // Its own signal: the caller's abort already stopped the work, and the manifest is what says where it
+      // stopped; it gets a short grace after the time budget (see MANIFEST_GRACE_IN_MS), never more.
+      const abortSignal = AbortSignal.timeout(
+        Math.ceil(Math.max(0, this.budgetEndsAt - performance.now()) + MANIFEST_GRACE_IN_MS),
+      );
+      await this.o.sink.writeJson(manifestBlobName(this.startedAtMs, this.o.runId), this.summary, {
+        abortSignal,
+      });
     } catch (thrown) {
       this.o.logger.warn(`Could not write the run manifest: ${toError(thrown).message}`);
     }
@@ -749,6 +891,7 @@ class OpenBlob {
   constructor(
     private readonly o: ExportRunOptions,
     readonly name: string,
+    private readonly storage: StorageCall,
   ) {
     // The format is the name's: a successor fixed before EXPORT_FORMAT changed keeps the format it was named in.
     ({ format: this.format, compression: this.compression } = exportBlobFormat(name));
@@ -779,7 +922,7 @@ class OpenBlob {
     }
     await Promise.all(this.inFlight);
     this.throwIfFailed();
-    await this.writer.commit({
+    const metadata = {
       schemaversion: '1',
       api: this.o.source.api,
       tenantid: this.o.tenantId,
@@ -792,12 +935,14 @@ class OpenBlob {
       windowuntil: windowUntil,
       runid: this.o.runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64),
       endcheckpoint: encodeCheckpoint(end),
-    });
+    };
+    await this.storage(`commit '${this.name}'`, (options) => this.writer.commit(metadata, options));
   }
 
   private startStage(block: Buffer): void {
-    const staging: Promise<void> = this.writer
-      .stage(block)
+    const staging: Promise<void> = this.storage(`stage a block of '${this.name}'`, (options) =>
+      this.writer.stage(block, options),
+    )
       .catch((error: unknown) => {
         this.failure ??= { error };
       })

@@ -102,14 +102,26 @@ export interface StoredCheckpoint {
   readonly etag: string;
 }
 
+/**
+ * Options of every Storage call: `abortSignal` ends the call (the run passes one that fires at its time budget
+ * and on the caller's abort), so that a hung request cannot outlive the run.
+ */
+export interface StorageCallOptions {
+  readonly abortSignal?: AbortSignal;
+}
+
 /** Port: the checkpoint, guarded by ETags. */
 export interface CheckpointStore {
-  read(): Promise<StoredCheckpoint | undefined>;
+  read(options?: StorageCallOptions): Promise<StoredCheckpoint | undefined>;
   /**
    * Writes the document if the stored one still has `etag` (or none exists when `etag` is undefined) and
    * returns the new ETag. Throws ConcurrentRunError when another writer got there first.
    */
-  write(document: CheckpointDocument, etag: string | undefined): Promise<string>;
+  write(
+    document: CheckpointDocument,
+    etag: string | undefined,
+    options?: StorageCallOptions,
+  ): Promise<string>;
 }
 
 export interface BlobContentSettings {
@@ -120,9 +132,9 @@ export interface BlobContentSettings {
 /** A blob being written in blocks, committed create-only. */
 export interface ExportBlobWriter {
   /** Stages one block; nothing is visible until {@link commit}. */
-  stage(block: Buffer): Promise<void>;
+  stage(block: Buffer, options?: StorageCallOptions): Promise<void>;
   /** Commits the staged blocks create-only. Throws ConcurrentRunError if the blob already exists. */
-  commit(metadata: Record<string, string>): Promise<void>;
+  commit(metadata: Record<string, string>, options?: StorageCallOptions): Promise<void>;
 }
 
 /** A committed blob as a listing shows it. */
@@ -134,14 +146,14 @@ export interface CommittedBlob {
 /** Port: where exports and manifests go. */
 export interface ExportSink {
   /** The metadata of a committed blob, or undefined when there is none by that name. */
-  committedMetadata(name: string): Promise<Record<string, string> | undefined>;
+  committedMetadata(name: string, options?: StorageCallOptions): Promise<Record<string, string> | undefined>;
   /** The committed blobs whose names start with `prefix`, with their metadata, in name order. */
-  listCommitted(prefix: string): AsyncIterable<CommittedBlob>;
+  listCommitted(prefix: string, options?: StorageCallOptions): AsyncIterable<CommittedBlob>;
   /** The records of a committed export blob (inflated and parsed). */
-  readRecords(name: string): Promise<unknown[]>;
+  readRecords(name: string, options?: StorageCallOptions): Promise<unknown[]>;
   openBlob(name: string, content: BlobContentSettings): ExportBlobWriter;
   /** Writes a small JSON document (run manifest, quarantine); create-only. False when it already existed. */
-  writeJson(name: string, value: unknown): Promise<boolean>;
+  writeJson(name: string, value: unknown, options?: StorageCallOptions): Promise<boolean>;
 }
 
 /** Port: the clock, so tests and the sandbox can move time. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ContainerClient } from '@azure/storage-blob';
+import type { BlockBlobClient, ContainerClient } from '@azure/storage-blob';
 import { CHECKPOINT_BLOB } from '../export/blobLayout';
 import { isCheckpoint } from '../export/checkpoint';
 import type {
@@ -9,16 +9,18 @@ import type {
   CommittedBlob,
   ExportBlobWriter,
   ExportSink,
+  StorageCallOptions,
   StoredCheckpoint,
 } from '../export/ports';
 import { decodeExportBlob } from '../export/recordDecoder';
-import { ConcurrentRunError, ExportError } from '../errors';
+import { ConcurrentRunError, ExportError, isTransientStatus, StorageError } from '../errors';
 
 /** Error fields of a storage `RestError` that we act on. */
 interface StorageErrorLike {
   statusCode?: number;
   code?: string;
   message?: string;
+  name?: string;
 }
 
 function storageError(thrown: unknown): StorageErrorLike {
@@ -49,7 +51,9 @@ const IMMUTABLE_CODES = new Set([
 ]);
 
 /**
- * Maps a storage failure to an error that names the container, the blob (when given) and the fix.
+ * Maps a storage failure to an error that names the container, the blob (when given), the status, the code and
+ * the fix, and says whether a later run gets past it (no answer, a timeout, throttling, a 5xx) or an operator
+ * must act (a lease, a WORM policy, a missing container or role, a credential).
  * `blob`: the blob the action was on, so that a lease or an immutability policy can be named.
  */
 export function describeStorageError(
@@ -57,22 +61,37 @@ export function describeStorageError(
   container: string,
   action: string,
   blob?: string,
-): Error {
+): StorageError {
   const e = storageError(thrown);
   const status = `${e.statusCode ?? ''} ${e.code ?? ''}`.trim();
+  const where = {
+    container,
+    ...(blob !== undefined ? { blob } : {}),
+    ...(e.statusCode !== undefined ? { status: e.statusCode } : {}),
+    ...(e.code !== undefined ? { code: e.code } : {}),
+    cause: thrown,
+  };
+  const operator = { ...where, isTransient: false };
+  if (e.name === 'AbortError') {
+    return new StorageError(
+      `Storage did not answer to ${action} in container '${container}' before the run stopped (its time budget, ` +
+        'EXPORT_MAX_RUN_DURATION, ran out or it was interrupted); the checkpoint is where the data is, the next run resumes.',
+      { ...where, isTransient: true },
+    );
+  }
   if (e.code !== undefined && LEASE_CODES.test(e.code)) {
     const subject = blob ? `'${blob}' in container '${container}'` : `A blob in container '${container}'`;
-    return new ExportError(
+    return new StorageError(
       `Storage refused to ${action}: ${subject} is leased (${status}), and this tool never takes leases. ` +
         `If no tool of yours holds that lease, break it with ` +
         `\`az storage blob lease break --container-name ${container} --blob-name ${blob ?? '<blob>'} --account-name <account>\`` +
         ', then run again; nothing was written.',
-      { cause: thrown },
+      operator,
     );
   }
   if (e.code !== undefined && IMMUTABLE_CODES.has(e.code)) {
     const isState = blob?.startsWith('state/') ?? false;
-    return new ExportError(
+    return new StorageError(
       `Storage refused to ${action}: ${blob ? `'${blob}' in container '${container}'` : `container '${container}'`} ` +
         `is immutable (${status}). ` +
         (isState
@@ -80,43 +99,45 @@ export function describeStorageError(
             '(time-based retention or legal hold), then run again.'
           : 'Export blobs are written once, but the state and run manifests need a container without a WORM policy: ' +
             'set EXPORT_STATE_CONTAINER to one, or remove the legal hold / retention policy that blocks this write.'),
-      { cause: thrown },
+      operator,
     );
   }
   if (e.code === 'ContainerBeingDeleted') {
-    return new ExportError(
+    return new StorageError(
       `Storage refused to ${action}: container '${container}' is being deleted (${status}). Wait until the deletion ` +
         'has finished and recreate the container, or set EXPORT_CONTAINER (EXPORT_STATE_CONTAINER for the state) to another one.',
-      { cause: thrown },
+      operator,
     );
   }
   if (e.statusCode === 403) {
-    return new ExportError(
+    return new StorageError(
       `Storage refused to ${action} in container '${container}' (403 ${e.code ?? ''}). Grant the identity in use the ` +
         `'Storage Blob Data Contributor' role on the container ('Storage Blob Data Reader' is enough for the CLI's ` +
         `download and status): the function's managed identity (AZURE_CLIENT_ID), or your 'az login' account when ` +
         `you run the CLI. With EXPORT_STORAGE_CONNECTION_STRING, check its key or SAS permissions. Check the account's network rules too.`,
-      { cause: thrown },
+      operator,
     );
   }
   if (e.statusCode === 404 && e.code === 'ContainerNotFound') {
-    return new ExportError(
+    return new StorageError(
       `Container '${container}' does not exist in the storage account. Check EXPORT_CONTAINER and the account ` +
         '(EXPORT_STORAGE_ACCOUNT_URL or EXPORT_STORAGE_CONNECTION_STRING); the deployment creates the container.',
-      { cause: thrown },
+      operator,
     );
   }
   if (thrown instanceof Error && CREDENTIAL_ERRORS.has(thrown.name)) {
-    return new ExportError(
+    return new StorageError(
       `Could not get a token for Storage to ${action} in container '${container}': ${thrown.message.split('\n')[0] ?? ''} ` +
         "Locally, sign in with 'az login' (DefaultAzureCredential) or set EXPORT_STORAGE_CONNECTION_STRING; in Azure, " +
         "check AZURE_CLIENT_ID and the function app's identity.",
-      { cause: thrown },
+      operator,
     );
   }
-  return new ExportError(
+  // No answer (a reset, a refused connection, a timeout), throttling or a 5xx: Storage is unavailable for now. A
+  // host name that does not resolve is a wrong EXPORT_STORAGE_ACCOUNT_URL; any other 4xx is a refusal.
+  return new StorageError(
     `Storage failed to ${action} in container '${container}'${status ? ` (${status})` : ''}: ${e.message ?? String(thrown)}`,
-    { cause: thrown },
+    { ...where, isTransient: e.code !== 'ENOTFOUND' && isTransientStatus(e.statusCode ?? 0) },
   );
 }
 
@@ -131,9 +152,12 @@ const CREDENTIAL_ERRORS = new Set([
 export class BlobExportSink implements ExportSink {
   constructor(private readonly container: ContainerClient) {}
 
-  async committedMetadata(name: string): Promise<Record<string, string> | undefined> {
+  async committedMetadata(
+    name: string,
+    options: StorageCallOptions = {},
+  ): Promise<Record<string, string> | undefined> {
     try {
-      const props = await this.container.getBlockBlobClient(name).getProperties();
+      const props = await this.container.getBlockBlobClient(name).getProperties(abortable(options));
       return props.metadata ?? {};
     } catch (thrown) {
       if (storageError(thrown).statusCode === 404) return undefined;
@@ -141,22 +165,28 @@ export class BlobExportSink implements ExportSink {
     }
   }
 
-  async *listCommitted(prefix: string): AsyncIterable<CommittedBlob> {
+  async *listCommitted(prefix: string, options: StorageCallOptions = {}): AsyncIterable<CommittedBlob> {
     try {
-      for await (const blob of this.container.listBlobsFlat({ prefix, includeMetadata: true }))
+      for await (const blob of this.container.listBlobsFlat({
+        prefix,
+        includeMetadata: true,
+        ...abortable(options),
+      }))
         yield { name: blob.name, metadata: blob.metadata ?? {} };
     } catch (thrown) {
       throw describeStorageError(thrown, this.container.containerName, `list '${prefix}'`);
     }
   }
 
-  async readRecords(name: string): Promise<unknown[]> {
-    return decodeExportBlob(name, await this.download(name));
+  async readRecords(name: string, options: StorageCallOptions = {}): Promise<unknown[]> {
+    return decodeExportBlob(name, await this.download(name, options));
   }
 
-  private async download(name: string): Promise<Buffer> {
+  private async download(name: string, options: StorageCallOptions): Promise<Buffer> {
     try {
-      const response = await this.container.getBlockBlobClient(name).download();
+      const response = await this.container
+        .getBlockBlobClient(name)
+        .download(0, undefined, abortable(options));
       return await streamToBuffer(response.readableStreamBody);
     } catch (thrown) {
       throw describeStorageError(thrown, this.container.containerName, `read '${name}'`);
@@ -167,10 +197,11 @@ export class BlobExportSink implements ExportSink {
     return new BlockBlobWriter(this.container, name, content);
   }
 
-  async writeJson(name: string, value: unknown): Promise<boolean> {
+  async writeJson(name: string, value: unknown, options: StorageCallOptions = {}): Promise<boolean> {
     const body = Buffer.from(`${JSON.stringify(value, null, 2)}\n`, 'utf8');
     try {
       await this.container.getBlockBlobClient(name).upload(body, body.length, {
+        ...abortable(options),
         conditions: { ifNoneMatch: '*' },
         blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
       });
@@ -201,13 +232,15 @@ class BlockBlobWriter implements ExportBlobWriter {
    * Stages may run concurrently: the block's place in the list is taken when the stage starts, so the commit
    * keeps the order of the calls. A failed stage fails the blob (its caller never commits it).
    */
-  async stage(block: Buffer): Promise<void> {
+  async stage(block: Buffer, options: StorageCallOptions = {}): Promise<void> {
     const id = Buffer.from(`${this.prefix}-${String(this.blockIds.length).padStart(6, '0')}`).toString(
       'base64',
     );
     this.blockIds.push(id);
     try {
-      await this.container.getBlockBlobClient(this.name).stageBlock(id, block, block.length);
+      await this.container
+        .getBlockBlobClient(this.name)
+        .stageBlock(id, block, block.length, abortable(options));
     } catch (thrown) {
       throw describeStorageError(
         thrown,
@@ -218,10 +251,11 @@ class BlockBlobWriter implements ExportBlobWriter {
     }
   }
 
-  async commit(metadata: Record<string, string>): Promise<void> {
+  async commit(metadata: Record<string, string>, options: StorageCallOptions = {}): Promise<void> {
     const client = this.container.getBlockBlobClient(this.name);
     try {
       await client.commitBlockList(this.blockIds, {
+        ...abortable(options),
         conditions: { ifNoneMatch: '*' },
         blobHTTPHeaders: {
           blobContentType: this.content.contentType,
@@ -235,13 +269,21 @@ class BlockBlobWriter implements ExportBlobWriter {
       // other refusal (a lease, a WORM policy) is reported as what it is.
       if (
         isWriteConflict(thrown) ||
-        (storageError(thrown).code === 'InvalidBlockList' && (await client.exists()))
+        (storageError(thrown).code === 'InvalidBlockList' && (await this.exists(client, options)))
       ) {
         throw new ConcurrentRunError(
           `Export blob '${this.name}' was committed by another run; this run stops without writing it.`,
         );
       }
       throw describeStorageError(thrown, this.container.containerName, `commit '${this.name}'`, this.name);
+    }
+  }
+
+  private async exists(client: BlockBlobClient, options: StorageCallOptions): Promise<boolean> {
+    try {
+      return await client.exists(abortable(options));
+    } catch (thrown) {
+      throw describeStorageError(thrown, this.container.containerName, `read '${this.name}'`, this.name);
     }
   }
 }
@@ -256,12 +298,12 @@ export class BlobCheckpointStore implements CheckpointStore {
     readonly blobName: string = CHECKPOINT_BLOB,
   ) {}
 
-  async read(): Promise<StoredCheckpoint | undefined> {
+  async read(options: StorageCallOptions = {}): Promise<StoredCheckpoint | undefined> {
     const client = this.container.getBlockBlobClient(this.blobName);
     let body: Buffer;
     let etag: string | undefined;
     try {
-      const response = await client.download();
+      const response = await client.download(0, undefined, abortable(options));
       etag = response.etag;
       body = await streamToBuffer(response.readableStreamBody);
     } catch (thrown) {
@@ -284,14 +326,25 @@ export class BlobCheckpointStore implements CheckpointStore {
     return { document, etag };
   }
 
-  async write(document: CheckpointDocument, etag: string | undefined): Promise<string> {
+  async write(
+    document: CheckpointDocument,
+    etag: string | undefined,
+    options: StorageCallOptions = {},
+  ): Promise<string> {
     const body = Buffer.from(`${JSON.stringify(document, null, 2)}\n`, 'utf8');
     try {
       const response = await this.container.getBlockBlobClient(this.blobName).upload(body, body.length, {
+        ...abortable(options),
         conditions: etag ? { ifMatch: etag } : { ifNoneMatch: '*' },
         blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
       });
-      if (!response.etag) throw new ExportError(`Storage returned no ETag for '${this.blobName}'.`);
+      if (!response.etag) {
+        throw new StorageError(`Storage returned no ETag for '${this.blobName}'.`, {
+          container: this.container.containerName,
+          blob: this.blobName,
+          isTransient: true,
+        });
+      }
       return response.etag;
     } catch (thrown) {
       // Only a moved ETag or a lost create-only write is another run; a lease or a WORM policy fails the run.
@@ -300,7 +353,7 @@ export class BlobCheckpointStore implements CheckpointStore {
           'Another export run moved the checkpoint first; this run stops without writing it.',
         );
       }
-      if (thrown instanceof ExportError) throw thrown;
+      if (thrown instanceof StorageError) throw thrown;
       throw describeStorageError(
         thrown,
         this.container.containerName,
@@ -320,6 +373,11 @@ function isCheckpointDocument(value: unknown): value is CheckpointDocument {
     (v.api === 'graph' || v.api === 'legacy') &&
     isCheckpoint(v.checkpoint)
   );
+}
+
+/** The SDK options that carry a call's abort signal. */
+function abortable(options: StorageCallOptions): { abortSignal?: AbortSignal } {
+  return options.abortSignal ? { abortSignal: options.abortSignal } : {};
 }
 
 /** Reads a Node stream into one Buffer. */

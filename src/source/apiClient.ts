@@ -137,6 +137,7 @@ export class ApiClient {
                 method: 'GET',
                 url: describe(target),
                 responseExcerpt: excerpt(response.body),
+                isTransient: true,
               },
             );
           }
@@ -200,12 +201,14 @@ export class ApiClient {
         onTooLong?.() ??
         new ExportError(
           `The API asked to wait ${Math.round(hintedInMs / 1000)} s, longer than this run can; the next run resumes.`,
+          { isTransient: true },
         )
       );
     }
     if (delay > budget) {
       throw new ExportError(
         `Out of time while retrying (${reason}); the next run resumes from the checkpoint.`,
+        { isTransient: true },
       );
     }
     this.stats.retries++;
@@ -297,8 +300,6 @@ export class ApiClient {
         method: 'GET',
         url: describe(target),
         responseExcerpt: excerpt(response.body),
-        ...(code ? { code } : {}),
-        isRetryable: response.status === 429 || response.status >= 500,
       },
     );
   }

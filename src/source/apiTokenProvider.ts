@@ -65,7 +65,10 @@ export class ApiTokenProvider {
       });
     }
     const token = await this.credential.getToken(this.o.scope, abortSignal ? { abortSignal } : {});
-    if (!token?.token) throw new ExportError(`Entra returned no access token for scope ${this.o.scope}.`);
+    if (!token?.token)
+      throw new ExportError(`Entra returned no access token for scope ${this.o.scope}.`, {
+        isTransient: true,
+      });
     registerSecret(token.token, { longLived: false }); // rotates out of the bounded set of recent tokens
     return token.token;
   }
@@ -98,7 +101,7 @@ export class ApiTokenProvider {
         : 'its OpenID configuration failed, then answered when fetched again';
     return new ExportError(
       `Entra (authority host ${this.o.authorityHost}) is unreachable or failing (${detail}); retry later or check DEFENDER_AUTHORITY_HOST and the network.`,
-      { cause: thrown },
+      { cause: thrown, isTransient: true },
     );
   }
 
@@ -134,8 +137,10 @@ export class ApiTokenProvider {
         `Entra refused scope ${this.o.scope} (AADSTS${[...codes].join(', ')}): DEFENDER_API_URL must be the API's own host, and the API must be available in the tenant.`,
       );
     }
+    // Without an AADSTS code Entra did not refuse anything: the network or Entra failed, and a later run retries.
     return new ExportError(`Could not get a token for ${this.o.scope} from Entra ${at}: ${message}`, {
       cause: thrown,
+      isTransient: codes.size === 0,
     });
   }
 }

@@ -228,11 +228,13 @@ export class GraphIncidentSource implements IncidentSource {
           if (!this.isFull(page)) break;
           throw new ExportError(
             `Graph returned a full page without an @odata.nextLink inside ${where}; more rows share it than a page can hold and no filter can split them. The next run retries from the checkpoint.${quarantined}`,
+            { isTransient: true },
           );
         }
         if (followed.has(withoutExpand(url)) || isRepeat) {
           throw new ExportError(
             `Graph's @odata.nextLink does not advance inside ${where} (it repeats a page already read); it is not followed further. The next run retries from the checkpoint.${quarantined}`,
+            { isTransient: true },
           );
         }
         followed.add(url);
@@ -243,6 +245,7 @@ export class GraphIncidentSource implements IncidentSource {
     }
     throw new ExportError(
       `${where} kept changing over ${this.maxInstantPasses} full reads; the next run retries from the checkpoint.`,
+      { isTransient: true },
     );
   }
 

@@ -140,6 +140,7 @@ export class LegacyIncidentSource implements IncidentSource {
       if (overlap === 0) {
         throw new ExportError(
           `The legacy API returned ${page.returned} incident(s) per page for ${from.watermark}..${end}, too few to page with an overlap that detects a shifting result; nothing after the checkpoint was lost, the next run retries.`,
+          { isTransient: true },
         );
       }
       const tail = new Set(page.listed.slice(-overlap).map((r) => r.id));
@@ -154,6 +155,7 @@ export class LegacyIncidentSource implements IncidentSource {
         if (++stepsBack > 20) {
           throw new ExportError(
             `The legacy incidents result for ${from.watermark}..${end} kept shifting while paging; the next run retries.`,
+            { isTransient: true },
           );
         }
         skip = Math.max(0, skip - step);

@@ -1,5 +1,5 @@
 import type { SecretClient } from '@azure/keyvault-secrets';
-import { ExportError, registerSecret } from '../errors';
+import { ExportError, isTransientStatus, registerSecret } from '../errors';
 
 /** Port: where the Entra app's client secret comes from. */
 export interface SecretProvider {
@@ -119,11 +119,10 @@ export class KeyVaultSecretProvider implements SecretProvider {
         { cause: thrown },
       );
     }
+    // No answer, a timeout, throttling or a 5xx pass; a host name that does not resolve is a wrong KEY_VAULT_URL.
     return new ExportError(
       `Could not read secret '${this.o.secretName}' from Key Vault ${this.o.vaultUrl} (check KEY_VAULT_URL): ${e.message ?? String(thrown)}`,
-      {
-        cause: thrown,
-      },
+      { cause: thrown, isTransient: e.code !== 'ENOTFOUND' && isTransientStatus(e.statusCode ?? 0) },
     );
   }
 }
