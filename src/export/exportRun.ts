@@ -4,6 +4,7 @@ import { ConcurrentRunError, ExportError, toError } from '../errors';
 import type { Logger } from '../logger';
 import {
   BACKFILL_RUN_PREFIX,
+  encodeBlobMetadata,
   EXPORT_PREFIX,
   exportBlobFormat,
   exportBlobName,
@@ -11,16 +12,9 @@ import {
   isExportBlobName,
   manifestBlobName,
   quarantineBlobName,
+  readBlobMetadata,
 } from './blobLayout';
-import {
-  decodeCheckpoint,
-  encodeCheckpoint,
-  isCheckpoint,
-  exportedUntil,
-  watermarkOf,
-  type Checkpoint,
-  type IncidentRecord,
-} from './checkpoint';
+import { isCheckpoint, exportedUntil, watermarkOf, type Checkpoint, type IncidentRecord } from './checkpoint';
 import type {
   CheckpointDocument,
   CheckpointStore,
@@ -41,6 +35,7 @@ import {
   TICKS_PER_MS,
   ticksToMs,
   timestampFromMs,
+  type Timestamp,
 } from './timestamp';
 
 export interface ExportRunOptions {
@@ -283,28 +278,27 @@ class ExportRun {
     let best: { end: Checkpoint; ticks: bigint; blob: string } | undefined;
     let startTicks: bigint | undefined;
     const ends: { name: string; ticks: bigint }[] = [];
-    let bestUntil: string | undefined;
+    let bestUntil: Timestamp | undefined;
     for await (const blob of this.o.sink.listCommitted(EXPORT_PREFIX)) {
-      const m = blob.metadata;
-      if ((m.runid ?? '').startsWith(BACKFILL_RUN_PREFIX)) continue;
-      if (m.tenantid !== undefined && !sameTenant(m.tenantid, this.o.tenantId)) continue;
-      const end = decodeCheckpoint(m.endcheckpoint);
-      const from = parseTimestamp(m.windowfrom);
-      if (!end || !from) continue;
+      const m = readBlobMetadata(blob.metadata);
+      if (typeof m === 'string') continue;
+      if (m.runId.startsWith(BACKFILL_RUN_PREFIX)) continue;
+      if (m.tenantId !== undefined && !sameTenant(m.tenantId, this.o.tenantId)) continue;
+      const end = m.endCheckpoint;
       const ticks = watermarkOf(end).ticks;
-      if (Number(m.recordcount ?? 0) > 0) ends.push({ name: blob.name, ticks });
+      if (m.recordCount > 0) ends.push({ name: blob.name, ticks });
       if (
         !best ||
         ticks > best.ticks ||
         (ticks === best.ticks && end.idsAtWatermark.length > best.end.idsAtWatermark.length)
       ) {
         best = { end, ticks, blob: blob.name };
-        bestUntil = m.windowuntil;
+        bestUntil = m.windowUntil;
       }
-      if (startTicks === undefined || from.ticks < startTicks) startTicks = from.ticks;
+      if (startTicks === undefined || m.windowFrom.ticks < startTicks) startTicks = m.windowFrom.ticks;
     }
     if (!best || startTicks === undefined) return undefined;
-    this.chainReadAt = parseTimestamp(bestUntil)?.ticks;
+    this.chainReadAt = bestUntil?.ticks;
     // Every version exported in the re-read's span sits in a blob that ends in it or after it.
     const since = best.ticks - this.rereadTicks;
     const recent = this.rereadTicks > 0n ? ends.filter((b) => b.ticks >= since).map((b) => b.name) : [];
@@ -322,16 +316,17 @@ class ExportRun {
         return;
       const found = await this.committedSuccessor();
       if (!found) break;
-      const { name, metadata } = found;
-      const end = decodeCheckpoint(metadata.endcheckpoint);
-      if (!end) {
+      const { name } = found;
+      const metadata = readBlobMetadata(found.metadata);
+      if (typeof metadata === 'string') {
         throw new ExportError(
-          `Export blob '${name}' has no valid 'endcheckpoint' metadata; it was not written by this exporter. Move it away and run again.`,
+          `Export blob '${name}' ${metadata}; it was not written by this exporter. Move it away and run again.`,
         );
       }
-      if (metadata.tenantid !== undefined && !sameTenant(metadata.tenantid, this.o.tenantId)) {
+      const end = metadata.endCheckpoint;
+      if (metadata.tenantId !== undefined && !sameTenant(metadata.tenantId, this.o.tenantId)) {
         throw new ExportError(
-          `Export blob '${name}' was written for another tenant ('${metadata.tenantid}'), not DEFENDER_TENANT_ID '${this.o.tenantId}'; it is not adopted. Give each tenant its own EXPORT_CONTAINER.`,
+          `Export blob '${name}' was written for another tenant ('${metadata.tenantId}'), not DEFENDER_TENANT_ID '${this.o.tenantId}'; it is not adopted. Give each tenant its own EXPORT_CONTAINER.`,
         );
       }
       if (!isStrictlyAfter(end, this.persisted)) {
@@ -765,20 +760,22 @@ class OpenBlob {
     }
     await Promise.all(this.inFlight);
     this.throwIfFailed();
-    await this.writer.commit({
-      schemaversion: '1',
-      api: this.o.source.api,
-      tenantid: this.o.tenantId,
-      format: this.format,
-      compression: this.compression,
-      recordcount: String(this.encoder.records),
-      ...(this.late > 0 ? { latecount: String(this.late) } : {}),
-      windowfrom: from.watermark,
-      windowto: end.watermark,
-      windowuntil: windowUntil,
-      runid: this.o.runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64),
-      endcheckpoint: encodeCheckpoint(end),
-    });
+    const windowTo = watermarkOf(end);
+    await this.writer.commit(
+      encodeBlobMetadata({
+        api: this.o.source.api,
+        tenantId: this.o.tenantId,
+        format: this.format,
+        compression: this.compression,
+        recordCount: this.encoder.records,
+        lateCount: this.late,
+        windowFrom: watermarkOf(from),
+        windowTo,
+        windowUntil: parseTimestamp(windowUntil) ?? fail(`window end '${windowUntil}' is not a timestamp`),
+        runId: this.o.runId,
+        endCheckpoint: end,
+      }),
+    );
   }
 
   private startStage(block: Buffer): void {
@@ -794,6 +791,10 @@ class OpenBlob {
   private throwIfFailed(): void {
     if (this.failure) throw this.failure.error;
   }
+}
+
+function fail(message: string): never {
+  throw new Error(message);
 }
 
 function exactTicks(option: string, text: string): bigint {

@@ -4,8 +4,8 @@ import { dirname, join } from 'node:path';
 import type { ContainerClient } from '@azure/storage-blob';
 import { describeStorageError, streamToBuffer } from '../sink/blobExportStore';
 import type { DefenderApi } from '../config';
-import { isExportBlobName } from '../export/blobLayout';
-import { formatTicks, parseTimestamp, ticksToMs } from '../export/timestamp';
+import { isExportBlobName, readBlobMetadata } from '../export/blobLayout';
+import { formatTicks, ticksToMs } from '../export/timestamp';
 import { parseIncidentRecord } from '../source/incidentPage';
 import { toError } from '../errors';
 import {
@@ -112,7 +112,11 @@ export async function downloadExports(
   for (const blob of inRange.filter((b) => !isExportBlobName(b.name))) {
     summary.failures.push({ blob: blob.name, reason: 'not named as this exporter names blobs; not copied' });
   }
-  const dataBlobs = inRange.filter((b) => isExportBlobName(b.name) && b.metadata.recordcount !== '0');
+  // A blob whose metadata does not read is kept: it then fails verification, by name.
+  const dataBlobs = inRange.filter((b) => {
+    const metadata = readBlobMetadata(b.metadata);
+    return isExportBlobName(b.name) && (typeof metadata === 'string' || metadata.recordCount > 0);
+  });
   summary.emptyBlobs = inRange.length - dataBlobs.length;
   summary.blobs = dataBlobs.length;
   // From every blob of the listed day folders, not only those of the range: a file's name must not depend on
@@ -227,13 +231,11 @@ export function verifyExportBlob(
 ): { content: Buffer; records: number; api: DefenderApi } {
   if (bytes.length !== blob.size)
     throw new Error(`received ${bytes.length} bytes, but the blob has ${blob.size}`);
-  const api = blob.metadata.api;
-  const expected = Number(blob.metadata.recordcount);
-  if ((api !== 'graph' && api !== 'legacy') || !Number.isSafeInteger(expected)) {
-    throw new Error(
-      "it has no 'api' and 'recordcount' metadata, so it was not written by this exporter and cannot be verified",
-    );
+  const metadata = readBlobMetadata(blob.metadata);
+  if (typeof metadata === 'string') {
+    throw new Error(`it ${metadata}, so it was not written by this exporter and cannot be verified`);
   }
+  const { api, recordCount: expected } = metadata;
   // One bound, from the stored size, for both steps: content that is itself gzip is not inflated past it either.
   const limit = (inflate.maxInflatedBytes ?? maxInflatedBytes)(bytes.length);
   const bounded = { maxInflatedBytes: () => limit };
@@ -248,11 +250,10 @@ export function verifyExportBlob(
   return { content, records: records.length, api };
 }
 
-/** Blobs hold the versions from `windowfrom` to `windowto`; a blob without them is kept (and then fails verification). */
+/** Blobs hold the versions of their window; a blob whose metadata does not read is kept (and then fails verification). */
 function blobMeetsRange(blob: ExportBlobInfo, range: TimeRange): boolean {
-  const from = parseTimestamp(blob.metadata.windowfrom);
-  const to = parseTimestamp(blob.metadata.windowto);
-  return !from || !to || overlaps(range, from.ticks, to.ticks);
+  const metadata = readBlobMetadata(blob.metadata);
+  return typeof metadata === 'string' || overlaps(range, metadata.windowFrom.ticks, metadata.windowTo.ticks);
 }
 
 async function fetchBlob(
