@@ -97,6 +97,8 @@ export interface RunSummary {
   quarantined: number;
   /** Versions found by the re-read of EXPORT_REREAD_WINDOW: indexed after the position had passed them. */
   lateVersions: number;
+  /** Incidents exported without their alerts, because the API would not give them (see the warning). */
+  alertsUnavailable: number;
   /** The API's clock minus the host's, when they disagree by more than a minute (the window follows the API's). */
   apiClockSkewInMs?: number;
   durationInMs: number;
@@ -172,6 +174,7 @@ class ExportRun {
       recoveredBlobs: 0,
       quarantined: 0,
       lateVersions: 0,
+      alertsUnavailable: 0,
       durationInMs: 0,
     };
   }
@@ -691,6 +694,13 @@ class ExportRun {
     this.summary.requests = stats.requests;
     this.summary.throttles = stats.throttles;
     this.summary.retries = stats.retries;
+    this.summary.alertsUnavailable = this.o.source.alertsUnavailable;
+    if (this.summary.alertsUnavailable > 0) {
+      this.o.logger.warn(
+        `${this.summary.alertsUnavailable} incident version(s) were exported without their alerts: the API did not return them, ` +
+          'neither with $expand=alerts nor per incident (the info lines before name the incidents).',
+      );
+    }
     this.summary.watermark = this.persisted?.watermark ?? '';
     const now = this.o.clock.now();
     this.summary.durationInMs = now - this.startedAtMs;

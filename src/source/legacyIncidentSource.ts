@@ -57,6 +57,9 @@ export class LegacyIncidentSource implements IncidentSource {
     return this.o.client.stats;
   }
 
+  /** The legacy API embeds the alerts in every incident. */
+  readonly alertsUnavailable = 0;
+
   apiNow(): number | undefined {
     return this.o.client.serverNow();
   }
