@@ -1,4 +1,4 @@
-// typescript-eslint with type-checked rules (no floating promises), as STYLE.md asks.
+// typescript-eslint with type-checked rules (no floating promises).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 

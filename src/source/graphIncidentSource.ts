@@ -12,7 +12,7 @@ export interface GraphIncidentSourceOptions {
   readonly client: JsonGetter;
   readonly includeAlerts: boolean;
   readonly logger: Logger;
-  /** `$top`; Graph refuses more than 50 (api-contract.md §4.1). */
+  /** `$top`; Graph refuses more than 50 (docs/incidents-api.md#page-size). */
   readonly pageSize?: number;
   /** How many full passes over one over-full instant may disagree before the run gives up. */
   readonly maxInstantPasses?: number;

@@ -4,7 +4,7 @@ import { parseTimestamp } from '../export/timestamp';
 import type { RejectedRecord } from '../export/ports';
 import { ExportError } from '../errors';
 
-/** The two field names that differ between the APIs (api-contract.md §3.3 and §4.3). */
+/** The two field names that differ between the APIs (the schemas linked in docs/incidents-api.md). */
 export const FIELDS: Record<DefenderApi, { id: string; lastUpdate: string; label: string }> = {
   graph: { id: 'id', lastUpdate: 'lastUpdateDateTime', label: 'Microsoft Graph' },
   legacy: { id: 'incidentId', lastUpdate: 'lastUpdateTime', label: 'Defender XDR (legacy)' },

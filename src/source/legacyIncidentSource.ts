@@ -11,7 +11,7 @@ export interface LegacyIncidentSourceOptions {
   readonly baseUrl: string;
   readonly client: JsonGetter;
   readonly logger: Logger;
-  /** `$top`; the legacy API refuses more than 100 (api-contract.md §3.1). */
+  /** `$top`; the legacy API refuses more than 100 (docs/incidents-api.md#page-size). */
   readonly pageSize?: number;
   /** Rows each `$skip` page repeats from the previous one, to detect a result set that shifted. */
   readonly overlap?: number;
