@@ -43,7 +43,7 @@ function wholeNumber(text: string, name: string, min: number, max: number, probl
 }
 
 /** The status for people: a few labelled lines and a table of runs. */
-export function formatStatus(s: ExportStatus): string {
+function formatStatus(s: ExportStatus): string {
   const ago = (ms: number | undefined): string => (ms === undefined ? '' : `, ${formatDuration(ms)} ago`);
   const lines = [`Container:        ${s.container}`];
   if (s.checkpoint) {

@@ -72,7 +72,7 @@ export function manifestBlobName(startedAtMs: number, runId: string): string {
   return `${MANIFEST_PREFIX}${iso.slice(0, 10).replace(/-/g, '/')}/${iso.slice(11, 23).replace(/[:.]/g, '')}-${safeId}.json`;
 }
 
-export const QUARANTINE_PREFIX = 'quarantine/';
+const QUARANTINE_PREFIX = 'quarantine/';
 
 /**
  * Where an item that cannot be placed in time (no id, no valid last update) is kept:

@@ -35,7 +35,6 @@ export interface SourceStats {
   readonly requests: number;
   readonly retries: number;
   readonly throttles: number;
-  readonly bytes: number;
 }
 
 /** Port: where incidents come from (Graph or the legacy API). */

@@ -200,7 +200,7 @@ export async function downloadExports(
 }
 
 /** The local path of a blob: the same name, without `.gz` since the file is written decompressed. */
-export function localName(blobName: string): string {
+function localName(blobName: string): string {
   return blobName.replace(/\.gz$/, '');
 }
 
@@ -210,7 +210,7 @@ export function localName(blobName: string): string {
  * checkpoint name): it lands as `X.gunzipped.json[l]`. No export blob name holds `.gunzipped.` (see
  * isExportBlobName), so that name is free, and it depends only on the blobs of the day folder.
  */
-export function localNames(blobNames: readonly string[]): Map<string, string> {
+function localNames(blobNames: readonly string[]): Map<string, string> {
   const names = new Set(blobNames);
   const out = new Map<string, string>();
   for (const name of blobNames) {
@@ -224,7 +224,7 @@ export function localNames(blobNames: readonly string[]): Map<string, string> {
  * Checks the bytes of an export blob against what the exporter recorded: the size listed, that it decodes,
  * that every record is an incident of the blob's API, and the record count in its metadata.
  */
-export function verifyExportBlob(
+function verifyExportBlob(
   blob: ExportBlobInfo,
   bytes: Buffer,
   inflate: InflateOptions = {},
