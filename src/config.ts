@@ -148,7 +148,7 @@ export const FUNCTION_TIMEOUT_IN_MS = 30 * 60_000;
 /** Time a run needs after its budget is spent: the last blob commit, the checkpoint write, the manifest. */
 const FUNCTION_TIMEOUT_MARGIN_IN_MS = 5 * 60_000;
 /** The longest EXPORT_MAX_RUN_DURATION for the Function (PT25M, the default). */
-export const MAX_FUNCTION_RUN_DURATION_IN_MS = FUNCTION_TIMEOUT_IN_MS - FUNCTION_TIMEOUT_MARGIN_IN_MS;
+const MAX_FUNCTION_RUN_DURATION_IN_MS = FUNCTION_TIMEOUT_IN_MS - FUNCTION_TIMEOUT_MARGIN_IN_MS;
 
 /**
  * Who runs the export: the Function, which host.json's functionTimeout stops, or the operators' CLI (run,
@@ -181,7 +181,7 @@ const HARMLESS = /^[A-Za-z0-9 ._:*,!?-]{1,20}$/;
  * domain, a short word, or the setting's own `shape`), else described by its length only, because it may be a
  * secret pasted into the wrong setting and the message ends up in the host's logs and on the CLI's stderr.
  */
-export function showValue(value: string, expected: string, shape?: RegExp): string {
+function showValue(value: string, expected: string, shape?: RegExp): string {
   if (GUID.test(value) || DOMAIN.test(value) || HARMLESS.test(value) || shape?.test(value) === true) {
     return `'${value}'`;
   }
@@ -429,7 +429,7 @@ const PROXY_VARIABLES = {
  * The standard proxy variables (not product settings: the platform or the network team sets them), validated
  * into `problems`. Pure: takes the environment. A proxy URL may hold credentials; messages never show them.
  */
-export function parseProxySettings(
+function parseProxySettings(
   env: Readonly<Record<string, string | undefined>>,
   problems: string[] = [],
 ): ProxySettings {
@@ -530,10 +530,7 @@ function readLocalSettings(path: string | undefined): Record<string, string> {
  * Where JSON.parse failed, from its message: Node 22 says "(line L column C)", Node 20 "at position N" (an
  * offset into the text); some messages say neither, then the position is not known.
  */
-export function jsonErrorPosition(
-  text: string,
-  message: string,
-): { line: number; column: number } | undefined {
+function jsonErrorPosition(text: string, message: string): { line: number; column: number } | undefined {
   const lineColumn = /\(line (\d+) column (\d+)\)/.exec(message);
   if (lineColumn) return { line: Number(lineColumn[1]), column: Number(lineColumn[2]) };
   const position = /at position (\d+)/.exec(message);

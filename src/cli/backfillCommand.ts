@@ -3,6 +3,7 @@ import { loadConfig } from '../config';
 import { runBackfill } from '../operations/backfill';
 import { parseTimeRange } from '../operations/timeRange';
 import { parseOptions, type Command } from './command';
+import { commandHelp } from './commandHelp';
 import { consoleLogger } from './consoleLogger';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
 
@@ -12,25 +13,7 @@ import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
  */
 export function createBackfillCommand(composition: Omit<CompositionOptions, 'logger'> = {}): Command {
   return {
-    summary: 'export history from before the live export began, into the same container, resumably',
-    usage: `Usage: defender-export backfill --from DATE [--to DATE] [--json] [--verbose] [--settings FILE]
-
-A one-off export of the incidents updated from --from up to --to, or up to where the live export began if
-that is earlier, into the same container and layout as the live export. It reads the Defender API with the
-Function's settings, in runs that each fit EXPORT_MAX_RUN_DURATION, until the range is done. It keeps its own
-checkpoint (state/backfill-<from>-<to>.json): interrupted, the same command resumes; parts of the range that
-earlier backfills took are resumed or skipped, not exported again. It never moves the live checkpoint and never
-writes a version the live export wrote.
-
-Options:
-  --from DATE|DATETIME  start of the history: a UTC date (2026-01-01) or a date-time with zone
-  --to DATE|DATETIME    end: a date includes that whole day, a date-time is exclusive (default: where the live export began)
-  --json                print the summary as JSON on stdout
-  --verbose             also print debug lines (retries)
-  --settings FILE       settings file (default local.settings.json): the same settings as the Function
-
-Exit codes: 0 done (or nothing to do), 1 failed (run again to resume), 2 bad usage or settings,
-3 another backfill of this range is running, 130 interrupted (run again to resume).`,
+    ...commandHelp.backfill,
     async run(args) {
       const { values } = parseOptions(args, {
         from: { type: 'string' },

@@ -7,6 +7,7 @@ import type { InflateOptions } from '../operations/exportReader';
 import { parseTimeRange } from '../operations/timeRange';
 import { writeVersionsFile } from '../operations/versionsFile';
 import { parseOptions, type Command } from './command';
+import { commandHelp } from './commandHelp';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
 import { formatBytes, ProgressBar } from './progressBar';
 
@@ -16,29 +17,7 @@ import { formatBytes, ProgressBar } from './progressBar';
  */
 export function createDownloadCommand(inflate: InflateOptions = {}): Command {
   return {
-    summary: 'download the exports of a date range to local files, verified and resumable',
-    usage: `Usage: defender-export download --from DATE|DATETIME [--to DATE|DATETIME] [--out DIR] [options]
-
-Copies the export blobs that hold incident versions updated in the range to DIR, in the container's layout
-(incidents/YYYY/MM/DD/...), decompressed. Lists only the date folders of the range, downloads in parallel,
-checks every file (size, JSON, record count in the blob's metadata) and writes it atomically. Run it again to
-resume: files already written and intact are kept.
-
-Options:
-  --from DATE|DATETIME  start of the range: a UTC date (2026-11-24) or a date-time with zone (2026-11-24T06:00:00Z)
-  --to DATE|DATETIME    end of the range: a date includes that whole day, a date-time is exclusive (default now)
-  --out DIR             where the files go (default ./defender-exports)
-  --merge FILE          also write every incident version in the range to FILE, ordered by last update, then id
-  --latest FILE         also write the newest version in the range of each incident to FILE (the state at --to)
-  --format json|jsonl   format of the --merge and --latest files: one JSON array, or one incident a line (default json)
-  --concurrency N       blobs downloaded at once (default 4)
-  --progress            draw the progress bar on stderr even when it is not a terminal
-  --json                print the summary as JSON on stdout
-  --settings FILE       settings file (default local.settings.json); only the storage settings are needed:
-                        EXPORT_STORAGE_ACCOUNT_URL (with az login) or EXPORT_STORAGE_CONNECTION_STRING, EXPORT_CONTAINER
-
-Exit codes: 0 all files verified, 1 a blob failed (the others are kept; run again), 2 bad usage or settings,
-130 interrupted (run again to resume).`,
+    ...commandHelp.download,
     async run(args) {
       const { values } = parseOptions(args, {
         from: { type: 'string' },

@@ -9,6 +9,7 @@ import { startAzurite } from '../sandbox/azurite';
 import { defenderTime, type Incident } from '../sandbox/incidentStore';
 import { SimulatedTenant } from '../sandbox/simulatedTenant';
 import { parseOptions, type Command } from './command';
+import { commandHelp } from './commandHelp';
 
 interface SandboxState {
   tenantId: string;
@@ -27,18 +28,7 @@ const SETTLE = 'PT5S';
  * Each new run first lets the simulated analysts change some incidents, so the run is incremental.
  */
 export const sandboxCommand: Command = {
-  summary:
-    'run one export cycle against the built-in local sandbox (Azurite and a simulated Defender tenant)',
-  usage: `Usage: defender-export sandbox [--api graph|legacy] [--dir DIR] [--reset]
-
-Starts Azurite and a simulated Defender tenant (Entra, Key Vault, Graph and legacy incidents APIs over HTTPS on
-127.0.0.1), runs one export cycle through the same handler the Azure Function uses, and prints what it wrote.
-Run it again for an incremental run. Nothing leaves this machine.
-
-Options:
-  --api graph|legacy  which incidents API the export reads (default graph)
-  --dir DIR           where the sandbox keeps its state and copies of the exports (default .sandbox)
-  --reset             forget the sandbox's state and start over`,
+  ...commandHelp.sandbox,
   async run(args) {
     const { values } = parseOptions(args, {
       api: { type: 'string', default: 'graph' },

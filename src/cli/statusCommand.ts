@@ -5,24 +5,11 @@ import { printable } from '../export/printable';
 import { ConfigError } from '../errors';
 import { readExportStatus, type ExportStatus } from '../operations/exportStatus';
 import { parseOptions, type Command } from './command';
+import { commandHelp } from './commandHelp';
 
 /** `defender-export status`: the health of the export, for people, cron and monitoring. */
 export const statusCommand: Command = {
-  summary: 'show the checkpoint, how fresh the export is and the last runs; exit 1 when stale',
-  usage: `Usage: defender-export status [--max-age PT2H] [--days N] [--runs N] [--json] [--settings FILE]
-
-Reads the export's checkpoint (state/checkpoint.json) and the manifests of the last runs (runs/, by date
-prefix) and tells how far the export has come: everything updated before "exported until" is in storage.
-Exits with 1 when that is older than --max-age, so cron or a monitor can alert on it.
-
-Options:
-  --max-age DURATION  ISO-8601 duration the export may lag before it counts as stale (default PT2H)
-  --days N            UTC days of run manifests to look at (default 3)
-  --runs N            how many recent runs to show (default 10)
-  --json              print the status as JSON on stdout
-  --settings FILE     settings file (default local.settings.json); only the storage settings are needed
-
-Exit codes: 0 fresh, 1 stale or never run (or the status could not be read), 2 bad usage or settings.`,
+  ...commandHelp.status,
   async run(args) {
     const { values } = parseOptions(args, {
       'max-age': { type: 'string', default: 'PT2H' },
@@ -56,7 +43,7 @@ function wholeNumber(text: string, name: string, min: number, max: number, probl
 }
 
 /** The status for people: a few labelled lines and a table of runs. */
-export function formatStatus(s: ExportStatus): string {
+function formatStatus(s: ExportStatus): string {
   const ago = (ms: number | undefined): string => (ms === undefined ? '' : `, ${formatDuration(ms)} ago`);
   const lines = [`Container:        ${s.container}`];
   if (s.checkpoint) {

@@ -190,9 +190,7 @@ export function createIncidentSourceFactory(
  * The credential for Key Vault and Storage: the user-assigned managed identity that AZURE_CLIENT_ID names, else
  * DefaultAzureCredential (the Function's system identity in Azure; `az login` on an operator's machine).
  */
-export function createAzureCredential(
-  config: Pick<StorageConfig, 'managedIdentityClientId'>,
-): TokenCredential {
+function createAzureCredential(config: Pick<StorageConfig, 'managedIdentityClientId'>): TokenCredential {
   return config.managedIdentityClientId
     ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
     : new DefaultAzureCredential();

@@ -8,7 +8,7 @@ import { parseTimestamp, type Timestamp } from './timestamp';
  * Why a timestamp plus a tie set: many incidents can share one `lastUpdateDateTime`, even across a page
  * boundary. Resuming with `gt watermark` would lose the rest of them (Elastic, XSOAR), resuming with `ge`
  * alone would export the boundary ones twice. `ge watermark` minus the tie set loses and repeats nothing
- * (the Splunk SOAR cure, peers.md §2a).
+ * (the Splunk SOAR connector's cure, docs/incidents-api.md#ties-on-one-timestamp).
  */
 export interface Checkpoint {
   /** An exact Defender timestamp string (up to 7 fractional digits). */

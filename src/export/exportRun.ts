@@ -12,6 +12,7 @@ import {
 import type { Logger } from '../logger';
 import {
   BACKFILL_RUN_PREFIX,
+  encodeBlobMetadata,
   EXPORT_PREFIX,
   exportBlobFormat,
   exportBlobName,
@@ -19,16 +20,9 @@ import {
   isExportBlobName,
   manifestBlobName,
   quarantineBlobName,
+  readBlobMetadata,
 } from './blobLayout';
-import {
-  decodeCheckpoint,
-  encodeCheckpoint,
-  isCheckpoint,
-  exportedUntil,
-  watermarkOf,
-  type Checkpoint,
-  type IncidentRecord,
-} from './checkpoint';
+import { isCheckpoint, exportedUntil, watermarkOf, type Checkpoint, type IncidentRecord } from './checkpoint';
 import type {
   CheckpointDocument,
   CheckpointStore,
@@ -51,6 +45,7 @@ import {
   TICKS_PER_MS,
   ticksToMs,
   timestampFromMs,
+  type Timestamp,
 } from './timestamp';
 
 export interface ExportRunOptions {
@@ -112,6 +107,8 @@ export interface RunSummary {
   quarantined: number;
   /** Versions found by the re-read of EXPORT_REREAD_WINDOW: indexed after the position had passed them. */
   lateVersions: number;
+  /** Incidents exported without their alerts, because the API would not give them (see the warning). */
+  alertsUnavailable: number;
   /** The API's clock minus the host's, when they disagree by more than a minute (the window follows the API's). */
   apiClockSkewInMs?: number;
   durationInMs: number;
@@ -226,6 +223,7 @@ class ExportRun {
       recoveredBlobs: 0,
       quarantined: 0,
       lateVersions: 0,
+      alertsUnavailable: 0,
       durationInMs: 0,
     };
   }
@@ -350,28 +348,27 @@ class ExportRun {
     let best: { end: Checkpoint; ticks: bigint; blob: string } | undefined;
     let startTicks: bigint | undefined;
     const ends: { name: string; ticks: bigint }[] = [];
-    let bestUntil: string | undefined;
+    let bestUntil: Timestamp | undefined;
     for await (const blob of this.listCommitted(EXPORT_PREFIX)) {
-      const m = blob.metadata;
-      if ((m.runid ?? '').startsWith(BACKFILL_RUN_PREFIX)) continue;
-      if (m.tenantid !== undefined && !sameTenant(m.tenantid, this.o.tenantId)) continue;
-      const end = decodeCheckpoint(m.endcheckpoint);
-      const from = parseTimestamp(m.windowfrom);
-      if (!end || !from) continue;
+      const m = readBlobMetadata(blob.metadata);
+      if (typeof m === 'string') continue;
+      if (m.runId.startsWith(BACKFILL_RUN_PREFIX)) continue;
+      if (m.tenantId !== undefined && !sameTenant(m.tenantId, this.o.tenantId)) continue;
+      const end = m.endCheckpoint;
       const ticks = watermarkOf(end).ticks;
-      if (Number(m.recordcount ?? 0) > 0) ends.push({ name: blob.name, ticks });
+      if (m.recordCount > 0) ends.push({ name: blob.name, ticks });
       if (
         !best ||
         ticks > best.ticks ||
         (ticks === best.ticks && end.idsAtWatermark.length > best.end.idsAtWatermark.length)
       ) {
         best = { end, ticks, blob: blob.name };
-        bestUntil = m.windowuntil;
+        bestUntil = m.windowUntil;
       }
-      if (startTicks === undefined || from.ticks < startTicks) startTicks = from.ticks;
+      if (startTicks === undefined || m.windowFrom.ticks < startTicks) startTicks = m.windowFrom.ticks;
     }
     if (!best || startTicks === undefined) return undefined;
-    this.chainReadAt = parseTimestamp(bestUntil)?.ticks;
+    this.chainReadAt = bestUntil?.ticks;
     // Every version exported in the re-read's span sits in a blob that ends in it or after it.
     const since = best.ticks - this.rereadTicks;
     const recent = this.rereadTicks > 0n ? ends.filter((b) => b.ticks >= since).map((b) => b.name) : [];
@@ -389,16 +386,17 @@ class ExportRun {
         return;
       const found = await this.committedSuccessor();
       if (!found) break;
-      const { name, metadata } = found;
-      const end = decodeCheckpoint(metadata.endcheckpoint);
-      if (!end) {
+      const { name } = found;
+      const metadata = readBlobMetadata(found.metadata);
+      if (typeof metadata === 'string') {
         throw new ExportError(
-          `Export blob '${name}' has no valid 'endcheckpoint' metadata; it was not written by this exporter. Move it away and run again.`,
+          `Export blob '${name}' ${metadata}; it was not written by this exporter. Move it away and run again.`,
         );
       }
-      if (metadata.tenantid !== undefined && !sameTenant(metadata.tenantid, this.o.tenantId)) {
+      const end = metadata.endCheckpoint;
+      if (metadata.tenantId !== undefined && !sameTenant(metadata.tenantId, this.o.tenantId)) {
         throw new ExportError(
-          `Export blob '${name}' was written for another tenant ('${metadata.tenantid}'), not DEFENDER_TENANT_ID '${this.o.tenantId}'; it is not adopted. Give each tenant its own EXPORT_CONTAINER.`,
+          `Export blob '${name}' was written for another tenant ('${metadata.tenantId}'), not DEFENDER_TENANT_ID '${this.o.tenantId}'; it is not adopted. Give each tenant its own EXPORT_CONTAINER.`,
         );
       }
       if (!isStrictlyAfter(end, this.persisted)) {
@@ -845,6 +843,13 @@ class ExportRun {
     this.summary.requests = stats.requests;
     this.summary.throttles = stats.throttles;
     this.summary.retries = stats.retries;
+    this.summary.alertsUnavailable = this.o.source.alertsUnavailable;
+    if (this.summary.alertsUnavailable > 0) {
+      this.o.logger.warn(
+        `${this.summary.alertsUnavailable} incident version(s) were exported without their alerts: the API did not return them, ` +
+          'neither with $expand=alerts nor per incident (the info lines before name the incidents).',
+      );
+    }
     this.summary.watermark = this.persisted?.watermark ?? '';
     const now = this.o.clock.now();
     this.summary.durationInMs = now - this.startedAtMs;
@@ -922,20 +927,20 @@ class OpenBlob {
     }
     await Promise.all(this.inFlight);
     this.throwIfFailed();
-    const metadata = {
-      schemaversion: '1',
+    const windowTo = watermarkOf(end);
+    const metadata = encodeBlobMetadata({
       api: this.o.source.api,
-      tenantid: this.o.tenantId,
+      tenantId: this.o.tenantId,
       format: this.format,
       compression: this.compression,
-      recordcount: String(this.encoder.records),
-      ...(this.late > 0 ? { latecount: String(this.late) } : {}),
-      windowfrom: from.watermark,
-      windowto: end.watermark,
-      windowuntil: windowUntil,
-      runid: this.o.runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64),
-      endcheckpoint: encodeCheckpoint(end),
-    };
+      recordCount: this.encoder.records,
+      lateCount: this.late,
+      windowFrom: watermarkOf(from),
+      windowTo,
+      windowUntil: parseTimestamp(windowUntil) ?? fail(`window end '${windowUntil}' is not a timestamp`),
+      runId: this.o.runId,
+      endCheckpoint: end,
+    });
     await this.storage(`commit '${this.name}'`, (options) => this.writer.commit(metadata, options));
   }
 
@@ -953,6 +958,10 @@ class OpenBlob {
   private throwIfFailed(): void {
     if (this.failure) throw this.failure.error;
   }
+}
+
+function fail(message: string): never {
+  throw new Error(message);
 }
 
 function exactTicks(option: string, text: string): bigint {

@@ -35,13 +35,17 @@ export interface SourceStats {
   readonly requests: number;
   readonly retries: number;
   readonly throttles: number;
-  readonly bytes: number;
 }
 
 /** Port: where incidents come from (Graph or the legacy API). */
 export interface IncidentSource {
   readonly api: DefenderApi;
   readonly stats: SourceStats;
+  /**
+   * Incidents this source returned without their alerts because the alerts could not be read (Graph: neither
+   * with `$expand=alerts` nor per incident); always 0 for the legacy API, which embeds them.
+   */
+  readonly alertsUnavailable: number;
   /**
    * The API's own clock (epoch ms, by the `Date` header of its newest answer), or undefined before the first
    * answer. A run never exports up to a time the API has not reached, whatever the host's clock says.

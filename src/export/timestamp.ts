@@ -2,7 +2,7 @@
  * Defender timestamps carry up to 7 fractional digits (100-ns ticks) with trailing zeros trimmed
  * (`…:40.27Z`, `…:40.1966667Z`). JavaScript `Date` keeps milliseconds only, and comparing the strings
  * lexically is wrong (`…:40Z` vs `…:40.1Z`), so every comparison goes through exact tick counts.
- * See api-contract.md §6.10.
+ * See docs/incidents-api.md#timestamps-seven-fractional-digits.
  */
 
 const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?(Z|[+-]\d{2}:\d{2})$/;

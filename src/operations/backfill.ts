@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
 import { BlobCheckpointStore, describeStorageError, isWriteConflict } from '../sink/blobExportStore';
 import type { Exporter } from './exporter';
-import { CHECKPOINT_BLOB, EXPORT_PREFIX } from '../export/blobLayout';
+import { CHECKPOINT_BLOB, EXPORT_PREFIX, readBlobMetadata } from '../export/blobLayout';
 import { exportedUntil } from '../export/checkpoint';
 import { tenantMismatch } from '../export/tenant';
 import { formatTicks, parseTimestamp } from '../export/timestamp';
@@ -367,9 +367,9 @@ async function planSegments(
 async function findLiveStart(container: ContainerClient, position: string): Promise<string> {
   try {
     for await (const blob of container.listBlobsFlat({ prefix: EXPORT_PREFIX, includeMetadata: true })) {
-      const runId = blob.metadata?.runid ?? '';
-      const start = blob.metadata?.windowfrom;
-      if (!runId.startsWith(BACKFILL_RUN_PREFIX) && start && parseTimestamp(start)) return start;
+      const metadata = readBlobMetadata(blob.metadata ?? {});
+      if (typeof metadata !== 'string' && !metadata.runId.startsWith(BACKFILL_RUN_PREFIX))
+        return metadata.windowFrom.text;
     }
   } catch (thrown) {
     throw describeStorageError(thrown, container.containerName, `list '${EXPORT_PREFIX}'`);

@@ -4,8 +4,8 @@ import { dirname, join } from 'node:path';
 import type { ContainerClient } from '@azure/storage-blob';
 import { describeStorageError, streamToBuffer } from '../sink/blobExportStore';
 import type { DefenderApi } from '../config';
-import { isExportBlobName } from '../export/blobLayout';
-import { formatTicks, parseTimestamp, ticksToMs } from '../export/timestamp';
+import { isExportBlobName, readBlobMetadata } from '../export/blobLayout';
+import { formatTicks, ticksToMs } from '../export/timestamp';
 import { parseIncidentRecord } from '../source/incidentPage';
 import { toError } from '../errors';
 import {
@@ -112,7 +112,11 @@ export async function downloadExports(
   for (const blob of inRange.filter((b) => !isExportBlobName(b.name))) {
     summary.failures.push({ blob: blob.name, reason: 'not named as this exporter names blobs; not copied' });
   }
-  const dataBlobs = inRange.filter((b) => isExportBlobName(b.name) && b.metadata.recordcount !== '0');
+  // A blob whose metadata does not read is kept: it then fails verification, by name.
+  const dataBlobs = inRange.filter((b) => {
+    const metadata = readBlobMetadata(b.metadata);
+    return isExportBlobName(b.name) && (typeof metadata === 'string' || metadata.recordCount > 0);
+  });
   summary.emptyBlobs = inRange.length - dataBlobs.length;
   summary.blobs = dataBlobs.length;
   // From every blob of the listed day folders, not only those of the range: a file's name must not depend on
@@ -196,7 +200,7 @@ export async function downloadExports(
 }
 
 /** The local path of a blob: the same name, without `.gz` since the file is written decompressed. */
-export function localName(blobName: string): string {
+function localName(blobName: string): string {
   return blobName.replace(/\.gz$/, '');
 }
 
@@ -206,7 +210,7 @@ export function localName(blobName: string): string {
  * checkpoint name): it lands as `X.gunzipped.json[l]`. No export blob name holds `.gunzipped.` (see
  * isExportBlobName), so that name is free, and it depends only on the blobs of the day folder.
  */
-export function localNames(blobNames: readonly string[]): Map<string, string> {
+function localNames(blobNames: readonly string[]): Map<string, string> {
   const names = new Set(blobNames);
   const out = new Map<string, string>();
   for (const name of blobNames) {
@@ -220,20 +224,18 @@ export function localNames(blobNames: readonly string[]): Map<string, string> {
  * Checks the bytes of an export blob against what the exporter recorded: the size listed, that it decodes,
  * that every record is an incident of the blob's API, and the record count in its metadata.
  */
-export function verifyExportBlob(
+function verifyExportBlob(
   blob: ExportBlobInfo,
   bytes: Buffer,
   inflate: InflateOptions = {},
 ): { content: Buffer; records: number; api: DefenderApi } {
   if (bytes.length !== blob.size)
     throw new Error(`received ${bytes.length} bytes, but the blob has ${blob.size}`);
-  const api = blob.metadata.api;
-  const expected = Number(blob.metadata.recordcount);
-  if ((api !== 'graph' && api !== 'legacy') || !Number.isSafeInteger(expected)) {
-    throw new Error(
-      "it has no 'api' and 'recordcount' metadata, so it was not written by this exporter and cannot be verified",
-    );
+  const metadata = readBlobMetadata(blob.metadata);
+  if (typeof metadata === 'string') {
+    throw new Error(`it ${metadata}, so it was not written by this exporter and cannot be verified`);
   }
+  const { api, recordCount: expected } = metadata;
   // One bound, from the stored size, for both steps: content that is itself gzip is not inflated past it either.
   const limit = (inflate.maxInflatedBytes ?? maxInflatedBytes)(bytes.length);
   const bounded = { maxInflatedBytes: () => limit };
@@ -248,11 +250,10 @@ export function verifyExportBlob(
   return { content, records: records.length, api };
 }
 
-/** Blobs hold the versions from `windowfrom` to `windowto`; a blob without them is kept (and then fails verification). */
+/** Blobs hold the versions of their window; a blob whose metadata does not read is kept (and then fails verification). */
 function blobMeetsRange(blob: ExportBlobInfo, range: TimeRange): boolean {
-  const from = parseTimestamp(blob.metadata.windowfrom);
-  const to = parseTimestamp(blob.metadata.windowto);
-  return !from || !to || overlaps(range, from.ticks, to.ticks);
+  const metadata = readBlobMetadata(blob.metadata);
+  return typeof metadata === 'string' || overlaps(range, metadata.windowFrom.ticks, metadata.windowTo.ticks);
 }
 
 async function fetchBlob(

@@ -22,7 +22,7 @@ export interface ExportBlobInfo {
 }
 
 /** UTC days from `from` to `to` inclusive, as `YYYY/MM/DD`. */
-export function daysBetween(fromMs: number, toMs: number): string[] {
+function daysBetween(fromMs: number, toMs: number): string[] {
   const days: string[] = [];
   const start = Date.UTC(
     new Date(fromMs).getUTCFullYear(),

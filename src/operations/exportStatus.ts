@@ -7,6 +7,7 @@ import {
   EXPORT_PREFIX,
   isExportBlobName,
   MANIFEST_PREFIX,
+  readBlobMetadata,
 } from '../export/blobLayout';
 import { exportedUntil } from '../export/checkpoint';
 import { printable } from '../export/printable';
@@ -214,12 +215,15 @@ async function findNewestUpdate(
 ): Promise<ExportStatus['newestUpdate']> {
   for (let day = 0; day < days; day++) {
     const dayMs = Math.min(untilMs, nowMs) - day * DAY_MS;
-    const blobs = (await listBlobsByDay(container, EXPORT_PREFIX, dayMs, dayMs)).filter(
-      (b) => isExportBlobName(b.name) && Number(b.metadata.recordcount ?? 0) > 0,
-    );
+    const blobs = (await listBlobsByDay(container, EXPORT_PREFIX, dayMs, dayMs)).flatMap((b) => {
+      const metadata = readBlobMetadata(b.metadata);
+      return isExportBlobName(b.name) && typeof metadata !== 'string' && metadata.recordCount > 0
+        ? [{ name: b.name, api: metadata.api }]
+        : [];
+    });
     const newest = blobs.at(-1);
     if (!newest) continue;
-    const api = newest.metadata.api === 'legacy' ? 'legacy' : 'graph';
+    const api = newest.api;
     let max: bigint | undefined;
     for (const raw of await readExportBlob(container, newest.name)) {
       const record = parseIncidentRecord(raw, api);

@@ -23,7 +23,7 @@ const DEV_ACCOUNT_KEY =
 
 /**
  * Starts Azurite's blob service from node_modules as a child process. `--skipApiVersionCheck` is required:
- * the storage SDK always speaks a newer API version than Azurite knows (local-stack.md §1).
+ * the storage SDK always speaks a newer API version than Azurite knows (docs/azure-notes.md#azurite).
  */
 export async function startAzurite(options: AzuriteOptions = {}): Promise<AzuriteProcess> {
   const port = options.port ?? (await freePort());

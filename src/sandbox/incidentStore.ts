@@ -307,7 +307,10 @@ function stripUndefined<T extends object>(value: T): Partial<T> {
 
 const pascal = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 
-/** Microsoft Graph v1.0 shape (api-contract.md §4.2, §4.3). */
+/**
+ * Microsoft Graph v1.0 shape:
+ * https://learn.microsoft.com/en-us/graph/api/resources/security-incident?view=graph-rest-1.0
+ */
 export function toGraph(
   incident: Incident,
   options: { tenantId: string; expandAlerts: boolean; includeUnknownEnums: boolean },
@@ -409,7 +412,10 @@ function graphAlert(a: Alert, incident: Incident, tenantId: string): Record<stri
   };
 }
 
-/** Legacy `api/incidents` shape (api-contract.md §3.2, §3.3): numeric ids, PascalCase enums, alerts embedded. */
+/**
+ * Legacy `api/incidents` shape (https://learn.microsoft.com/en-us/defender-xdr/api-list-incidents):
+ * numeric ids, PascalCase enums, alerts embedded.
+ */
 export function toLegacy(incident: Incident): Record<string, unknown> {
   const status = incident.status === 'awaitingAction' ? 'Active' : pascal(incident.status);
   return {

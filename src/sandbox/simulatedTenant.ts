@@ -39,7 +39,7 @@ export interface SimulatedTenantOptions {
   /** The tenant's clock (epoch ms): token expiry and default update times. */
   clock?: () => number;
   tokenLifetimeSeconds?: number;
-  /** Legacy limits per app (api-contract.md §3.4). */
+  /** Legacy limits per app (docs/incidents-api.md#rate-limits-and-retry-after). */
   legacyLimits?: { perMinute: number; perHour: number; minuteInMs?: number; hourInMs?: number };
   /** Emit `@odata.nextLink` on the legacy API too (it is undocumented there). */
   legacyNextLink?: boolean;
@@ -72,8 +72,8 @@ const VAULT_AUDIENCE = 'https://vault.azure.net';
 /**
  * A simulated Defender tenant on one HTTPS server bound to 127.0.0.1: Entra (OIDC discovery and client-credentials
  * tokens), Key Vault (challenge flow and secrets), Microsoft Graph `/v1.0/security/incidents` and the legacy
- * `/api/incidents`, both facades over one {@link IncidentStore}, following api-contract.md. Used by the tests
- * and by `npm start`; scenario hooks ({@link intercept}, {@link afterPage}) inject faults and changes.
+ * `/api/incidents`, both facades over one {@link IncidentStore}, following docs/incidents-api.md. Used by the
+ * tests and by `npm start`; scenario hooks ({@link intercept}, {@link afterPage}) inject faults and changes.
  */
 export class SimulatedTenant {
   readonly tenantId: string;
@@ -656,7 +656,10 @@ export class SimulatedTenant {
     return q.repeatNextLink ? new URL(`${url.pathname}${url.search}`, this.origin).toString() : nextLink;
   }
 
-  /** Two sliding windows per app, as the legacy API enforces them (api-contract.md §3.4). */
+  /**
+   * Two sliding windows per app, as the legacy API enforces them
+   * (docs/incidents-api.md#rate-limits-and-retry-after).
+   */
   private allowLegacyCall(res: ServerResponse): boolean {
     const limits = this.options.legacyLimits ?? { perMinute: 50, perHour: 1500 };
     const minute = limits.minuteInMs ?? 60_000;

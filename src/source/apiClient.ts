@@ -34,12 +34,11 @@ export interface ApiClientOptions {
   readonly now?: () => number;
 }
 
-export interface RequestStats extends SourceStats {
+/** {@link SourceStats}, counted as requests go. */
+interface RequestStats extends SourceStats {
   requests: number;
   retries: number;
   throttles: number;
-  bytes: number;
-  tokenRefreshes: number;
 }
 
 interface RawResponse {
@@ -58,7 +57,7 @@ class TransientError extends Error {}
  * response, never the Authorization header.
  */
 export class ApiClient {
-  readonly stats: RequestStats = { requests: 0, retries: 0, throttles: 0, bytes: 0, tokenRefreshes: 0 };
+  readonly stats: RequestStats = { requests: 0, retries: 0, throttles: 0 };
   private readonly origin: string;
   private readonly agent: https.Agent;
   /** The API's clock minus ours, from the newest `Date` header (RFC 9110 §6.6.1: one-second resolution). */
@@ -107,7 +106,6 @@ export class ApiClient {
       try {
         this.stats.requests++;
         response = await this.send(target, token, options.headers ?? {}, options.abortSignal);
-        this.stats.bytes += response.body.length;
         this.observeDate(response.headers.date);
       } catch (thrown) {
         if (options.abortSignal?.aborted) throw thrown;
@@ -148,7 +146,6 @@ export class ApiClient {
       if (status === 401 && !refreshed) {
         refreshed = true;
         forceRefresh = true;
-        this.stats.tokenRefreshes++;
         this.o.logger.debug(`GET ${describe(target)}: 401, getting a fresh token and trying once more.`);
         continue;
       }

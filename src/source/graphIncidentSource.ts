@@ -12,7 +12,7 @@ export interface GraphIncidentSourceOptions {
   readonly client: JsonGetter;
   readonly includeAlerts: boolean;
   readonly logger: Logger;
-  /** `$top`; Graph refuses more than 50 (api-contract.md §4.1). */
+  /** `$top`; Graph refuses more than 50 (docs/incidents-api.md#page-size). */
   readonly pageSize?: number;
   /** How many full passes over one over-full instant may disagree before the run gives up. */
   readonly maxInstantPasses?: number;
@@ -41,8 +41,7 @@ export class GraphIncidentSource implements IncidentSource {
   private readonly maxInstantPasses: number;
   private readonly endpoint: string;
   private isExpandDegraded = false;
-  /** Incidents exported without their alerts in this source's runs. */
-  alertsUnavailable = 0;
+  private withoutAlerts = 0;
 
   constructor(private readonly o: GraphIncidentSourceOptions) {
     this.pageSize = Math.min(o.pageSize ?? GRAPH_MAX_PAGE_SIZE, GRAPH_MAX_PAGE_SIZE);
@@ -52,6 +51,11 @@ export class GraphIncidentSource implements IncidentSource {
 
   get stats(): SourceStats {
     return this.o.client.stats;
+  }
+
+  /** Incidents returned without their alerts; the run reports them (`alertsUnavailable` in its summary). */
+  get alertsUnavailable(): number {
+    return this.withoutAlerts;
   }
 
   apiNow(): number | undefined {
@@ -298,8 +302,9 @@ export class GraphIncidentSource implements IncidentSource {
     } catch (thrown) {
       if (abortSignal?.aborted) throw thrown;
     }
-    this.alertsUnavailable++;
-    this.o.logger.warn(
+    this.withoutAlerts++;
+    // One line per incident, to find them; the run warns once with the count.
+    this.o.logger.info(
       `Exporting incident '${record.id}' at ${record.lastUpdate.text} without its alerts: they could not be read.`,
     );
     return record;

@@ -4,8 +4,8 @@ import { parseTimestamp } from '../export/timestamp';
 import type { RejectedRecord } from '../export/ports';
 import { ExportError } from '../errors';
 
-/** The two field names that differ between the APIs (api-contract.md §3.3 and §4.3). */
-export const FIELDS: Record<DefenderApi, { id: string; lastUpdate: string; label: string }> = {
+/** The two field names that differ between the APIs (the schemas linked in docs/incidents-api.md). */
+const FIELDS: Record<DefenderApi, { id: string; lastUpdate: string; label: string }> = {
   graph: { id: 'id', lastUpdate: 'lastUpdateDateTime', label: 'Microsoft Graph' },
   legacy: { id: 'incidentId', lastUpdate: 'lastUpdateTime', label: 'Defender XDR (legacy)' },
 };
@@ -86,7 +86,7 @@ function parseRecord(item: unknown, f: (typeof FIELDS)[DefenderApi]): IncidentRe
 }
 
 /** Origin and path of a URL, for messages (the query holds only our filter, but stays out to keep lines short). */
-export function describeUrl(url: string): string {
+function describeUrl(url: string): string {
   try {
     const u = new URL(url);
     return `${u.origin}${u.pathname}`;

@@ -11,7 +11,7 @@ export interface LegacyIncidentSourceOptions {
   readonly baseUrl: string;
   readonly client: JsonGetter;
   readonly logger: Logger;
-  /** `$top`; the legacy API refuses more than 100 (api-contract.md §3.1). */
+  /** `$top`; the legacy API refuses more than 100 (docs/incidents-api.md#page-size). */
   readonly pageSize?: number;
   /** Rows each `$skip` page repeats from the previous one, to detect a result set that shifted. */
   readonly overlap?: number;
@@ -56,6 +56,9 @@ export class LegacyIncidentSource implements IncidentSource {
   get stats(): SourceStats {
     return this.o.client.stats;
   }
+
+  /** The legacy API embeds the alerts in every incident. */
+  readonly alertsUnavailable = 0;
 
   apiNow(): number | undefined {
     return this.o.client.serverNow();

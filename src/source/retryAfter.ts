@@ -2,7 +2,7 @@
  * How long a throttled or unavailable service asks us to wait, in ms, or undefined when it does not say.
  * Sources, in order: `retry-after-ms` / `x-ms-retry-after-ms` (Azure), `Retry-After` as seconds or an
  * HTTP-date (RFC 9110), and the legacy Defender API's body text "You can send requests again in N seconds"
- * (api-contract.md §3.4).
+ * (docs/incidents-api.md#rate-limits-and-retry-after).
  */
 export function retryAfterInMs(
   headers: Readonly<Record<string, string | string[] | undefined>>,

@@ -1,6 +1,6 @@
 import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
 import { CHECKPOINT_BLOB, exportBlobName } from '../../src/export/blobLayout';
-import { encodeCheckpoint, type Checkpoint } from '../../src/export/checkpoint';
+import { decodeCheckpoint, encodeCheckpoint, type Checkpoint } from '../../src/export/checkpoint';
 import type { CheckpointDocument, ExportBlobWriter } from '../../src/export/ports';
 import { readExportBlob } from '../../src/operations/exportReader';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
@@ -243,7 +243,16 @@ describe('a run without a checkpoint', () => {
 
 async function plant(world: World, name: string, metadata: Record<string, string>): Promise<void> {
   await world.container.getBlockBlobClient(name).upload('[]', 2, {
-    metadata: { schemaversion: '1', api: 'graph', recordcount: '0', ...metadata },
+    metadata: {
+      schemaversion: '1',
+      api: 'graph',
+      format: 'json',
+      compression: 'none',
+      recordcount: '0',
+      windowto: decodeCheckpoint(metadata.endcheckpoint)?.watermark ?? '',
+      runid: 'planted',
+      ...metadata,
+    },
   });
 }
 

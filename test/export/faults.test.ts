@@ -276,6 +276,41 @@ describe('faults and recovery (Graph)', () => {
     expect(world.logs.text).toMatch(/continues without it and reads alerts per incident/);
   });
 
+  it('exports incidents whose alerts cannot be read at all, and reports them in the summary and the manifest', async () => {
+    const unreadable = (id: string): boolean => Number(id) % 10 === 0;
+    world.tenant.intercept = ({ api, url }) => {
+      if (api !== 'graph') return undefined;
+      const perIncident = /^\/v1\.0\/security\/incidents\/([^/]+)$/.exec(url.pathname);
+      return url.searchParams.has('$expand') && (!perIncident || unreadable(perIncident[1]!))
+        ? { status: 500, body: '{"error":{"code":"InternalServerError","message":"boom"}}' }
+        : undefined;
+    };
+    const summary = await world.run();
+    expect(summary.outcome).toBe('succeeded');
+    const exported = await world.exported();
+    expect(exported).toHaveLength(120);
+    const withoutAlerts = exported.filter((v) => !Array.isArray(v.raw.alerts)).map((v) => v.id);
+    expect(withoutAlerts.length).toBeGreaterThan(0);
+    expect(withoutAlerts.every(unreadable)).toBe(true);
+    expect(summary.alertsUnavailable).toBe(withoutAlerts.length);
+    expect(world.logs.summaries.at(-1)).toMatchObject({ alertsUnavailable: withoutAlerts.length });
+    const [manifest] = await world.blobNames('runs/');
+    const stored = JSON.parse(
+      (await world.container.getBlockBlobClient(manifest!).downloadToBuffer()).toString('utf8'),
+    ) as Record<string, unknown>;
+    expect(stored.alertsUnavailable).toBe(withoutAlerts.length);
+    const warnings = world.logs.text.split('\n').filter((l) => /exported without their alerts/.test(l));
+    expect(warnings).toEqual([
+      expect.stringMatching(new RegExp(`^warn ${withoutAlerts.length} incident version`)),
+    ]);
+  });
+
+  it('reports no incident without alerts when the alerts come with the pages', async () => {
+    const summary = await world.run();
+    expect(summary.alertsUnavailable).toBe(0);
+    expect(world.logs.text).not.toMatch(/without their alerts/);
+  });
+
   it('never sends the token to a nextLink on another origin', async () => {
     const other = await SimulatedTenant.start();
     try {

@@ -1,5 +1,6 @@
 // Outside the Functions host, @azure/functions switches to test mode and registers nothing; it loads
-// @azure/functions-core lazily, so a virtual mock captures the real registration (local-stack.md §5).
+// @azure/functions-core lazily, so a virtual mock captures the real registration
+// (docs/azure-notes.md#azure-functions).
 import type { FunctionsCoreMock } from '../support/functionsCoreMock';
 
 jest.mock(

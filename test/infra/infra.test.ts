@@ -54,7 +54,7 @@ const params = [...bicep.matchAll(/^param (\w+) (\w+)(?: = (.+))?$/gm)].map((m) 
 
 // Settings that only a developer's machine uses: never in the deployed app.
 const LOCAL_ONLY = ['DEFENDER_CLIENT_SECRET', 'EXPORT_STORAGE_CONNECTION_STRING'];
-// Settings of the Functions host itself, identity-based (infra.md §1.4, §1.8).
+// Settings of the Functions host itself, identity-based (docs/azure-notes.md#azure-functions).
 const HOST_SETTINGS = [
   'AzureWebJobsStorage__blobServiceUri',
   'AzureWebJobsStorage__tableServiceUri',
@@ -221,7 +221,7 @@ describe('the deployment passes a security review', () => {
   });
 
   it('grants only known built-in roles, each on the narrowest scope, with guid() names', () => {
-    // Built-in role definition IDs (infra.md §1.7).
+    // Built-in role definition IDs (docs/azure-notes.md#built-in-role-definition-ids).
     const KNOWN: Record<string, string> = {
       'b7e6dc6d-f1e8-4753-8033-0f276bb0955b': 'Storage Blob Data Owner',
       'ba92f5b4-2d11-453d-a403-e96b0029c9fe': 'Storage Blob Data Contributor',

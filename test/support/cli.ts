@@ -41,7 +41,7 @@ export async function runCli(
 
 /** A command's own run, with main's mapping of errors to exit codes. */
 async function runCommand(command: Command, args: string[]): Promise<number> {
-  return main(['__test__', ...args], { __test__: command });
+  return main(['__test__', ...args], { __test__: { ...command, load: () => command } });
 }
 
 /** A temporary folder for one test. */

@@ -6,7 +6,7 @@ import {
   type Exporter,
 } from '../../src/composition/compositionRoot';
 import { parseConfig, type ExportConfig } from '../../src/config';
-import { CHECKPOINT_BLOB, EXPORT_PREFIX } from '../../src/export/blobLayout';
+import { CHECKPOINT_BLOB, EXPORT_PREFIX, readBlobMetadata } from '../../src/export/blobLayout';
 import type { RunSummary } from '../../src/export/exportRun';
 import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
 import type { CheckpointStore, ExportBlobWriter, ExportSink } from '../../src/export/ports';
@@ -166,7 +166,8 @@ export class World {
   async dataBlobNames(): Promise<string[]> {
     const names: string[] = [];
     for await (const blob of this.container.listBlobsFlat({ prefix: EXPORT_PREFIX, includeMetadata: true })) {
-      if (Number(blob.metadata?.recordcount ?? 0) > 0) names.push(blob.name);
+      const metadata = readBlobMetadata(blob.metadata ?? {});
+      if (typeof metadata !== 'string' && metadata.recordCount > 0) names.push(blob.name);
     }
     return names;
   }
