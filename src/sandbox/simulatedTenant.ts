@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApiTransport, ApiTransportRequest, ApiTransportResponse } from '../source/apiClient';
 import type { Socket } from 'node:net';
 import { ClientSecretCredential, type TokenCredential } from '@azure/identity';
 import { parseTimestamp } from '../export/timestamp';
@@ -8,6 +9,7 @@ import { createLoopbackCertificate } from './certificates';
 import { IncidentStore, lastUpdateOf, toGraph, toLegacy, type Incident } from './incidentStore';
 import { compileFilter, FilterSyntaxError } from './odataFilter';
 import { Random } from './random';
+import { RouteResponse, type RouteRequest } from './routeExchange';
 
 export type SimulatedApi = 'entra' | 'keyvault' | 'graph' | 'legacy';
 
@@ -164,10 +166,7 @@ export class SimulatedTenant {
     const { cert, key } = await createLoopbackCertificate();
     tenant.ca = cert;
     tenant.server = https.createServer({ cert, key }, (req, res) => {
-      tenant.handle(req, res).catch((e: unknown) => {
-        if (!res.headersSent)
-          tenant.json(res, 500, { error: { code: 'InternalServerError', message: String(e) } });
-      });
+      void tenant.serve(req, res);
     });
     tenant.server.on('connection', (socket: Socket) => {
       tenant.sockets.add(socket);
@@ -183,6 +182,36 @@ export class SimulatedTenant {
     return tenant;
   }
 
+  /** The HTTPS adapter: one request through {@link respond}, delivered as the route decided. */
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let body: string;
+    try {
+      body = await readBody(req);
+    } catch {
+      return;
+    }
+    const answer = await this.respond({
+      method: req.method ?? 'GET',
+      url: new URL(req.url ?? '/', this.origin),
+      headers: req.headers,
+      body,
+    });
+    if (answer.delivery === 'reset') {
+      req.socket.destroy();
+      return;
+    }
+    if (answer.delivery === 'hang') return;
+    if (answer.delivery === 'truncated') {
+      res.writeHead(answer.status, { ...answer.headers, 'content-length': String(answer.body.length) });
+      res.write(answer.body.subarray(0, Math.floor(answer.body.length / 2)));
+      setImmediate(() => res.socket?.destroy());
+      return;
+    }
+    res.on('finish', () => answer.sent());
+    res.writeHead(answer.status, answer.headers);
+    res.end(answer.body);
+  }
+
   /** A real SDK credential for the tenant's managed identity (Key Vault reads). */
   managedIdentityCredential(): TokenCredential {
     return new ClientSecretCredential(this.tenantId, this.identityClientId, this.identitySecret, {
@@ -190,6 +219,21 @@ export class SimulatedTenant {
       disableInstanceDiscovery: true,
       tlsOptions: { ca: this.ca },
     });
+  }
+
+  /**
+   * An access token for `audience` (this tenant's origin, or Key Vault's), as the token endpoint issues it after
+   * checking the client: for in-memory tests that do not run MSAL. Recorded in {@link issuedTokens}.
+   */
+  issueToken(clientId: string, audience: string): string {
+    const token = `sbx.${randomBytes(24).toString('base64url')}`;
+    this.tokens.set(token, {
+      audience,
+      expiresAt: this.clock() + this.tokenLifetimeSeconds * 1000,
+      clientId,
+    });
+    this.issuedTokens.push(token);
+    return token;
   }
 
   /** Every issued token stops working, as after a revocation. */
@@ -202,10 +246,51 @@ export class SimulatedTenant {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Answers one request in memory, with the same routes, faults and hooks as over HTTPS: a reset rejects with a
+   * network error, a cut body rejects as a connection closed early, and a hang waits for `abortSignal`.
+   */
+  readonly transport: ApiTransport = async (request: ApiTransportRequest): Promise<ApiTransportResponse> => {
+    const res = await this.respond({
+      method: request.method,
+      url: request.url,
+      headers: Object.fromEntries(Object.entries(request.headers).map(([k, v]) => [k.toLowerCase(), v])),
+      body: '',
+    });
+    request.abortSignal.throwIfAborted();
+    switch (res.delivery) {
+      case 'reset':
+        throw new Error('ECONNRESET socket hang up');
+      case 'truncated':
+        throw new Error('the connection closed before the response was complete');
+      case 'hang':
+        return new Promise<never>((_, reject) => {
+          const abort = () => reject(new Error('aborted'));
+          if (request.abortSignal.aborted) abort();
+          else request.abortSignal.addEventListener('abort', abort, { once: true });
+        });
+      default:
+        res.sent();
+        return { status: res.status, headers: { ...res.headers }, body: res.body };
+    }
+  };
+
+  /** One request through the routes; never throws (a route that fails answers 500). */
+  async respond(req: RouteRequest): Promise<RouteResponse> {
+    const res = new RouteResponse();
+    try {
+      await this.handle(req, res);
+    } catch (e) {
+      if (!res.headersSent)
+        this.json(res, 500, { error: { code: 'InternalServerError', message: String(e) } });
+    }
+    return res;
+  }
+
+  private async handle(req: RouteRequest, res: RouteResponse): Promise<void> {
     // The services' clock is the tenant's, as a real one's `Date` header is theirs (not the host's).
     res.setHeader('Date', new Date(this.clock()).toUTCString());
-    const url = new URL(req.url ?? '/', this.origin);
+    const url = req.url;
     const path = url.pathname;
     const api: SimulatedApi | undefined = path.startsWith('/v1.0/security/incidents')
       ? 'graph'
@@ -220,7 +305,7 @@ export class SimulatedTenant {
       this.json(res, 404, { error: { code: 'NotFound', message: `no route ${path}` } });
       return;
     }
-    const body = await readBody(req);
+    const body = req.body;
     this.requests.push({
       api,
       method: req.method ?? 'GET',
@@ -240,7 +325,7 @@ export class SimulatedTenant {
         (fault.kind === 'truncate' || fault.kind === 'nextLink' || fault.kind === 'corrupt')
       )
     ) {
-      this.applyFault(req, res, fault);
+      this.applyFault(res, fault);
       return;
     }
     switch (api) {
@@ -253,21 +338,21 @@ export class SimulatedTenant {
     }
   }
 
-  private applyFault(req: IncomingMessage, res: ServerResponse, fault: Fault): void {
+  private applyFault(res: RouteResponse, fault: Fault): void {
     if ('status' in fault) {
       res.writeHead(fault.status, { 'Content-Type': 'application/json; charset=utf-8', ...fault.headers });
       res.end(
         fault.body ?? JSON.stringify({ error: { code: String(fault.status), message: 'Injected fault' } }),
       );
-    } else if (fault.kind === 'reset') {
-      req.socket.destroy();
+    } else if (fault.kind === 'reset' || fault.kind === 'hang') {
+      // 'hang': never answer; close() destroys the socket, a client's timeout ends the request.
+      res.delivery = fault.kind;
     }
-    // 'hang': never answer; close() destroys the socket.
   }
 
   // ---------------------------------------------------------------- Entra
 
-  private entra(res: ServerResponse, url: URL, body: string): void {
+  private entra(res: RouteResponse, url: URL, body: string): void {
     const [, tenant, ...rest] = url.pathname.split('/');
     const knownTenant = tenant?.toLowerCase() === this.tenantId.toLowerCase();
     if (!knownTenant) {
@@ -359,13 +444,7 @@ export class SimulatedTenant {
       );
       return;
     }
-    const token = `sbx.${randomBytes(24).toString('base64url')}`;
-    this.tokens.set(token, {
-      audience: resource,
-      expiresAt: this.clock() + this.tokenLifetimeSeconds * 1000,
-      clientId,
-    });
-    this.issuedTokens.push(token);
+    const token = this.issueToken(clientId, resource);
     this.json(res, 200, {
       token_type: 'Bearer',
       expires_in: this.tokenLifetimeSeconds,
@@ -375,7 +454,7 @@ export class SimulatedTenant {
   }
 
   private aadError(
-    res: ServerResponse,
+    res: RouteResponse,
     status: number,
     error: string,
     code: number,
@@ -394,7 +473,7 @@ export class SimulatedTenant {
     });
   }
 
-  private tokenFor(req: IncomingMessage, audience: string): 'ok' | 'missing' | 'invalid' {
+  private tokenFor(req: RouteRequest, audience: string): 'ok' | 'missing' | 'invalid' {
     const header = req.headers.authorization;
     if (!header?.startsWith('Bearer ')) return 'missing';
     const token = this.tokens.get(header.slice(7));
@@ -404,7 +483,7 @@ export class SimulatedTenant {
 
   // ---------------------------------------------------------------- Key Vault
 
-  private keyVault(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  private keyVault(req: RouteRequest, res: RouteResponse, url: URL): void {
     if (this.tokenFor(req, VAULT_AUDIENCE) !== 'ok') {
       res.setHeader(
         'WWW-Authenticate',
@@ -467,8 +546,8 @@ export class SimulatedTenant {
 
   private incidents(
     api: 'graph' | 'legacy',
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: RouteRequest,
+    res: RouteResponse,
     url: URL,
     fault: Fault | undefined,
   ): void {
@@ -619,7 +698,7 @@ export class SimulatedTenant {
     if (fault && 'kind' in fault && fault.kind === 'corrupt')
       fault.mutate(document as { value: Record<string, unknown>[] });
     const pageIndex = this.pages[api]++;
-    res.on('finish', () => this.afterPage?.(api, pageIndex));
+    res.onSent(() => this.afterPage?.(api, pageIndex));
     const text = JSON.stringify(document);
     const headers: Record<string, string> = {
       'Content-Type':
@@ -630,10 +709,9 @@ export class SimulatedTenant {
       'client-request-id': String(req.headers['client-request-id'] ?? randomUUID()),
     };
     if (fault && 'kind' in fault && fault.kind === 'truncate') {
-      const bytes = Buffer.from(text);
-      res.writeHead(200, { ...headers, 'Content-Length': String(bytes.length) });
-      res.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
-      setImmediate(() => res.socket?.destroy());
+      res.writeHead(200, headers);
+      res.end(text);
+      res.delivery = 'truncated';
       return;
     }
     res.writeHead(200, headers);
@@ -657,7 +735,7 @@ export class SimulatedTenant {
   }
 
   /** Two sliding windows per app, as the legacy API enforces them (api-contract.md §3.4). */
-  private allowLegacyCall(res: ServerResponse): boolean {
+  private allowLegacyCall(res: RouteResponse): boolean {
     const limits = this.options.legacyLimits ?? { perMinute: 50, perHour: 1500 };
     const minute = limits.minuteInMs ?? 60_000;
     const hour = limits.hourInMs ?? 3_600_000;
@@ -760,8 +838,8 @@ export class SimulatedTenant {
   }
 
   private graphError(
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: RouteRequest,
+    res: RouteResponse,
     status: number,
     code: string,
     message: string,
@@ -781,7 +859,7 @@ export class SimulatedTenant {
     });
   }
 
-  private json(res: ServerResponse, status: number, value: unknown): void {
+  private json(res: RouteResponse, status: number, value: unknown): void {
     res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' });
     res.end(JSON.stringify(value));
   }
