@@ -1,23 +1,42 @@
 import * as fc from 'fast-check';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
-import { createExporter } from '../../src/composition/compositionRoot';
+import { createExporter, type CompositionOptions } from '../../src/composition/compositionRoot';
 import { parseConfig } from '../../src/config';
 import { parseTimestamp } from '../../src/export/timestamp';
-import type { CheckpointDocument } from '../../src/export/ports';
+import type { CheckpointDocument, CheckpointStore } from '../../src/export/ports';
 import { readExportBlob } from '../../src/operations/exportReader';
 import { IncidentStore } from '../../src/sandbox/incidentStore';
+import { Random } from '../../src/sandbox/random';
 import { Scenario } from '../../src/sandbox/scenario';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
 import { azuriteConnectionString, LogRecorder, wrapWriters } from '../support/world';
+import { MemoryCheckpointStore } from '../support/memory/memoryCheckpointStore';
+import { MemoryExportSink } from '../support/memory/memoryExportSink';
+import { TenantTokenProvider } from '../support/memory/tenantTokenProvider';
 
 /**
- * Random histories and random run schedules against the simulated tenant and a real Azurite, with faults at every
- * step. After a final clean run: complete, no duplicates, monotone checkpoint, no secret anywhere.
+ * Random histories and random run schedules against the simulated tenant, with faults at every step. After a
+ * final clean run: complete, no duplicates, monotone checkpoint, no secret anywhere.
+ *
+ * Most cases run in memory: the real ApiClient, token handling and Graph or legacy source against the tenant's
+ * routes through an in-memory transport, and the export core over memory ports with the Blob sink's semantics.
+ * About one case in PROPERTY_AZURITE_EVERY (default 20; 0 for none) takes the real path instead, HTTPS and
+ * MSAL to the tenant and a real Azurite, so the SDK's create-only writes and ETags stay covered.
  * `npm run test:soak` runs many more cases; a failure prints the seed and the shrunk case to replay it.
  */
-const RUNS = Number(process.env.PROPERTY_RUNS ?? 200);
-const SEED = process.env.PROPERTY_SEED ? Number(process.env.PROPERTY_SEED) : Date.now() % 2 ** 31;
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 300);
+const AZURITE_EVERY = Number(process.env.PROPERTY_AZURITE_EVERY ?? 20);
+/** The cases are split over this many test files, so that jest runs them on its two workers at once. */
+export const SHARDS = 2;
+const REPLAY_PATH = process.env.PROPERTY_PATH;
+/** `azurite` or `memory`: every case on that path, whatever it drew (to compare the two on one seed). */
+const VIA = process.env.PROPERTY_VIA;
+if (VIA !== undefined && VIA !== 'azurite' && VIA !== 'memory')
+  throw new Error(`PROPERTY_VIA must be 'azurite' or 'memory', not '${VIA}'.`);
+/** A counterexample as printed (JSON), run alone; edit `viaAzurite` to run it on the other path. */
+const REPLAY_CASE = process.env.PROPERTY_CASE;
+const GIVEN_SEED = process.env.PROPERTY_SEED ? Number(process.env.PROPERTY_SEED) : undefined;
 const SETTLE_MS = 5 * 60_000;
 const SAFE_BLOB_NAME = /^(incidents|runs|state|quarantine)\/[0-9A-Za-z][0-9A-Za-z/.-]*$/;
 
@@ -105,241 +124,341 @@ const scenario = fc.record({
     unplaceable: fc.option(fc.integer({ min: 2, max: 9 }), { freq: 3 }),
   }),
   steps: fc.array(step, { minLength: 3, maxLength: 12 }),
+  // Part of the case, so that PROPERTY_PATH replays it on the same path (shrinking prefers Azurite).
+  viaAzurite:
+    AZURITE_EVERY > 0
+      ? fc.integer({ min: 0, max: AZURITE_EVERY - 1 }).map((n) => n === 0)
+      : fc.constant(false),
 });
+
+type Case = typeof scenario extends fc.Arbitrary<infer T> ? T : never;
+
+/** Where a case's exports and checkpoint live: a container on Azurite, or memory ports. */
+interface CaseStorage {
+  readonly checkpoints: CheckpointStore;
+  /** What the exporter is given instead of the Blob sink and store (nothing on Azurite). */
+  readonly composition: Partial<CompositionOptions>;
+  readonly containerName: string;
+  loseCheckpoint(): Promise<void>;
+  /** Every stored name, its text where it is not an export, and the records of every export. */
+  contents(): Promise<{ names: string[]; texts: string[]; exports: Record<string, unknown>[][] }>;
+  dispose(): Promise<void>;
+}
+
+function azuriteStorage(name: string): CaseStorage {
+  const container =
+    BlobServiceClient.fromConnectionString(azuriteConnectionString()).getContainerClient(name);
+  return {
+    checkpoints: new BlobCheckpointStore(container),
+    composition: {},
+    containerName: name,
+    loseCheckpoint: async () => {
+      if (await container.exists())
+        await container.getBlockBlobClient('state/checkpoint.json').deleteIfExists();
+    },
+    contents: async () => {
+      const names: string[] = [];
+      const texts: string[] = [];
+      const exports: Record<string, unknown>[][] = [];
+      for await (const blob of container.listBlobsFlat({ includeMetadata: true })) {
+        names.push(blob.name);
+        texts.push(blob.name, JSON.stringify(blob.metadata ?? {}));
+        if (!blob.name.startsWith('incidents/')) {
+          texts.push((await container.getBlockBlobClient(blob.name).downloadToBuffer()).toString('utf8'));
+          continue;
+        }
+        exports.push((await readExportBlob(container, blob.name)) as Record<string, unknown>[]);
+      }
+      return { names, texts, exports };
+    },
+    dispose: async () => {
+      await container.deleteIfExists();
+    },
+  };
+}
+
+function memoryStorage(name: string, tenant: SimulatedTenant): CaseStorage {
+  const sink = new MemoryExportSink();
+  const checkpoints = new MemoryCheckpointStore();
+  const tokens = new TenantTokenProvider(tenant);
+  return {
+    checkpoints,
+    composition: { sink, apiTransport: tenant.transport, getApiToken: tokens.getToken },
+    containerName: name,
+    loseCheckpoint: () => {
+      checkpoints.delete();
+      return Promise.resolve();
+    },
+    contents: async () => {
+      const names: string[] = checkpoints.text === undefined ? [] : ['state/checkpoint.json'];
+      const texts: string[] = checkpoints.text === undefined ? [] : [checkpoints.text];
+      const exports: Record<string, unknown>[][] = [];
+      for (const blobName of sink.names()) {
+        const blob = sink.blobs.get(blobName)!;
+        names.push(blobName);
+        texts.push(blobName, JSON.stringify(blob.metadata));
+        if (!blobName.startsWith('incidents/')) texts.push(blob.body.toString('utf8'));
+        else exports.push((await sink.readRecords(blobName)) as Record<string, unknown>[]);
+      }
+      return { names, texts, exports };
+    },
+    dispose: () => Promise.resolve(),
+  };
+}
 
 class Killed extends Error {}
 
-const totals = {
-  seed: SEED,
-  cases: 0,
-  byApi: { graph: 0, legacy: 0 },
-  runs: 0,
-  concurrentRuns: 0,
-  killed: 0,
-  killedAt: {} as Record<string, number>,
-  tiedIncidents: 0,
-  hostileCases: 0,
-  formatChangeCases: 0,
-  checkpointLosses: 0,
-  skewedCases: 0,
-  lateIndexingCases: 0,
-  lateVersionsFound: 0,
-  finalRunsAfterBudget: 0,
-  hugeIncidents: 0,
-  faults: {} as Record<string, number>,
-};
+/**
+ * One shard of the property: its share of PROPERTY_RUNS, from its own seed (PROPERTY_SEED + shard when given).
+ * A replay (PROPERTY_PATH) runs the given seed exactly, in shard 0 only.
+ */
+export function describeCompleteness(shard: number): void {
+  const replaying = REPLAY_PATH !== undefined || REPLAY_CASE !== undefined;
+  const SEED = replaying ? GIVEN_SEED! : ((GIVEN_SEED ?? Date.now() % 2 ** 31) + shard) % 2 ** 31;
+  const runs = replaying
+    ? shard === 0
+      ? 1
+      : 0
+    : Math.floor(RUNS / SHARDS) + (shard < RUNS % SHARDS ? 1 : 0);
+  const totals = {
+    seed: SEED,
+    shard,
+    cases: 0,
+    byApi: { graph: 0, legacy: 0 },
+    runs: 0,
+    concurrentRuns: 0,
+    killed: 0,
+    killedAt: {} as Record<string, number>,
+    tiedIncidents: 0,
+    hostileCases: 0,
+    formatChangeCases: 0,
+    checkpointLosses: 0,
+    skewedCases: 0,
+    lateIndexingCases: 0,
+    lateVersionsFound: 0,
+    finalRunsAfterBudget: 0,
+    hugeIncidents: 0,
+    azuriteCases: 0,
+    faults: {} as Record<string, number>,
+  };
 
-describe('completeness under random histories, schedules, kills and faults', () => {
-  let tenant: SimulatedTenant;
-  const sim = { now: 0 };
-  beforeAll(async () => {
-    tenant = await SimulatedTenant.start({
-      clock: () => sim.now,
-      legacyLimits: { perMinute: 50, perHour: 1500 },
-    });
-  });
-  afterAll(async () => {
-    await tenant.close();
-    // Replay any failure with PROPERTY_SEED=<seed>.
-    process.stdout.write(`property totals: ${JSON.stringify(totals)}\n`);
-  });
+  (runs > 0 ? describe : describe.skip)(
+    `completeness under random histories, schedules, kills and faults (shard ${shard + 1} of ${SHARDS})`,
+    () => {
+      let tenant: SimulatedTenant;
+      const sim = { now: 0 };
+      beforeAll(async () => {
+        tenant = await SimulatedTenant.start({
+          clock: () => sim.now,
+          legacyLimits: { perMinute: 50, perHour: 1500 },
+        });
+      });
+      afterAll(async () => {
+        await tenant.close();
+        // Replay any failure with PROPERTY_SEED=<seed>.
+        process.stdout.write(`property totals: ${JSON.stringify(totals)}\n`);
+      });
 
-  it('exports every latest version exactly once, never moves back, and leaks nothing', async () => {
-    await fc.assert(
-      fc.asyncProperty(scenario, async (c) => {
-        totals.cases++;
-        totals.byApi[c.api]++;
-        if (c.hostile) totals.hostileCases++;
-        if (c.formatChanges) totals.formatChangeCases++;
-        if (c.hostClockAheadInMs !== 0) totals.skewedCases++;
-        if (c.lagBeyondSettle) totals.lateIndexingCases++;
-        // Time only moves forward, across cases too (the tenant's tokens and legacy quota live on).
-        sim.now = Math.max(sim.now, Date.UTC(2026, 10, 20)) + 7 * 86_400_000 + (c.seed % 86_400_000);
-        tenant.store = new IncidentStore(c.seed, () => sim.now);
-        const script = new Scenario(tenant, {
-          seed: c.seed,
-          faultRate: c.faultRate,
-          mutationRate: c.mutationRate,
-          maxLagInMs: c.lagBeyondSettle ? 40 * 60_000 : SETTLE_MS,
-          hostile: c.hostile,
-          failExpandedPages: c.failExpandedPages,
-          ...c.paging,
-          now: () => sim.now,
-        });
-        if (c.seed % 17 === 0) {
-          script.huge(4 * 1024 * 1024);
-          totals.hugeIncidents++;
-        }
-        const container = BlobServiceClient.fromConnectionString(
-          azuriteConnectionString(),
-        ).getContainerClient(`prop-${c.seed.toString(36)}-${totals.cases}`);
-        const logs = new LogRecorder();
-        const settingsOf = (index: number) => ({
-          DEFENDER_TENANT_ID: tenant.tenantId,
-          DEFENDER_CLIENT_ID: tenant.clientId,
-          DEFENDER_API: c.api,
-          DEFENDER_API_URL: tenant.origin,
-          DEFENDER_AUTHORITY_HOST: tenant.origin,
-          KEY_VAULT_URL: tenant.origin,
-          EXPORT_STORAGE_CONNECTION_STRING: azuriteConnectionString(),
-          EXPORT_CONTAINER: container.containerName,
-          EXPORT_FORMAT: c.formatChanges ? FORMATS[index]![0] : c.format,
-          EXPORT_COMPRESSION: c.formatChanges ? FORMATS[index]![1] : c.compression,
-          EXPORT_SETTLE_DELAY: 'PT5M',
-          EXPORT_REREAD_WINDOW: 'PT1H',
-        });
-        const watermarks: bigint[] = [];
-        const checkpoints = new BlobCheckpointStore(container);
-        const exporter = (kill: Kill | null, settings = 0) => {
-          let stages = 0;
-          let commits = 0;
-          let writes = 0;
-          const killIf = (at: Kill['at'], count: number) => {
-            if (kill?.at === at && kill.n === count) {
-              totals.killed++;
-              totals.killedAt[at] = (totals.killedAt[at] ?? 0) + 1;
-              throw new Killed(`killed at ${at} #${count}`);
+      it('exports every latest version exactly once, never moves back, and leaks nothing', async () => {
+        await fc.assert(
+          fc.asyncProperty(scenario, async (generated) => {
+            const c = VIA === undefined ? generated : { ...generated, viaAzurite: VIA === 'azurite' };
+            totals.cases++;
+            totals.byApi[c.api]++;
+            if (c.hostile) totals.hostileCases++;
+            if (c.formatChanges) totals.formatChangeCases++;
+            if (c.hostClockAheadInMs !== 0) totals.skewedCases++;
+            if (c.lagBeyondSettle) totals.lateIndexingCases++;
+            // Time only moves forward, across cases too (the tenant's tokens and legacy quota live on).
+            sim.now = Math.max(sim.now, Date.UTC(2026, 10, 20)) + 7 * 86_400_000 + (c.seed % 86_400_000);
+            tenant.store = new IncidentStore(c.seed, () => sim.now);
+            const script = new Scenario(tenant, {
+              seed: c.seed,
+              faultRate: c.faultRate,
+              mutationRate: c.mutationRate,
+              maxLagInMs: c.lagBeyondSettle ? 40 * 60_000 : SETTLE_MS,
+              hostile: c.hostile,
+              failExpandedPages: c.failExpandedPages,
+              ...c.paging,
+              now: () => sim.now,
+            });
+            if (c.seed % 17 === 0) {
+              script.huge(4 * 1024 * 1024);
+              totals.hugeIncidents++;
             }
-          };
-          const wrapSink = wrapWriters((writer) => ({
-            stage: async (block) => {
-              killIf('stage', stages++);
-              await writer.stage(block);
-            },
-            commit: async (metadata) => {
-              await writer.commit(metadata);
-              killIf('afterCommit', commits++);
-            },
-          }));
-          const checkpointStore = {
-            read: () => checkpoints.read(),
-            write: async (document: CheckpointDocument, etag: string | undefined) => {
-              const n = writes++;
-              killIf('beforeCheckpoint', n);
-              const result = await checkpoints.write(document, etag);
-              killIf('afterCheckpoint', n);
-              return result;
-            },
-          };
-          return createExporter(parseConfig(settingsOf(settings)), {
-            logger: logs,
-            clock: { now: () => sim.now + c.hostClockAheadInMs },
-            ca: tenant.ca,
-            azureCredential: tenant.managedIdentityCredential(),
-            pageSize: c.pageSize,
-            http: {
-              timeoutInMs: 250,
-              sleep: (ms) => {
-                sim.now += ms;
-                return Promise.resolve();
-              },
-            },
-            storageRetry: { maxTries: 1 },
-            checkpointStore,
-            wrapSink,
-          });
-        };
-        const observe = async () => {
-          const stored = await checkpoints.read().catch(() => undefined);
-          if (stored) watermarks.push(parseTimestamp(stored.document.checkpoint.watermark)!.ticks);
-        };
-        const runOnce = async (kill: Kill | null, settings = 0) => {
-          totals.runs++;
-          await exporter(kill, settings)
-            .run()
-            .catch(() => undefined);
-        };
+            if (c.viaAzurite) totals.azuriteCases++;
+            const storageName = `prop-${c.seed.toString(36)}-${totals.cases}`;
+            const storage = c.viaAzurite ? azuriteStorage(storageName) : memoryStorage(storageName, tenant);
+            const logs = new LogRecorder();
+            const settingsOf = (index: number) => ({
+              DEFENDER_TENANT_ID: tenant.tenantId,
+              DEFENDER_CLIENT_ID: tenant.clientId,
+              DEFENDER_API: c.api,
+              DEFENDER_API_URL: tenant.origin,
+              DEFENDER_AUTHORITY_HOST: tenant.origin,
+              KEY_VAULT_URL: tenant.origin,
+              EXPORT_STORAGE_CONNECTION_STRING: azuriteConnectionString(),
+              EXPORT_CONTAINER: storage.containerName,
+              EXPORT_FORMAT: c.formatChanges ? FORMATS[index]![0] : c.format,
+              EXPORT_COMPRESSION: c.formatChanges ? FORMATS[index]![1] : c.compression,
+              EXPORT_SETTLE_DELAY: 'PT5M',
+              EXPORT_REREAD_WINDOW: 'PT1H',
+            });
+            const watermarks: bigint[] = [];
+            const jitter = new Random(c.seed ^ 0x5eed);
+            const checkpoints = storage.checkpoints;
+            const exporter = (kill: Kill | null, settings = 0) => {
+              let stages = 0;
+              let commits = 0;
+              let writes = 0;
+              const killIf = (at: Kill['at'], count: number) => {
+                if (kill?.at === at && kill.n === count) {
+                  totals.killed++;
+                  totals.killedAt[at] = (totals.killedAt[at] ?? 0) + 1;
+                  throw new Killed(`killed at ${at} #${count}`);
+                }
+              };
+              const wrapSink = wrapWriters((writer) => ({
+                stage: async (block) => {
+                  killIf('stage', stages++);
+                  await writer.stage(block);
+                },
+                commit: async (metadata) => {
+                  await writer.commit(metadata);
+                  killIf('afterCommit', commits++);
+                },
+              }));
+              const checkpointStore = {
+                read: () => checkpoints.read(),
+                write: async (document: CheckpointDocument, etag: string | undefined) => {
+                  const n = writes++;
+                  killIf('beforeCheckpoint', n);
+                  const result = await checkpoints.write(document, etag);
+                  killIf('afterCheckpoint', n);
+                  return result;
+                },
+              };
+              return createExporter(parseConfig(settingsOf(settings)), {
+                logger: logs,
+                clock: { now: () => sim.now + c.hostClockAheadInMs },
+                ca: tenant.ca,
+                azureCredential: tenant.managedIdentityCredential(),
+                pageSize: c.pageSize,
+                http: {
+                  // In memory an answer never waits for a timer, so only a hang meets the timeout.
+                  timeoutInMs: c.viaAzurite ? 250 : 2,
+                  // Backoff jitter from the case's seed: a case replays with the same waits.
+                  random: () => jitter.next(),
+                  sleep: (ms) => {
+                    sim.now += ms;
+                    return Promise.resolve();
+                  },
+                },
+                storageRetry: { maxTries: 1 },
+                checkpointStore,
+                wrapSink,
+                ...storage.composition,
+              });
+            };
+            const observe = async () => {
+              const stored = await checkpoints.read().catch(() => undefined);
+              if (stored) watermarks.push(parseTimestamp(stored.document.checkpoint.watermark)!.ticks);
+            };
+            const runOnce = async (kill: Kill | null, settings = 0) => {
+              totals.runs++;
+              await exporter(kill, settings)
+                .run()
+                .catch(() => undefined);
+            };
 
-        try {
-          for (const s of c.steps) {
-            if (s.kind === 'advance') sim.now += s.ms;
-            else if (s.kind === 'change') script.change(s.count);
-            else if (s.kind === 'tie') {
-              script.tie(s.count);
-              totals.tiedIncidents += s.count;
-            } else if (s.kind === 'loseCheckpoint') {
-              totals.checkpointLosses++;
-              if (await container.exists())
-                await container.getBlockBlobClient('state/checkpoint.json').deleteIfExists();
-            } else {
-              if (s.concurrent) totals.concurrentRuns++;
-              await (s.concurrent
-                ? Promise.all([runOnce(s.kill, s.settings), runOnce(null, (s.settings + 1) % FORMATS.length)])
-                : runOnce(s.kill, s.settings));
+            try {
+              for (const s of c.steps) {
+                if (s.kind === 'advance') sim.now += s.ms;
+                else if (s.kind === 'change') script.change(s.count);
+                else if (s.kind === 'tie') {
+                  script.tie(s.count);
+                  totals.tiedIncidents += s.count;
+                } else if (s.kind === 'loseCheckpoint') {
+                  totals.checkpointLosses++;
+                  await storage.loseCheckpoint();
+                } else {
+                  if (s.concurrent) totals.concurrentRuns++;
+                  await (s.concurrent
+                    ? Promise.all([
+                        runOnce(s.kill, s.settings),
+                        runOnce(null, (s.settings + 1) % FORMATS.length),
+                      ])
+                    : runOnce(s.kill, s.settings));
+                  await observe();
+                }
+                sim.now += 1_000;
+              }
+              // The final clean runs, after the settle delay: as many as a backlog needs (each within its budget).
+              script.disable();
+              sim.now += SETTLE_MS + 1_000;
+              let final = await exporter(null).run();
+              for (let n = 1; final.outcome === 'partial' && n < 20; n++) {
+                totals.finalRunsAfterBudget++;
+                final = await exporter(null).run();
+              }
+              expect(final.outcome).toBe('succeeded');
+              totals.lateVersionsFound += logs.summaries.reduce((n, r) => n + (r.lateVersions ?? 0), 0);
               await observe();
-            }
-            sim.now += 1_000;
-          }
-          // The final clean runs, after the settle delay: as many as a backlog needs (each within its budget).
-          script.disable();
-          sim.now += SETTLE_MS + 1_000;
-          let final = await exporter(null).run();
-          for (let n = 1; final.outcome === 'partial' && n < 20; n++) {
-            totals.finalRunsAfterBudget++;
-            final = await exporter(null).run();
-          }
-          expect(final.outcome).toBe('succeeded');
-          totals.lateVersionsFound += logs.summaries.reduce((n, r) => n + (r.lateVersions ?? 0), 0);
-          await observe();
-          const until = parseTimestamp(final.windowUntil)!.ticks;
+              const until = parseTimestamp(final.windowUntil)!.ticks;
 
-          // Collect the committed exports.
-          const idField = c.api === 'graph' ? 'id' : 'incidentId';
-          const tsField = c.api === 'graph' ? 'lastUpdateDateTime' : 'lastUpdateTime';
-          const exported: string[] = [];
-          const haystack: string[] = [logs.text];
-          const names: string[] = [];
-          for await (const blob of container.listBlobsFlat({ includeMetadata: true })) {
-            names.push(blob.name);
-            haystack.push(blob.name, JSON.stringify(blob.metadata ?? {}));
-            if (!blob.name.startsWith('incidents/')) {
-              haystack.push(
-                (await container.getBlockBlobClient(blob.name).downloadToBuffer()).toString('utf8'),
+              // Collect the committed exports.
+              const idField = c.api === 'graph' ? 'id' : 'incidentId';
+              const tsField = c.api === 'graph' ? 'lastUpdateDateTime' : 'lastUpdateTime';
+              const contents = await storage.contents();
+              const exported = contents.exports.flatMap((records) =>
+                records.map((raw) => `${String(raw[idField])}@${parseTimestamp(raw[tsField])!.ticks}`),
               );
-              continue;
-            }
-            for (const raw of (await readExportBlob(container, blob.name)) as Record<string, unknown>[]) {
-              exported.push(`${String(raw[idField])}@${parseTimestamp(raw[tsField])!.ticks}`);
-            }
-          }
-          for (const [kind, n] of Object.entries(script.injected))
-            totals.faults[kind] = (totals.faults[kind] ?? 0) + n;
+              const haystack: string[] = [logs.text, ...contents.texts];
+              const names = contents.names;
+              for (const [kind, n] of Object.entries(script.injected))
+                totals.faults[kind] = (totals.faults[kind] ?? 0) + n;
 
-          // No duplicates.
-          expect(exported.length - new Set(exported).size).toBe(0);
-          // Only versions that existed.
-          expect(exported.filter((v) => !tenant.store.versions.has(v))).toEqual([]);
-          // Complete: the latest version of every incident updated before the final bound, unless the API sent it
-          // without an id or update time (then it is in quarantine/).
-          const set = new Set(exported);
-          const corrupted = new Set(
-            script.corrupted.map((v) => `${v.id}@${parseTimestamp(v.lastUpdateTime)?.ticks}`),
-          );
-          const missing = tenant.store
-            .all()
-            .filter((i) => parseTimestamp(i.lastUpdateTime)!.ticks < until)
-            .map((i) => `${i.id}@${parseTimestamp(i.lastUpdateTime)!.ticks}`)
-            .filter((v) => !set.has(v) && !corrupted.has(v));
-          expect(missing).toEqual([]);
-          // Monotone.
-          for (let i = 1; i < watermarks.length; i++) expect(watermarks[i]! >= watermarks[i - 1]!).toBe(true);
-          // Only names of our own making, whatever the API sent (ids, times, links).
-          expect(names.filter((name) => !SAFE_BLOB_NAME.test(name))).toEqual([]);
-          // Clean.
-          const text = haystack.join('\n');
-          for (const secret of [tenant.clientSecret, ...tenant.issuedTokens.slice(-200)])
-            expect(text.includes(secret)).toBe(false);
-        } finally {
-          await container.deleteIfExists();
-        }
-      }),
-      {
-        numRuns: RUNS,
-        seed: SEED,
-        endOnFailure: true,
-        // Replay one failing case exactly: PROPERTY_SEED=<seed> PROPERTY_PATH=<path> from the report.
-        ...(process.env.PROPERTY_PATH ? { path: process.env.PROPERTY_PATH } : {}),
-      },
-    );
-  }, 600_000);
-});
+              // No duplicates.
+              expect(exported.length - new Set(exported).size).toBe(0);
+              // Only versions that existed.
+              expect(exported.filter((v) => !tenant.store.versions.has(v))).toEqual([]);
+              // Complete: the latest version of every incident updated before the final bound, unless the API sent it
+              // without an id or update time (then it is in quarantine/).
+              const set = new Set(exported);
+              const corrupted = new Set(
+                script.corrupted.map((v) => `${v.id}@${parseTimestamp(v.lastUpdateTime)?.ticks}`),
+              );
+              const missing = tenant.store
+                .all()
+                .filter((i) => parseTimestamp(i.lastUpdateTime)!.ticks < until)
+                .map((i) => `${i.id}@${parseTimestamp(i.lastUpdateTime)!.ticks}`)
+                .filter((v) => !set.has(v) && !corrupted.has(v));
+              expect(missing).toEqual([]);
+              // Monotone.
+              for (let i = 1; i < watermarks.length; i++)
+                expect(watermarks[i]! >= watermarks[i - 1]!).toBe(true);
+              // Only names of our own making, whatever the API sent (ids, times, links).
+              expect(names.filter((name) => !SAFE_BLOB_NAME.test(name))).toEqual([]);
+              // Clean.
+              const text = haystack.join('\n');
+              for (const secret of [tenant.clientSecret, ...tenant.issuedTokens.slice(-200)])
+                expect(text.includes(secret)).toBe(false);
+            } finally {
+              await storage.dispose();
+            }
+          }),
+          {
+            numRuns: Math.max(1, runs),
+            seed: SEED,
+            endOnFailure: true,
+            // Replay one failing case exactly: PROPERTY_SEED=<seed> PROPERTY_PATH=<path> from the report.
+            ...(REPLAY_PATH !== undefined ? { path: REPLAY_PATH } : {}),
+            ...(REPLAY_CASE !== undefined
+              ? { examples: [[JSON.parse(REPLAY_CASE) as Case]], numRuns: 1 }
+              : {}),
+          },
+        );
+      }, 600_000);
+    },
+  );
+}
