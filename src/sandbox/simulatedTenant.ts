@@ -132,7 +132,7 @@ export class SimulatedTenant {
   private readonly sockets = new Set<Socket>();
   private readonly clock: () => number;
   private readonly options: SimulatedTenantOptions;
-  private server!: https.Server;
+  private server: https.Server | undefined;
   origin = '';
   ca = '';
 
@@ -155,6 +155,38 @@ export class SimulatedTenant {
 
   /** Starts the tenant on a free port of 127.0.0.1. */
   static async start(options: SimulatedTenantOptions = {}): Promise<SimulatedTenant> {
+    const tenant = SimulatedTenant.prepare(options);
+    const { cert, key } = await createLoopbackCertificate();
+    tenant.ca = cert;
+    const server = https.createServer({ cert, key }, (req, res) => {
+      void tenant.serve(req, res);
+    });
+    tenant.server = server;
+    server.on('connection', (socket: Socket) => {
+      tenant.sockets.add(socket);
+      socket.on('close', () => tenant.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+    });
+    const address = server.address();
+    if (typeof address !== 'object' || address === null) throw new Error('no address');
+    tenant.origin = `https://127.0.0.1:${address.port}`;
+    return tenant;
+  }
+
+  /**
+   * A tenant without a server, reached only through {@link transport} (and {@link issueToken}): cheap enough to
+   * make one per test case. `origin` is only the name its links and token audience carry.
+   */
+  static inMemory(options: SimulatedTenantOptions & { origin?: string } = {}): SimulatedTenant {
+    const tenant = SimulatedTenant.prepare(options);
+    tenant.origin = options.origin ?? 'https://127.0.0.1:1';
+    return tenant;
+  }
+
+  private static prepare(options: SimulatedTenantOptions): SimulatedTenant {
     const tenant = new SimulatedTenant(options);
     if (options.incidents) {
       const now = tenant.clock();
@@ -163,22 +195,6 @@ export class SimulatedTenant {
         to: new Date(now - 60_000),
       });
     }
-    const { cert, key } = await createLoopbackCertificate();
-    tenant.ca = cert;
-    tenant.server = https.createServer({ cert, key }, (req, res) => {
-      void tenant.serve(req, res);
-    });
-    tenant.server.on('connection', (socket: Socket) => {
-      tenant.sockets.add(socket);
-      socket.on('close', () => tenant.sockets.delete(socket));
-    });
-    await new Promise<void>((resolve, reject) => {
-      tenant.server.once('error', reject);
-      tenant.server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
-    });
-    const address = tenant.server.address();
-    if (typeof address !== 'object' || address === null) throw new Error('no address');
-    tenant.origin = `https://127.0.0.1:${address.port}`;
     return tenant;
   }
 
@@ -243,7 +259,8 @@ export class SimulatedTenant {
 
   async close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const server = this.server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
   /**

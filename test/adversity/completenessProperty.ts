@@ -38,6 +38,10 @@ if (VIA !== undefined && VIA !== 'azurite' && VIA !== 'memory')
 const REPLAY_CASE = process.env.PROPERTY_CASE;
 const GIVEN_SEED = process.env.PROPERTY_SEED ? Number(process.env.PROPERTY_SEED) : undefined;
 const SETTLE_MS = 5 * 60_000;
+const LEGACY_LIMITS = { perMinute: 50, perHour: 1500 };
+/** Fixed, so that a memory case's blob names (which digest the tenant) are the same on every replay. */
+const MEMORY_TENANT_ID = '5b1f0c3e-7a2d-4e8f-9c61-2d4b8a0e7f13';
+const MEMORY_CLIENT_ID = 'c7e2a9d4-3b5f-4a10-8e6c-1f9d2b7a4c58';
 const SAFE_BLOB_NAME = /^(incidents|runs|state|quarantine)\/[0-9A-Za-z][0-9A-Za-z/.-]*$/;
 
 type Kill = { at: 'stage' | 'afterCommit' | 'beforeCheckpoint' | 'afterCheckpoint'; n: number };
@@ -245,16 +249,17 @@ export function describeCompleteness(shard: number): void {
   (runs > 0 ? describe : describe.skip)(
     `completeness under random histories, schedules, kills and faults (shard ${shard + 1} of ${SHARDS})`,
     () => {
-      let tenant: SimulatedTenant;
-      const sim = { now: 0 };
+      /** The HTTPS tenant of the Azurite cases, and its clock. */
+      let shared: SimulatedTenant;
+      const sharedSim = { now: 0 };
       beforeAll(async () => {
-        tenant = await SimulatedTenant.start({
-          clock: () => sim.now,
-          legacyLimits: { perMinute: 50, perHour: 1500 },
+        shared = await SimulatedTenant.start({
+          clock: () => sharedSim.now,
+          legacyLimits: LEGACY_LIMITS,
         });
       });
       afterAll(async () => {
-        await tenant.close();
+        await shared.close();
         // Replay any failure with PROPERTY_SEED=<seed>.
         process.stdout.write(`property totals: ${JSON.stringify(totals)}\n`);
       });
@@ -269,9 +274,26 @@ export function describeCompleteness(shard: number): void {
             if (c.formatChanges) totals.formatChangeCases++;
             if (c.hostClockAheadInMs !== 0) totals.skewedCases++;
             if (c.lagBeyondSettle) totals.lateIndexingCases++;
-            // Time only moves forward, across cases too (the tenant's tokens and legacy quota live on).
-            sim.now = Math.max(sim.now, Date.UTC(2026, 10, 20)) + 7 * 86_400_000 + (c.seed % 86_400_000);
-            tenant.store = new IncidentStore(c.seed, () => sim.now);
+            let sim: { now: number };
+            let tenant: SimulatedTenant;
+            if (c.viaAzurite) {
+              // Time only moves forward, across cases too (the tenant's tokens and legacy quota live on).
+              sim = sharedSim;
+              sim.now = Math.max(sim.now, Date.UTC(2026, 10, 20)) + 7 * 86_400_000 + (c.seed % 86_400_000);
+              tenant = shared;
+              tenant.store = new IncidentStore(c.seed, () => sharedSim.now);
+            } else {
+              // A tenant and a clock of its own: the case alone decides what happens, so PROPERTY_CASE replays it.
+              const own = { now: Date.UTC(2026, 10, 27) + (c.seed % 86_400_000) };
+              sim = own;
+              tenant = SimulatedTenant.inMemory({
+                clock: () => own.now,
+                legacyLimits: LEGACY_LIMITS,
+                tenantId: MEMORY_TENANT_ID,
+                clientId: MEMORY_CLIENT_ID,
+                store: new IncidentStore(c.seed, () => own.now),
+              });
+            }
             const script = new Scenario(tenant, {
               seed: c.seed,
               faultRate: c.faultRate,
