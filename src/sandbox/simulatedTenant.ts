@@ -4,11 +4,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiTransport, ApiTransportRequest, ApiTransportResponse } from '../source/apiClient';
 import type { Socket } from 'node:net';
 import { ClientSecretCredential, type TokenCredential } from '@azure/identity';
-import { parseTimestamp } from '../export/timestamp';
 import { createLoopbackCertificate } from './certificates';
-import { IncidentStore, lastUpdateOf, toGraph, toLegacy, type Incident } from './incidentStore';
-import { compileFilter, FilterSyntaxError } from './odataFilter';
-import { Random } from './random';
+import { IncidentStore } from './incidentStore';
+import { IncidentsRoute, type PagingQuirks } from './incidentsRoute';
+import { json } from './routeReplies';
 import { RouteResponse, type RouteRequest } from './routeExchange';
 
 export type SimulatedApi = 'entra' | 'keyvault' | 'graph' | 'legacy';
@@ -52,22 +51,7 @@ export interface SimulatedTenantOptions {
   quirks?: PagingQuirks;
 }
 
-/** Paging misbehaviours of the incidents APIs, reported or possible (all off by default). */
-export interface PagingQuirks {
-  /**
-   * Graph omits `@odata.nextLink` on a full page although more rows follow: always, or with this probability.
-   * (Not the legacy API: there a capped page without a nextLink cannot be told from the last one.)
-   */
-  omitNextLinkOnFullPage?: 'always' | number;
-  /** No `@odata.nextLink` once it would reach `$skip >= skipCap` (a deep-paging cap). */
-  skipCap?: number;
-  /** The `@odata.nextLink` repeats the request's own URL (same rows again). */
-  repeatNextLink?: boolean;
-  /** 'ms': `$filter` compares datetimes truncated to milliseconds, while payloads carry 7 fractional digits. */
-  filterPrecision?: 'exact' | 'ms';
-  /** The legacy API returns at most this many rows per page (whatever `$top` asks) and a nextLink when more exist. */
-  legacyServerPageCap?: number;
-}
+export type { PagingQuirks };
 
 const VAULT_AUDIENCE = 'https://vault.azure.net';
 
@@ -109,26 +93,13 @@ export class SimulatedTenant {
   intercept: ((request: SimulatedRequest) => Fault | undefined) | undefined;
   /** Paging misbehaviours; a test or scenario may change them between runs. */
   quirks: PagingQuirks;
-  private readonly quirkRandom: Random;
   afterPage: ((api: 'graph' | 'legacy', pageIndex: number) => void) | undefined;
   /** Every access token issued (tests check that none leaks). */
   readonly issuedTokens: string[] = [];
 
   private readonly tokens = new Map<string, { audience: string; expiresAt: number; clientId: string }>();
   private readonly counters: Record<SimulatedApi, number> = { entra: 0, keyvault: 0, graph: 0, legacy: 0 };
-  private readonly pages: Record<'graph' | 'legacy', number> = { graph: 0, legacy: 0 };
-  private readonly legacyCalls: number[] = [];
-  private sortCache:
-    | {
-        store: IncidentStore;
-        revision: number;
-        orderby: string | undefined;
-        incidents: Incident[];
-        ticks: bigint[];
-      }
-    | undefined;
-  private queryCache:
-    { key: string; store: IncidentStore; revision: number; matching: Incident[] } | undefined;
+  private readonly incidentsRoute: IncidentsRoute;
   private readonly sockets = new Set<Socket>();
   private readonly clock: () => number;
   private readonly options: SimulatedTenantOptions;
@@ -148,7 +119,30 @@ export class SimulatedTenant {
     this.tokenLifetimeSeconds = options.tokenLifetimeSeconds ?? 3599;
     this.store = options.store ?? new IncidentStore(options.seed ?? 1, this.clock);
     this.quirks = { ...options.quirks };
-    this.quirkRandom = new Random((options.seed ?? 1) + 1);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const tenant = this;
+    this.incidentsRoute = new IncidentsRoute(
+      {
+        get tenantId() {
+          return tenant.tenantId;
+        },
+        get origin() {
+          return tenant.origin;
+        },
+        get store() {
+          return tenant.store;
+        },
+        get quirks() {
+          return tenant.quirks;
+        },
+        get afterPage() {
+          return tenant.afterPage;
+        },
+        clock: () => tenant.clock(),
+        tokenFor: (req, audience) => tenant.tokenFor(req, audience),
+      },
+      options,
+    );
     this.validClientSecrets.add(this.clientSecret);
     this.secrets.set(this.secretName, this.clientSecret);
   }
@@ -298,8 +292,7 @@ export class SimulatedTenant {
     try {
       await this.handle(req, res);
     } catch (e) {
-      if (!res.headersSent)
-        this.json(res, 500, { error: { code: 'InternalServerError', message: String(e) } });
+      if (!res.headersSent) json(res, 500, { error: { code: 'InternalServerError', message: String(e) } });
     }
     return res;
   }
@@ -319,7 +312,7 @@ export class SimulatedTenant {
             ? 'entra'
             : undefined;
     if (!api) {
-      this.json(res, 404, { error: { code: 'NotFound', message: `no route ${path}` } });
+      json(res, 404, { error: { code: 'NotFound', message: `no route ${path}` } });
       return;
     }
     const body = req.body;
@@ -351,7 +344,7 @@ export class SimulatedTenant {
       case 'keyvault':
         return this.keyVault(req, res, url);
       default:
-        return this.incidents(api, req, res, url, fault);
+        return this.incidentsRoute.handle(api, req, res, url, fault);
     }
   }
 
@@ -383,7 +376,7 @@ export class SimulatedTenant {
       return;
     }
     if (rest[0] === 'v2.0' && this.entraDiscoveryStatus !== undefined) {
-      this.json(res, this.entraDiscoveryStatus, {
+      json(res, this.entraDiscoveryStatus, {
         error: 'temporarily_unavailable',
         error_description: 'The service is temporarily unavailable.',
       });
@@ -391,7 +384,7 @@ export class SimulatedTenant {
     }
     if (rest[0] === 'v2.0') {
       const base = `${this.origin}/${tenant}`;
-      this.json(res, 200, {
+      json(res, 200, {
         token_endpoint: `${base}/oauth2/v2.0/token`,
         authorization_endpoint: `${base}/oauth2/v2.0/authorize`,
         issuer: `${base}/v2.0`,
@@ -462,7 +455,7 @@ export class SimulatedTenant {
       return;
     }
     const token = this.issueToken(clientId, resource);
-    this.json(res, 200, {
+    json(res, 200, {
       token_type: 'Bearer',
       expires_in: this.tokenLifetimeSeconds,
       ext_expires_in: this.tokenLifetimeSeconds,
@@ -479,7 +472,7 @@ export class SimulatedTenant {
   ): void {
     const traceId = randomUUID();
     const timestamp = new Date(this.clock()).toISOString().replace('T', ' ').slice(0, 19) + 'Z';
-    this.json(res, status, {
+    json(res, status, {
       error,
       error_description: `AADSTS${code}: ${description}\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${randomUUID()}\r\nTimestamp: ${timestamp}`,
       error_codes: [code],
@@ -506,14 +499,14 @@ export class SimulatedTenant {
         'WWW-Authenticate',
         `Bearer authorization="${this.origin}/${this.tenantId}", resource="${VAULT_AUDIENCE}"`,
       );
-      this.json(res, 401, {
+      json(res, 401, {
         error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' },
       });
       return;
     }
     const [, , name, version] = url.pathname.split('/');
     if (this.keyVaultForbidden) {
-      this.json(res, 403, {
+      json(res, 403, {
         error: {
           code: 'Forbidden',
           message: `Caller is not authorized to perform action on resource.\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC'\r\n`,
@@ -524,7 +517,7 @@ export class SimulatedTenant {
     }
     if (name && this.disabledSecrets.has(name) && this.secrets.has(name)) {
       // What Key Vault answers for a disabled secret (https://learn.microsoft.com/azure/key-vault/general/rest-error-codes).
-      this.json(res, 403, {
+      json(res, 403, {
         error: {
           code: 'Forbidden',
           message: 'Operation get is not allowed on a disabled secret.',
@@ -535,7 +528,7 @@ export class SimulatedTenant {
     }
     const value = name ? this.secrets.get(name) : undefined;
     if (value === undefined) {
-      this.json(res, 404, {
+      json(res, 404, {
         error: {
           code: 'SecretNotFound',
           message: `A secret with (name/id) ${name} was not found in this key vault.`,
@@ -545,7 +538,7 @@ export class SimulatedTenant {
     }
     this.secretReads++;
     const secondsNow = Math.floor(this.clock() / 1000);
-    this.json(res, 200, {
+    json(res, 200, {
       value,
       contentType: 'text/plain',
       id: `${this.origin}/secrets/${name}/${version || '4387e9f3d6e14c459867679a90fd0f79'}`,
@@ -558,367 +551,6 @@ export class SimulatedTenant {
       },
     });
   }
-
-  // ---------------------------------------------------------------- incidents
-
-  private incidents(
-    api: 'graph' | 'legacy',
-    req: RouteRequest,
-    res: RouteResponse,
-    url: URL,
-    fault: Fault | undefined,
-  ): void {
-    const auth = this.tokenFor(req, this.origin);
-    if (auth !== 'ok') {
-      if (api === 'graph') {
-        res.setHeader(
-          'WWW-Authenticate',
-          'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"',
-        );
-        this.graphError(
-          req,
-          res,
-          401,
-          'InvalidAuthenticationToken',
-          'Access token has expired or is not yet valid.',
-        );
-      } else {
-        this.json(res, 401, {
-          error: { code: 'Unauthorized', message: 'Unauthorized', target: randomUUID() },
-        });
-      }
-      return;
-    }
-    if (api === 'legacy' && !this.allowLegacyCall(res)) return;
-    const byId = /^\/v1\.0\/security\/incidents\/([^/]+)$/.exec(url.pathname);
-    if (api === 'graph' && byId) {
-      const incident = this.store.get(decodeURIComponent(byId[1]!));
-      if (!incident) this.graphError(req, res, 404, 'NotFound', `Incident ${byId[1]} was not found`);
-      else {
-        const expand = /alerts/.test(url.searchParams.get('$expand') ?? '');
-        const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
-        this.json(
-          res,
-          200,
-          toGraph(incident, {
-            tenantId: this.tenantId,
-            expandAlerts: expand,
-            includeUnknownEnums: includeUnknown,
-          }),
-        );
-      }
-      return;
-    }
-    const query = new Map<string, string>();
-    for (const [k, v] of url.searchParams) query.set(k.toLowerCase(), v);
-    const maxTop = api === 'graph' ? 50 : 100;
-    const top = query.has('$top') ? Number(query.get('$top')) : maxTop;
-    const skip = Number(query.get('$skip') ?? 0);
-    if (!Number.isInteger(top) || top < 0 || top > maxTop) {
-      const message = `The limit of '${maxTop}' for Top query has been exceeded. The value from the incoming request is '${query.get('$top')}'.`;
-      if (api === 'graph')
-        this.graphError(req, res, 400, '', `The query specified in the URI is not valid. ${message}`);
-      else
-        this.json(res, 400, {
-          error: { code: 'ODataError', message: `Invalid OData URI query: ${message}`, target: randomUUID() },
-        });
-      return;
-    }
-    if (api === 'legacy') {
-      const unsupported = ['$orderby', '$expand', '$select', '$count'].find((k) => query.has(k));
-      if (unsupported) {
-        this.json(res, 400, {
-          error: {
-            code: 'ODataError',
-            message: `Invalid OData URI query: ${unsupported} is not supported.`,
-            target: randomUUID(),
-          },
-        });
-        return;
-      }
-    }
-    const fields = api === 'graph' ? GRAPH_FIELDS : LEGACY_FIELDS;
-    let predicate: (i: Incident) => boolean = () => true;
-    const filter = query.get('$filter');
-    if (filter) {
-      try {
-        const compiled = compileFilter(
-          filter,
-          Object.keys(fields),
-          api === 'graph' ? ['lastUpdateDateTime', 'createdDateTime'] : ['lastUpdateTime', 'createdTime'],
-          this.quirks.filterPrecision,
-        );
-        // One view whose fields are computed on demand for the incident at hand: a filter reads one or two.
-        let current: Incident | undefined;
-        const view = Object.defineProperties(
-          {},
-          Object.fromEntries(
-            Object.entries(fields).map(([name, get]) => [
-              name,
-              { get: () => get(current!), enumerable: true },
-            ]),
-          ),
-        ) as Record<string, string | null>;
-        predicate = (i) => {
-          current = i;
-          return compiled(view);
-        };
-      } catch (e) {
-        if (!(e instanceof FilterSyntaxError)) throw e;
-        if (api === 'graph')
-          this.graphError(req, res, 400, 'BadRequest', `Invalid filter clause: ${e.message}`);
-        else
-          this.json(res, 400, {
-            error: {
-              code: 'ODataError',
-              message: `Invalid OData URI query: ${e.message}`,
-              target: randomUUID(),
-            },
-          });
-        return;
-      }
-    }
-    const wantCount = query.get('$count') === 'true';
-    const cap = api === 'legacy' ? this.quirks.legacyServerPageCap : undefined;
-    const served = cap !== undefined && cap < top ? cap : top;
-    const { page, hasMore, count } = this.query(api, url, predicate, { skip, top: served, wantCount });
-    const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
-    const expand = api === 'graph' && /alerts/.test(query.get('$expand') ?? '');
-    const value = page.map((i) =>
-      api === 'graph'
-        ? toGraph(i, { tenantId: this.tenantId, expandAlerts: expand, includeUnknownEnums: includeUnknown })
-        : toLegacy(i),
-    );
-    const next = new URL(url.pathname, this.origin);
-    for (const [k, v] of url.searchParams) if (k.toLowerCase() !== '$skip') next.searchParams.set(k, v);
-    next.searchParams.set('$skip', String(skip + page.length));
-    let nextLink =
-      hasMore && (api === 'graph' || this.options.legacyNextLink || served < top)
-        ? next.toString()
-        : undefined;
-    nextLink = this.quirkyNextLink(
-      nextLink,
-      url,
-      api === 'graph' && page.length === served,
-      skip + page.length,
-    );
-    if (fault && 'kind' in fault && fault.kind === 'nextLink') nextLink = fault.url;
-    const document: Record<string, unknown> = {
-      '@odata.context':
-        api === 'graph'
-          ? `${this.origin}/v1.0/$metadata#security/incidents${expand ? '(alerts())' : ''}`
-          : `${this.origin}/api/$metadata#Incidents`,
-      ...(wantCount ? { '@odata.count': count } : {}),
-      ...(nextLink ? { '@odata.nextLink': nextLink } : {}),
-      value,
-    };
-    if (fault && 'kind' in fault && fault.kind === 'corrupt')
-      fault.mutate(document as { value: Record<string, unknown>[] });
-    const pageIndex = this.pages[api]++;
-    res.onSent(() => this.afterPage?.(api, pageIndex));
-    const text = JSON.stringify(document);
-    const headers: Record<string, string> = {
-      'Content-Type':
-        api === 'graph'
-          ? 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8'
-          : 'application/json; odata.metadata=minimal',
-      'request-id': randomUUID(),
-      'client-request-id': String(req.headers['client-request-id'] ?? randomUUID()),
-    };
-    if (fault && 'kind' in fault && fault.kind === 'truncate') {
-      res.writeHead(200, headers);
-      res.end(text);
-      res.delivery = 'truncated';
-      return;
-    }
-    res.writeHead(200, headers);
-    res.end(text);
-  }
-
-  private quirkyNextLink(
-    nextLink: string | undefined,
-    url: URL,
-    /** A full Graph page. */
-    isFull: boolean,
-    nextSkip: number,
-  ): string | undefined {
-    const q = this.quirks;
-    if (!nextLink) return undefined;
-    if (q.skipCap !== undefined && nextSkip >= q.skipCap) return undefined;
-    const omit = q.omitNextLinkOnFullPage;
-    if (isFull && (omit === 'always' || (omit !== undefined && this.quirkRandom.chance(omit))))
-      return undefined;
-    return q.repeatNextLink ? new URL(`${url.pathname}${url.search}`, this.origin).toString() : nextLink;
-  }
-
-  /** Two sliding windows per app, as the legacy API enforces them (api-contract.md §3.4). */
-  private allowLegacyCall(res: RouteResponse): boolean {
-    const limits = this.options.legacyLimits ?? { perMinute: 50, perHour: 1500 };
-    const minute = limits.minuteInMs ?? 60_000;
-    const hour = limits.hourInMs ?? 3_600_000;
-    const now = this.clock();
-    while (this.legacyCalls.length > 0 && this.legacyCalls[0]! <= now - hour) this.legacyCalls.shift();
-    const lastMinute = this.legacyCalls.filter((t) => t > now - minute);
-    const overMinute = lastMinute.length >= limits.perMinute;
-    const overHour = this.legacyCalls.length >= limits.perHour;
-    if (!overMinute && !overHour) {
-      this.legacyCalls.push(now);
-      return true;
-    }
-    const resetAt = overHour
-      ? this.legacyCalls[this.legacyCalls.length - limits.perHour]! + hour
-      : lastMinute[lastMinute.length - limits.perMinute]! + minute;
-    const seconds = Math.max(1, Math.ceil((resetAt - now) / 1000));
-    res.setHeader('Retry-After', String(seconds));
-    this.json(res, 429, {
-      error: {
-        code: '429',
-        message: `API calls quota exceeded! Maximum allowed ${overHour ? `${limits.perHour} per 01:00:00` : `${limits.perMinute} per 00:01:00`} for the key Destination+TenantID+AppID. You can send requests again in ${seconds} seconds.`,
-        target: randomUUID(),
-      },
-    });
-    return false;
-  }
-
-  /**
-   * One page of the incidents a list request matches, in its order, and whether more follow. Pages of one
-   * query differ only in `$skip` and `$top`, so the full result is kept until the store changes; and a Graph
-   * query ordered by `lastUpdateDateTime asc` whose filter bounds that field (a conjunction, as the exporter
-   * sends) is answered from a binary search of the sorted store. Paging a large tenant stays cheap.
-   */
-  private query(
-    api: 'graph' | 'legacy',
-    url: URL,
-    predicate: (i: Incident) => boolean,
-    { skip, top, wantCount }: { skip: number; top: number; wantCount: boolean },
-  ): { page: Incident[]; hasMore: boolean; count: number | undefined } {
-    const orderby = api === 'graph' ? (url.searchParams.get('$orderby') ?? undefined) : undefined;
-    let sorted = this.sortCache;
-    if (
-      !sorted ||
-      sorted.store !== this.store ||
-      sorted.revision !== this.store.revision ||
-      sorted.orderby !== orderby
-    ) {
-      const incidents = this.store.all().sort(order(orderby));
-      sorted = {
-        store: this.store,
-        revision: this.store.revision,
-        orderby,
-        incidents,
-        ticks: incidents.map((i) => lastUpdateOf(i).ticks),
-      };
-      this.sortCache = sorted;
-    }
-    const exact =
-      api === 'graph' && !wantCount ? timeBounds(url.searchParams.get('$filter'), orderby) : undefined;
-    // A coarse filter matches the whole millisecond of each bound: widen the scan to it.
-    const bounds =
-      exact && this.quirks.filterPrecision === 'ms'
-        ? {
-            from: exact.from === undefined ? undefined : exact.from - (exact.from % 10_000n),
-            to: exact.to === undefined ? undefined : exact.to - (exact.to % 10_000n) + 9_999n,
-          }
-        : exact;
-    if (bounds) {
-      const page: Incident[] = [];
-      let matched = 0;
-      for (let i = lowerBound(sorted.ticks, bounds.from); i < sorted.incidents.length; i++) {
-        if (bounds.to !== undefined && sorted.ticks[i]! > bounds.to) break;
-        const incident = sorted.incidents[i]!;
-        if (!predicate(incident) || matched++ < skip) continue;
-        if (page.length === top) return { page, hasMore: true, count: undefined };
-        page.push(incident);
-      }
-      return { page, hasMore: false, count: undefined };
-    }
-    const params = [...url.searchParams].filter(([k]) => !['$skip', '$top'].includes(k.toLowerCase()));
-    const key = `${api} ${url.pathname} ${JSON.stringify(params)}`;
-    let cached = this.queryCache;
-    if (
-      !cached ||
-      cached.key !== key ||
-      cached.store !== this.store ||
-      cached.revision !== this.store.revision
-    ) {
-      // Filtering keeps the order, so one sort serves every query until the store changes.
-      cached = {
-        key,
-        store: this.store,
-        revision: this.store.revision,
-        matching: sorted.incidents.filter(predicate),
-      };
-      this.queryCache = cached;
-    }
-    const page = cached.matching.slice(skip, skip + top);
-    return { page, hasMore: skip + page.length < cached.matching.length, count: cached.matching.length };
-  }
-
-  private graphError(
-    req: RouteRequest,
-    res: RouteResponse,
-    status: number,
-    code: string,
-    message: string,
-  ): void {
-    const requestId = randomUUID();
-    this.json(res, status, {
-      error: {
-        code,
-        message,
-        ...(status === 400 ? { details: [] } : {}),
-        innerError: {
-          date: new Date(this.clock()).toISOString().slice(0, 19),
-          'request-id': requestId,
-          'client-request-id': String(req.headers['client-request-id'] ?? requestId),
-        },
-      },
-    });
-  }
-
-  private json(res: RouteResponse, status: number, value: unknown): void {
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' });
-    res.end(JSON.stringify(value));
-  }
-}
-
-const GRAPH_FIELDS: Record<string, (i: Incident) => string | null> = {
-  lastUpdateDateTime: (i) => i.lastUpdateTime,
-  createdDateTime: (i) => i.createdTime,
-  status: (i) => i.status,
-  severity: (i) => i.severity,
-  assignedTo: (i) => i.assignedTo,
-  classification: (i) => i.classification,
-  determination: (i) => i.determination,
-};
-
-const LEGACY_FIELDS: Record<string, (i: Incident) => string | null> = {
-  lastUpdateTime: (i) => i.lastUpdateTime,
-  createdTime: (i) => i.createdTime,
-  status: (i) => i.status,
-  assignedTo: (i) => i.assignedTo,
-};
-
-/** Default order newest created first; Graph also orders by either timestamp, id breaking ties. */
-function order(orderby: string | undefined): (a: Incident, b: Incident) => number {
-  const [field = 'createdDateTime', direction = 'desc'] = (orderby ?? '').trim().split(/\s+/).filter(Boolean);
-  const key =
-    field === 'lastUpdateDateTime'
-      ? (i: Incident) => lastUpdateOf(i).ticks
-      : (i: Incident) => parseTimestamp(i.createdTime)!.ticks;
-  const sign = direction.toLowerCase() === 'asc' ? 1 : -1;
-  const keys = new Map<Incident, bigint>();
-  const keyOf = (i: Incident): bigint => {
-    let k = keys.get(i);
-    if (k === undefined) keys.set(i, (k = key(i)));
-    return k;
-  };
-  return (a, b) => {
-    const ka = keyOf(a);
-    const kb = keyOf(b);
-    if (ka !== kb) return ka < kb ? -sign : sign;
-    return (a.id - b.id) * sign;
-  };
 }
 
 function readBody(req: IncomingMessage): Promise<string> {
@@ -928,39 +560,4 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
-}
-
-/**
- * The range of `lastUpdateDateTime` a filter allows, when it is a plain conjunction over a store sorted by
- * that field ascending: a scan may start and stop there (the filter itself still decides each incident).
- */
-function timeBounds(
-  filter: string | null,
-  orderby: string | undefined,
-): { from: bigint | undefined; to: bigint | undefined } | undefined {
-  if (!filter || !/^lastUpdateDateTime\s+asc$/i.test((orderby ?? '').trim())) return undefined;
-  if (/\bor\b|\bnot\b|[()]/i.test(filter)) return undefined;
-  let from: bigint | undefined;
-  let to: bigint | undefined;
-  for (const m of filter.matchAll(/lastUpdateDateTime\s+(ge|gt|eq|lt|le)\s+(\S+)/gi)) {
-    const ticks = parseTimestamp(m[2])?.ticks;
-    if (ticks === undefined) return undefined;
-    const op = m[1]!.toLowerCase();
-    if (op !== 'lt' && op !== 'le' && (from === undefined || ticks > from)) from = ticks;
-    if (op !== 'ge' && op !== 'gt' && (to === undefined || ticks < to)) to = ticks;
-  }
-  return from === undefined && to === undefined ? undefined : { from, to };
-}
-
-/** The first index whose value is at or after `value` (0 when there is no bound). */
-function lowerBound(values: readonly bigint[], value: bigint | undefined): number {
-  if (value === undefined) return 0;
-  let lo = 0;
-  let hi = values.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (values[mid]! < value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
