@@ -7,7 +7,7 @@ import type { Alert, Incident } from './incidentStore';
 
 const pascal = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 
-/** Microsoft Graph v1.0 shape (api-contract.md §4.2, §4.3). */
+/** Microsoft Graph v1.0 shape (https://learn.microsoft.com/graph/api/resources/security-incident). */
 export function toGraph(
   incident: Incident,
   options: { tenantId: string; expandAlerts: boolean; includeUnknownEnums: boolean },
@@ -109,7 +109,7 @@ function graphAlert(a: Alert, incident: Incident, tenantId: string): Record<stri
   };
 }
 
-/** Legacy `api/incidents` shape (api-contract.md §3.2, §3.3): numeric ids, PascalCase enums, alerts embedded. */
+/** Legacy `api/incidents` shape (https://learn.microsoft.com/defender-xdr/api-list-incidents): numeric ids, PascalCase enums, alerts embedded. */
 export function toLegacy(incident: Incident): Record<string, unknown> {
   const status = incident.status === 'awaitingAction' ? 'Active' : pascal(incident.status);
   return {

@@ -267,7 +267,7 @@ export class IncidentsRoute {
     return q.repeatNextLink ? new URL(`${url.pathname}${url.search}`, this.c.origin).toString() : nextLink;
   }
 
-  /** Two sliding windows per app, as the legacy API enforces them (api-contract.md §3.4). */
+  /** Two sliding windows per app, as the legacy API enforces them (https://learn.microsoft.com/defender-xdr/api-list-incidents). */
   private allowLegacyCall(res: RouteResponse): boolean {
     const limits = this.o.legacyLimits ?? { perMinute: 50, perHour: 1500 };
     const minute = limits.minuteInMs ?? 60_000;

@@ -7,6 +7,8 @@ import { ClientSecretCredential, type TokenCredential } from '@azure/identity';
 import { createLoopbackCertificate } from './certificates';
 import { IncidentStore } from './incidentStore';
 import { IncidentsRoute, type PagingQuirks } from './incidentsRoute';
+import { answerEntra, type EntraContext } from './entraRoute';
+import { answerKeyVault, type KeyVaultContext } from './keyVaultRoute';
 import { json } from './routeReplies';
 import { RouteResponse, type RouteRequest } from './routeExchange';
 
@@ -40,7 +42,7 @@ export interface SimulatedTenantOptions {
   /** The tenant's clock (epoch ms): token expiry and default update times. */
   clock?: () => number;
   tokenLifetimeSeconds?: number;
-  /** Legacy limits per app (api-contract.md §3.4). */
+  /** Legacy limits per app (https://learn.microsoft.com/defender-xdr/api-list-incidents). */
   legacyLimits?: { perMinute: number; perHour: number; minuteInMs?: number; hourInMs?: number };
   /** Emit `@odata.nextLink` on the legacy API too (it is undocumented there). */
   legacyNextLink?: boolean;
@@ -53,13 +55,12 @@ export interface SimulatedTenantOptions {
 
 export type { PagingQuirks };
 
-const VAULT_AUDIENCE = 'https://vault.azure.net';
-
 /**
- * A simulated Defender tenant on one HTTPS server bound to 127.0.0.1: Entra (OIDC discovery and client-credentials
- * tokens), Key Vault (challenge flow and secrets), Microsoft Graph `/v1.0/security/incidents` and the legacy
- * `/api/incidents`, both facades over one {@link IncidentStore}, following api-contract.md. Used by the tests
- * and by `npm start`; scenario hooks ({@link intercept}, {@link afterPage}) inject faults and changes.
+ * A simulated Defender tenant: Entra (OIDC discovery and client-credentials tokens, entraRoute.ts), Key Vault
+ * (challenge flow and secrets, keyVaultRoute.ts), Microsoft Graph `/v1.0/security/incidents` and the legacy
+ * `/api/incidents` (incidentsRoute.ts), both facades over one {@link IncidentStore}. {@link start} serves it on
+ * one HTTPS server bound to 127.0.0.1 (the tests and `npm start`); {@link inMemory} and {@link transport} answer
+ * the same routes without a socket. Scenario hooks ({@link intercept}, {@link afterPage}) inject faults and changes.
  */
 export class SimulatedTenant {
   readonly tenantId: string;
@@ -100,6 +101,8 @@ export class SimulatedTenant {
   private readonly tokens = new Map<string, { audience: string; expiresAt: number; clientId: string }>();
   private readonly counters: Record<SimulatedApi, number> = { entra: 0, keyvault: 0, graph: 0, legacy: 0 };
   private readonly incidentsRoute: IncidentsRoute;
+  private readonly entraContext: EntraContext;
+  private readonly keyVaultContext: KeyVaultContext;
   private readonly sockets = new Set<Socket>();
   private readonly clock: () => number;
   private readonly options: SimulatedTenantOptions;
@@ -121,6 +124,43 @@ export class SimulatedTenant {
     this.quirks = { ...options.quirks };
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const tenant = this;
+    this.entraContext = {
+      tenantId: this.tenantId,
+      clientId: this.clientId,
+      identityClientId: this.identityClientId,
+      identitySecret: this.identitySecret,
+      validClientSecrets: this.validClientSecrets,
+      get entraDiscoveryStatus() {
+        return tenant.entraDiscoveryStatus;
+      },
+      get tokenLifetimeSeconds() {
+        return tenant.tokenLifetimeSeconds;
+      },
+      get origin() {
+        return tenant.origin;
+      },
+      clock: () => tenant.clock(),
+      issueToken: (clientId, audience) => tenant.issueToken(clientId, audience),
+      countTokenRequest: () => {
+        tenant.tokenRequests++;
+      },
+    };
+    this.keyVaultContext = {
+      tenantId: this.tenantId,
+      get origin() {
+        return tenant.origin;
+      },
+      get keyVaultForbidden() {
+        return tenant.keyVaultForbidden;
+      },
+      disabledSecrets: this.disabledSecrets,
+      secrets: this.secrets,
+      clock: () => tenant.clock(),
+      tokenFor: (req, audience) => tenant.tokenFor(req, audience),
+      countSecretRead: () => {
+        tenant.secretReads++;
+      },
+    };
     this.incidentsRoute = new IncidentsRoute(
       {
         get tenantId() {
@@ -340,9 +380,9 @@ export class SimulatedTenant {
     }
     switch (api) {
       case 'entra':
-        return this.entra(res, url, body);
+        return answerEntra(this.entraContext, res, url, body);
       case 'keyvault':
-        return this.keyVault(req, res, url);
+        return answerKeyVault(this.keyVaultContext, req, res, url);
       default:
         return this.incidentsRoute.handle(api, req, res, url, fault);
     }
@@ -360,196 +400,12 @@ export class SimulatedTenant {
     }
   }
 
-  // ---------------------------------------------------------------- Entra
-
-  private entra(res: RouteResponse, url: URL, body: string): void {
-    const [, tenant, ...rest] = url.pathname.split('/');
-    const knownTenant = tenant?.toLowerCase() === this.tenantId.toLowerCase();
-    if (!knownTenant) {
-      this.aadError(
-        res,
-        400,
-        'invalid_tenant',
-        90002,
-        `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`,
-      );
-      return;
-    }
-    if (rest[0] === 'v2.0' && this.entraDiscoveryStatus !== undefined) {
-      json(res, this.entraDiscoveryStatus, {
-        error: 'temporarily_unavailable',
-        error_description: 'The service is temporarily unavailable.',
-      });
-      return;
-    }
-    if (rest[0] === 'v2.0') {
-      const base = `${this.origin}/${tenant}`;
-      json(res, 200, {
-        token_endpoint: `${base}/oauth2/v2.0/token`,
-        authorization_endpoint: `${base}/oauth2/v2.0/authorize`,
-        issuer: `${base}/v2.0`,
-        jwks_uri: `${base}/discovery/v2.0/keys`,
-        end_session_endpoint: `${base}/oauth2/v2.0/logout`,
-      });
-      return;
-    }
-    this.tokenRequests++;
-    const form = new URLSearchParams(body);
-    const clientId = form.get('client_id') ?? '';
-    const secret = form.get('client_secret') ?? '';
-    const scope = form.get('scope') ?? '';
-    if (form.get('grant_type') !== 'client_credentials') {
-      this.aadError(
-        res,
-        400,
-        'unsupported_grant_type',
-        70003,
-        'The app requested an unsupported grant type.',
-      );
-      return;
-    }
-    const isApp = clientId === this.clientId;
-    const isIdentity = clientId === this.identityClientId;
-    if (!isApp && !isIdentity) {
-      this.aadError(
-        res,
-        400,
-        'unauthorized_client',
-        700016,
-        `Application with identifier '${clientId}' was not found in the directory '${this.tenantId}'.`,
-      );
-      return;
-    }
-    if (!secret) {
-      this.aadError(
-        res,
-        401,
-        'invalid_client',
-        7000218,
-        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-      );
-      return;
-    }
-    if ((isApp && !this.validClientSecrets.has(secret)) || (isIdentity && secret !== this.identitySecret)) {
-      this.aadError(
-        res,
-        401,
-        'invalid_client',
-        7000215,
-        `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`,
-      );
-      return;
-    }
-    const resource = scope
-      .split(' ')
-      .find((s) => s.endsWith('/.default'))
-      ?.slice(0, -'/.default'.length);
-    if (!resource || (resource !== this.origin && resource !== VAULT_AUDIENCE)) {
-      this.aadError(
-        res,
-        400,
-        'invalid_scope',
-        70011,
-        `The provided value for the input parameter 'scope' is not valid. The scope ${scope} is not valid.`,
-      );
-      return;
-    }
-    const token = this.issueToken(clientId, resource);
-    json(res, 200, {
-      token_type: 'Bearer',
-      expires_in: this.tokenLifetimeSeconds,
-      ext_expires_in: this.tokenLifetimeSeconds,
-      access_token: token,
-    });
-  }
-
-  private aadError(
-    res: RouteResponse,
-    status: number,
-    error: string,
-    code: number,
-    description: string,
-  ): void {
-    const traceId = randomUUID();
-    const timestamp = new Date(this.clock()).toISOString().replace('T', ' ').slice(0, 19) + 'Z';
-    json(res, status, {
-      error,
-      error_description: `AADSTS${code}: ${description}\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${randomUUID()}\r\nTimestamp: ${timestamp}`,
-      error_codes: [code],
-      timestamp,
-      trace_id: traceId,
-      correlation_id: randomUUID(),
-      error_uri: `${this.origin}/error?code=${code}`,
-    });
-  }
-
   private tokenFor(req: RouteRequest, audience: string): 'ok' | 'missing' | 'invalid' {
     const header = req.headers.authorization;
     if (!header?.startsWith('Bearer ')) return 'missing';
     const token = this.tokens.get(header.slice(7));
     if (!token || token.audience !== audience || token.expiresAt <= this.clock()) return 'invalid';
     return 'ok';
-  }
-
-  // ---------------------------------------------------------------- Key Vault
-
-  private keyVault(req: RouteRequest, res: RouteResponse, url: URL): void {
-    if (this.tokenFor(req, VAULT_AUDIENCE) !== 'ok') {
-      res.setHeader(
-        'WWW-Authenticate',
-        `Bearer authorization="${this.origin}/${this.tenantId}", resource="${VAULT_AUDIENCE}"`,
-      );
-      json(res, 401, {
-        error: { code: 'Unauthorized', message: 'AKV10000: Request is missing a Bearer or PoP token.' },
-      });
-      return;
-    }
-    const [, , name, version] = url.pathname.split('/');
-    if (this.keyVaultForbidden) {
-      json(res, 403, {
-        error: {
-          code: 'Forbidden',
-          message: `Caller is not authorized to perform action on resource.\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC'\r\n`,
-          innererror: { code: 'ForbiddenByRbac' },
-        },
-      });
-      return;
-    }
-    if (name && this.disabledSecrets.has(name) && this.secrets.has(name)) {
-      // What Key Vault answers for a disabled secret (https://learn.microsoft.com/azure/key-vault/general/rest-error-codes).
-      json(res, 403, {
-        error: {
-          code: 'Forbidden',
-          message: 'Operation get is not allowed on a disabled secret.',
-          innererror: { code: 'SecretDisabled' },
-        },
-      });
-      return;
-    }
-    const value = name ? this.secrets.get(name) : undefined;
-    if (value === undefined) {
-      json(res, 404, {
-        error: {
-          code: 'SecretNotFound',
-          message: `A secret with (name/id) ${name} was not found in this key vault.`,
-        },
-      });
-      return;
-    }
-    this.secretReads++;
-    const secondsNow = Math.floor(this.clock() / 1000);
-    json(res, 200, {
-      value,
-      contentType: 'text/plain',
-      id: `${this.origin}/secrets/${name}/${version || '4387e9f3d6e14c459867679a90fd0f79'}`,
-      attributes: {
-        enabled: true,
-        created: secondsNow,
-        updated: secondsNow,
-        recoveryLevel: 'Recoverable+Purgeable',
-        recoverableDays: 90,
-      },
-    });
   }
 }
 
