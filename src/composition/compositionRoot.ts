@@ -18,7 +18,7 @@ import {
 } from '../export/ports';
 import { GraphIncidentSource } from '../source/graphIncidentSource';
 import { LegacyIncidentSource } from '../source/legacyIncidentSource';
-import { ApiClient, type ApiClientOptions } from '../source/apiClient';
+import { ApiClient, type ApiClientOptions, type ApiTransport } from '../source/apiClient';
 import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword } from '../source/proxy';
 import { SlidingWindowRateLimiter } from '../source/rateLimiter';
 import type { Logger } from '../logger';
@@ -38,7 +38,13 @@ export interface CompositionOptions {
   readonly http?: Partial<
     Pick<
       ApiClientOptions,
-      'timeoutInMs' | 'maxAttempts' | 'baseDelayInMs' | 'maxDelayInMs' | 'sleep' | 'maxRetryAfterInMs'
+      | 'timeoutInMs'
+      | 'maxAttempts'
+      | 'baseDelayInMs'
+      | 'maxDelayInMs'
+      | 'sleep'
+      | 'maxRetryAfterInMs'
+      | 'random'
     >
   >;
   /** Storage SDK retry options (tests shorten them). */
@@ -52,6 +58,15 @@ export interface CompositionOptions {
   readonly wrapSink?: (sink: ExportSink) => ExportSink;
   /** Page size (`$top`) below the API's maximum: tests page small histories hard. */
   readonly pageSize?: number;
+  /** Replaces https for the incidents API (in-memory tests: the simulated tenant's routes). */
+  readonly apiTransport?: ApiTransport;
+  /** Replaces the Entra client-credentials tokens (with Key Vault) for the incidents API. */
+  readonly getApiToken?: ApiClientOptions['getToken'];
+  /**
+   * Replaces the Blob export sink (in-memory tests). With {@link checkpointStore} set too, the exporter never
+   * touches Storage, not even to check that the containers exist.
+   */
+  readonly sink?: ExportSink;
 }
 
 /** Builds the real SDK clients and credentials from the validated config. The one composition root. */
@@ -74,18 +89,21 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         );
       }
       const source = incidents(logger);
-      // Bounded like the run's own Storage calls: a hung check must not outlive the time budget.
-      const budget = AbortSignal.timeout(config.maxRunDurationInMs);
-      const abortSignal = runOptions.abortSignal ? AbortSignal.any([budget, runOptions.abortSignal]) : budget;
-      await ensureContainer(container, abortSignal);
-      if (stateContainer !== container) await ensureContainer(stateContainer, abortSignal);
+      if (!options.sink || !options.checkpointStore) {
+        // Bounded like the run's own Storage calls: a hung check must not outlive the time budget.
+        const budget = AbortSignal.timeout(config.maxRunDurationInMs);
+        const abortSignal = runOptions.abortSignal
+          ? AbortSignal.any([budget, runOptions.abortSignal])
+          : budget;
+        await ensureContainer(container, abortSignal);
+        if (stateContainer !== container) await ensureContainer(stateContainer, abortSignal);
+      }
+      const sink = options.sink ?? new BlobExportSink(container);
       return runExport({
         source,
         checkpoints:
           options.checkpointStore ?? new BlobCheckpointStore(stateContainer, runOptions.checkpointBlob),
-        sink: options.wrapSink
-          ? options.wrapSink(new BlobExportSink(container))
-          : new BlobExportSink(container),
+        sink: options.wrapSink ? options.wrapSink(sink) : sink,
         clock,
         logger,
         tenantId: config.tenantId,
@@ -143,18 +161,20 @@ export function createIncidentSourceFactory(
       : undefined;
   return (logger) => {
     const startedAt = clock.now();
-    const tokens = new ApiTokenProvider({
-      tenantId: config.tenantId,
-      clientId: config.clientId,
-      authorityHost: config.authorityHost,
-      scope: `${apiOrigin}/.default`,
-      secrets,
-      logger,
-      credentialOptions: options.ca ? { tlsOptions: { ca: options.ca } } : {},
-      ...(authorityProxy
-        ? { discoveryAgent: new HttpsProxyAgent(authorityProxy, { ...tls, ...tunnelTimeout }) }
-        : {}),
-    });
+    const tokens = options.getApiToken
+      ? { getToken: options.getApiToken }
+      : new ApiTokenProvider({
+          tenantId: config.tenantId,
+          clientId: config.clientId,
+          authorityHost: config.authorityHost,
+          scope: `${apiOrigin}/.default`,
+          secrets,
+          logger,
+          credentialOptions: options.ca ? { tlsOptions: { ca: options.ca } } : {},
+          ...(authorityProxy
+            ? { discoveryAgent: new HttpsProxyAgent(authorityProxy, { ...tls, ...tunnelTimeout }) }
+            : {}),
+        });
     if (apiProxy)
       logger.info(`The incidents API ${apiOrigin} is reached through the ${describeProxy(apiProxy)}.`);
     const client = new ApiClient({
@@ -162,6 +182,7 @@ export function createIncidentSourceFactory(
       allowedOrigin: apiOrigin,
       getToken: (o) => tokens.getToken(o),
       logger,
+      ...(options.apiTransport ? { transport: options.apiTransport } : {}),
       agent:
         apiProxy && apiUrl.protocol === 'https:'
           ? new HttpsProxyAgent(apiProxy, { keepAlive: true, ...tls, ...tunnelTimeout })

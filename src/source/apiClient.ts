@@ -32,20 +32,39 @@ export interface ApiClientOptions {
   readonly userAgent?: string;
   /** The run's clock (epoch ms), against which the API's `Date` header is measured. Default `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Sends one request and gives the complete answer. Default: Node's https (http for a plain-http origin) with
+   * {@link agent}/{@link httpAgent}. A transport must reject on a network failure or a cut body, and stop when
+   * `abortSignal` fires (the caller's abort or this client's timeout).
+   */
+  readonly transport?: ApiTransport;
 }
 
-/** {@link SourceStats}, counted as requests go. */
-interface RequestStats extends SourceStats {
+/** One GET as a transport sends it. */
+export interface ApiTransportRequest {
+  readonly method: 'GET';
+  readonly url: URL;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Fires on the caller's abort or when the client's timeout runs out. */
+  readonly abortSignal: AbortSignal;
+}
+
+/** A complete answer: status, headers with lower-case names, and the whole body. */
+export interface ApiTransportResponse {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+export type ApiTransport = (request: ApiTransportRequest) => Promise<ApiTransportResponse>;
+
+export interface RequestStats extends SourceStats {
   requests: number;
   retries: number;
   throttles: number;
 }
 
-interface RawResponse {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
+type RawResponse = ApiTransportResponse;
 
 /** A failure worth another attempt (network, timeout, broken body), as opposed to an answer. */
 class TransientError extends Error {}
@@ -219,6 +238,49 @@ export class ApiClient {
     headers: Record<string, string>,
     abortSignal?: AbortSignal,
   ): Promise<RawResponse> {
+    const allHeaders = {
+      ...headers,
+      Accept: 'application/json',
+      Authorization: `Bearer ${token}`,
+      'client-request-id': randomUUID(),
+      'User-Agent': this.o.userAgent ?? 'defender-incident-export',
+    };
+    return this.o.transport
+      ? this.sendThrough(this.o.transport, target, allHeaders, abortSignal)
+      : this.sendHttps(target, allHeaders, abortSignal);
+  }
+
+  /** Through an injected transport, with the same timeout and the same transient failures as over https. */
+  private async sendThrough(
+    transport: ApiTransport,
+    target: URL,
+    headers: Record<string, string>,
+    abortSignal?: AbortSignal,
+  ): Promise<RawResponse> {
+    const timeoutInMs = this.o.timeoutInMs ?? 60_000;
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), timeoutInMs);
+    try {
+      return await transport({
+        method: 'GET',
+        url: target,
+        headers,
+        abortSignal: abortSignal ? AbortSignal.any([abortSignal, timeout.signal]) : timeout.signal,
+      });
+    } catch (thrown) {
+      if (abortSignal?.aborted) throw thrown;
+      if (timeout.signal.aborted) throw new TransientError(`no complete response within ${timeoutInMs} ms`);
+      throw new TransientError(thrown instanceof Error ? thrown.message : String(thrown));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private sendHttps(
+    target: URL,
+    headers: Record<string, string>,
+    abortSignal?: AbortSignal,
+  ): Promise<RawResponse> {
     const timeoutInMs = this.o.timeoutInMs ?? 60_000;
     const transport = target.protocol === 'https:' ? https : http;
     return new Promise<RawResponse>((resolve, reject) => {
@@ -231,13 +293,7 @@ export class ApiClient {
             : this.o.httpAgent
               ? { agent: this.o.httpAgent }
               : {}),
-          headers: {
-            ...headers,
-            Accept: 'application/json',
-            Authorization: `Bearer ${token}`,
-            'client-request-id': randomUUID(),
-            'User-Agent': this.o.userAgent ?? 'defender-incident-export',
-          },
+          headers,
           ...(abortSignal ? { signal: abortSignal } : {}),
         },
         (response) => {

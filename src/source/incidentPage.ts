@@ -86,7 +86,7 @@ function parseRecord(item: unknown, f: (typeof FIELDS)[DefenderApi]): IncidentRe
 }
 
 /** Origin and path of a URL, for messages (the query holds only our filter, but stays out to keep lines short). */
-function describeUrl(url: string): string {
+export function describeUrl(url: string): string {
   try {
     const u = new URL(url);
     return `${u.origin}${u.pathname}`;

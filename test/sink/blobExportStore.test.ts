@@ -4,8 +4,57 @@ import {
   describeStorageError,
   isWriteConflict,
 } from '../../src/sink/blobExportStore';
+import type { BlockBlobClient, ContainerClient } from '@azure/storage-blob';
 import { ConcurrentRunError, ExportError } from '../../src/errors';
 import { freshContainer } from '../support/world';
+
+/**
+ * The container, but every `stageBlock` waits until the test releases it (by call index), then stages for real:
+ * the test decides in which order stages reach Storage and complete.
+ */
+function gatedStages(real: ContainerClient): {
+  container: ContainerClient;
+  release: (index: number) => Promise<void>;
+} {
+  const gates: { open: () => void; done: Promise<unknown> }[] = [];
+  const waiting: ((gate: { open: () => void; done: Promise<unknown> }) => void)[] = [];
+  const gateAt = (index: number) =>
+    new Promise<{ open: () => void; done: Promise<unknown> }>((resolve) => {
+      if (gates[index]) resolve(gates[index]);
+      else waiting[index] = resolve;
+    });
+  const container = new Proxy(real, {
+    get(target, property) {
+      if (property !== 'getBlockBlobClient') return Reflect.get(target, property, target) as unknown;
+      return (name: string) => {
+        const client = target.getBlockBlobClient(name);
+        return new Proxy(client, {
+          get(blobTarget, blobProperty) {
+            if (blobProperty !== 'stageBlock')
+              return Reflect.get(blobTarget, blobProperty, blobTarget) as unknown;
+            return (...args: Parameters<BlockBlobClient['stageBlock']>) => {
+              let open!: () => void;
+              const opened = new Promise<void>((resolve) => (open = resolve));
+              const done = opened.then(() => blobTarget.stageBlock(...args));
+              const index = gates.length;
+              gates.push({ open, done });
+              waiting[index]?.({ open, done });
+              return done;
+            };
+          },
+        });
+      };
+    },
+  });
+  return {
+    container,
+    release: async (index) => {
+      const gate = await gateAt(index);
+      gate.open();
+      await gate.done;
+    },
+  };
+}
 
 describe('BlobExportSink', () => {
   const container = freshContainer('sink');
@@ -17,27 +66,27 @@ describe('BlobExportSink', () => {
   });
 
   it('commits blocks in the order they were staged, even when a later upload finishes first', async () => {
-    const writer = new BlobExportSink(container).openBlob('incidents/order.json', {
+    const gate = gatedStages(container);
+    const writer = new BlobExportSink(gate.container).openBlob('incidents/order.json', {
       contentType: 'application/json',
       contentEncoding: undefined,
     });
     const big = Buffer.alloc(8 * 1024 * 1024, 'a');
     const small = Buffer.from('b');
-    let smallDone = false;
-    let bigDoneAfterSmall = false;
-    const first = writer.stage(big).then(() => {
-      bigDoneAfterSmall = smallDone;
-    });
-    await writer.stage(small);
-    smallDone = true;
+    const finished: string[] = [];
+    const first = writer.stage(big).then(() => finished.push('big'));
+    const second = writer.stage(small).then(() => finished.push('small'));
+    // The later stage reaches Storage and completes first; only then does the earlier one.
+    await gate.release(1);
+    await second;
+    await gate.release(0);
     await first;
+    expect(finished).toEqual(['small', 'big']);
     await writer.commit({});
     const body = await container.getBlockBlobClient('incidents/order.json').downloadToBuffer();
     expect(body.length).toBe(big.length + 1);
     expect(body.subarray(-1).toString()).toBe('b');
     expect(body.subarray(0, 1).toString()).toBe('a');
-    // The case the order guarantee is for did happen.
-    expect(bigDoneAfterSmall).toBe(true);
   });
 
   it('refuses to commit over an existing blob', async () => {

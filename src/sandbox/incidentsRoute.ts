@@ -1,0 +1,446 @@
+import { randomUUID } from 'node:crypto';
+import { parseTimestamp } from '../export/timestamp';
+import { lastUpdateOf, type Incident, type IncidentStore } from './incidentStore';
+import { toGraph, toLegacy } from './incidentWire';
+import { compileFilter, FilterSyntaxError } from './odataFilter';
+import { Random } from './random';
+import { graphError, json } from './routeReplies';
+import type { RouteRequest, RouteResponse } from './routeExchange';
+import type { Fault } from './simulatedTenant';
+
+/** Paging misbehaviours of the incidents APIs, reported or possible (all off by default). */
+export interface PagingQuirks {
+  /**
+   * Graph omits `@odata.nextLink` on a full page although more rows follow: always, or with this probability.
+   * (Not the legacy API: there a capped page without a nextLink cannot be told from the last one.)
+   */
+  omitNextLinkOnFullPage?: 'always' | number;
+  /** No `@odata.nextLink` once it would reach `$skip >= skipCap` (a deep-paging cap). */
+  skipCap?: number;
+  /** The `@odata.nextLink` repeats the request's own URL (same rows again). */
+  repeatNextLink?: boolean;
+  /** 'ms': `$filter` compares datetimes truncated to milliseconds, while payloads carry 7 fractional digits. */
+  filterPrecision?: 'exact' | 'ms';
+  /** The legacy API returns at most this many rows per page (whatever `$top` asks) and a nextLink when more exist. */
+  legacyServerPageCap?: number;
+}
+
+/** What the incidents routes read from their tenant, at each request (a test may swap the store or quirks). */
+export interface IncidentsRouteContext {
+  readonly tenantId: string;
+  readonly origin: string;
+  readonly store: IncidentStore;
+  readonly quirks: PagingQuirks;
+  readonly afterPage: ((api: 'graph' | 'legacy', pageIndex: number) => void) | undefined;
+  clock(): number;
+  tokenFor(req: RouteRequest, audience: string): 'ok' | 'missing' | 'invalid';
+}
+
+export interface IncidentsRouteOptions {
+  readonly seed?: number;
+  readonly legacyLimits?: { perMinute: number; perHour: number; minuteInMs?: number; hourInMs?: number };
+  readonly legacyNextLink?: boolean;
+}
+
+/**
+ * Microsoft Graph `/v1.0/security/incidents` and the legacy `/api/incidents`, both facades over one
+ * {@link IncidentStore}: bearer tokens, `$filter`/`$orderby`/`$top`/`$skip`, paging and its quirks, the legacy
+ * API's rate limits, and the corrupt/truncate/nextLink faults that act on a page.
+ */
+export class IncidentsRoute {
+  private readonly quirkRandom: Random;
+  private readonly pages: Record<'graph' | 'legacy', number> = { graph: 0, legacy: 0 };
+  private readonly legacyCalls: number[] = [];
+  private sortCache:
+    | {
+        store: IncidentStore;
+        revision: number;
+        orderby: string | undefined;
+        incidents: Incident[];
+        ticks: bigint[];
+      }
+    | undefined;
+  private queryCache:
+    { key: string; store: IncidentStore; revision: number; matching: Incident[] } | undefined;
+
+  constructor(
+    private readonly c: IncidentsRouteContext,
+    private readonly o: IncidentsRouteOptions,
+  ) {
+    this.quirkRandom = new Random((o.seed ?? 1) + 1);
+  }
+
+  handle(
+    api: 'graph' | 'legacy',
+    req: RouteRequest,
+    res: RouteResponse,
+    url: URL,
+    fault: Fault | undefined,
+  ): void {
+    const auth = this.c.tokenFor(req, this.c.origin);
+    if (auth !== 'ok') {
+      if (api === 'graph') {
+        res.setHeader(
+          'WWW-Authenticate',
+          'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"',
+        );
+        graphError(
+          this.c.clock(),
+          req,
+          res,
+          401,
+          'InvalidAuthenticationToken',
+          'Access token has expired or is not yet valid.',
+        );
+      } else {
+        json(res, 401, {
+          error: { code: 'Unauthorized', message: 'Unauthorized', target: randomUUID() },
+        });
+      }
+      return;
+    }
+    if (api === 'legacy' && !this.allowLegacyCall(res)) return;
+    const byId = /^\/v1\.0\/security\/incidents\/([^/]+)$/.exec(url.pathname);
+    if (api === 'graph' && byId) {
+      const incident = this.c.store.get(decodeURIComponent(byId[1]!));
+      if (!incident)
+        graphError(this.c.clock(), req, res, 404, 'NotFound', `Incident ${byId[1]} was not found`);
+      else {
+        const expand = /alerts/.test(url.searchParams.get('$expand') ?? '');
+        const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
+        json(
+          res,
+          200,
+          toGraph(incident, {
+            tenantId: this.c.tenantId,
+            expandAlerts: expand,
+            includeUnknownEnums: includeUnknown,
+          }),
+        );
+      }
+      return;
+    }
+    const query = new Map<string, string>();
+    for (const [k, v] of url.searchParams) query.set(k.toLowerCase(), v);
+    const maxTop = api === 'graph' ? 50 : 100;
+    const top = query.has('$top') ? Number(query.get('$top')) : maxTop;
+    const skip = Number(query.get('$skip') ?? 0);
+    if (!Number.isInteger(top) || top < 0 || top > maxTop) {
+      const message = `The limit of '${maxTop}' for Top query has been exceeded. The value from the incoming request is '${query.get('$top')}'.`;
+      if (api === 'graph')
+        graphError(
+          this.c.clock(),
+          req,
+          res,
+          400,
+          '',
+          `The query specified in the URI is not valid. ${message}`,
+        );
+      else
+        json(res, 400, {
+          error: { code: 'ODataError', message: `Invalid OData URI query: ${message}`, target: randomUUID() },
+        });
+      return;
+    }
+    if (api === 'legacy') {
+      const unsupported = ['$orderby', '$expand', '$select', '$count'].find((k) => query.has(k));
+      if (unsupported) {
+        json(res, 400, {
+          error: {
+            code: 'ODataError',
+            message: `Invalid OData URI query: ${unsupported} is not supported.`,
+            target: randomUUID(),
+          },
+        });
+        return;
+      }
+    }
+    const fields = api === 'graph' ? GRAPH_FIELDS : LEGACY_FIELDS;
+    let predicate: (i: Incident) => boolean = () => true;
+    const filter = query.get('$filter');
+    if (filter) {
+      try {
+        const compiled = compileFilter(
+          filter,
+          Object.keys(fields),
+          api === 'graph' ? ['lastUpdateDateTime', 'createdDateTime'] : ['lastUpdateTime', 'createdTime'],
+          this.c.quirks.filterPrecision,
+        );
+        // One view whose fields are computed on demand for the incident at hand: a filter reads one or two.
+        let current: Incident | undefined;
+        const view = Object.defineProperties(
+          {},
+          Object.fromEntries(
+            Object.entries(fields).map(([name, get]) => [
+              name,
+              { get: () => get(current!), enumerable: true },
+            ]),
+          ),
+        ) as Record<string, string | null>;
+        predicate = (i) => {
+          current = i;
+          return compiled(view);
+        };
+      } catch (e) {
+        if (!(e instanceof FilterSyntaxError)) throw e;
+        if (api === 'graph')
+          graphError(this.c.clock(), req, res, 400, 'BadRequest', `Invalid filter clause: ${e.message}`);
+        else
+          json(res, 400, {
+            error: {
+              code: 'ODataError',
+              message: `Invalid OData URI query: ${e.message}`,
+              target: randomUUID(),
+            },
+          });
+        return;
+      }
+    }
+    const wantCount = query.get('$count') === 'true';
+    const cap = api === 'legacy' ? this.c.quirks.legacyServerPageCap : undefined;
+    const served = cap !== undefined && cap < top ? cap : top;
+    const { page, hasMore, count } = this.query(api, url, predicate, { skip, top: served, wantCount });
+    const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
+    const expand = api === 'graph' && /alerts/.test(query.get('$expand') ?? '');
+    const value = page.map((i) =>
+      api === 'graph'
+        ? toGraph(i, { tenantId: this.c.tenantId, expandAlerts: expand, includeUnknownEnums: includeUnknown })
+        : toLegacy(i),
+    );
+    const next = new URL(url.pathname, this.c.origin);
+    for (const [k, v] of url.searchParams) if (k.toLowerCase() !== '$skip') next.searchParams.set(k, v);
+    next.searchParams.set('$skip', String(skip + page.length));
+    let nextLink =
+      hasMore && (api === 'graph' || this.o.legacyNextLink || served < top) ? next.toString() : undefined;
+    nextLink = this.quirkyNextLink(
+      nextLink,
+      url,
+      api === 'graph' && page.length === served,
+      skip + page.length,
+    );
+    if (fault && 'kind' in fault && fault.kind === 'nextLink') nextLink = fault.url;
+    const document: Record<string, unknown> = {
+      '@odata.context':
+        api === 'graph'
+          ? `${this.c.origin}/v1.0/$metadata#security/incidents${expand ? '(alerts())' : ''}`
+          : `${this.c.origin}/api/$metadata#Incidents`,
+      ...(wantCount ? { '@odata.count': count } : {}),
+      ...(nextLink ? { '@odata.nextLink': nextLink } : {}),
+      value,
+    };
+    if (fault && 'kind' in fault && fault.kind === 'corrupt')
+      fault.mutate(document as { value: Record<string, unknown>[] });
+    const pageIndex = this.pages[api]++;
+    res.onSent(() => this.c.afterPage?.(api, pageIndex));
+    const text = JSON.stringify(document);
+    const headers: Record<string, string> = {
+      'Content-Type':
+        api === 'graph'
+          ? 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8'
+          : 'application/json; odata.metadata=minimal',
+      'request-id': randomUUID(),
+      'client-request-id': String(req.headers['client-request-id'] ?? randomUUID()),
+    };
+    if (fault && 'kind' in fault && fault.kind === 'truncate') {
+      res.writeHead(200, headers);
+      res.end(text);
+      res.delivery = 'truncated';
+      return;
+    }
+    res.writeHead(200, headers);
+    res.end(text);
+  }
+
+  private quirkyNextLink(
+    nextLink: string | undefined,
+    url: URL,
+    /** A full Graph page. */
+    isFull: boolean,
+    nextSkip: number,
+  ): string | undefined {
+    const q = this.c.quirks;
+    if (!nextLink) return undefined;
+    if (q.skipCap !== undefined && nextSkip >= q.skipCap) return undefined;
+    const omit = q.omitNextLinkOnFullPage;
+    if (isFull && (omit === 'always' || (omit !== undefined && this.quirkRandom.chance(omit))))
+      return undefined;
+    return q.repeatNextLink ? new URL(`${url.pathname}${url.search}`, this.c.origin).toString() : nextLink;
+  }
+
+  /** Two sliding windows per app, as the legacy API enforces them (https://learn.microsoft.com/defender-xdr/api-list-incidents). */
+  private allowLegacyCall(res: RouteResponse): boolean {
+    const limits = this.o.legacyLimits ?? { perMinute: 50, perHour: 1500 };
+    const minute = limits.minuteInMs ?? 60_000;
+    const hour = limits.hourInMs ?? 3_600_000;
+    const now = this.c.clock();
+    while (this.legacyCalls.length > 0 && this.legacyCalls[0]! <= now - hour) this.legacyCalls.shift();
+    const lastMinute = this.legacyCalls.filter((t) => t > now - minute);
+    const overMinute = lastMinute.length >= limits.perMinute;
+    const overHour = this.legacyCalls.length >= limits.perHour;
+    if (!overMinute && !overHour) {
+      this.legacyCalls.push(now);
+      return true;
+    }
+    const resetAt = overHour
+      ? this.legacyCalls[this.legacyCalls.length - limits.perHour]! + hour
+      : lastMinute[lastMinute.length - limits.perMinute]! + minute;
+    const seconds = Math.max(1, Math.ceil((resetAt - now) / 1000));
+    res.setHeader('Retry-After', String(seconds));
+    json(res, 429, {
+      error: {
+        code: '429',
+        message: `API calls quota exceeded! Maximum allowed ${overHour ? `${limits.perHour} per 01:00:00` : `${limits.perMinute} per 00:01:00`} for the key Destination+TenantID+AppID. You can send requests again in ${seconds} seconds.`,
+        target: randomUUID(),
+      },
+    });
+    return false;
+  }
+
+  /**
+   * One page of the incidents a list request matches, in its order, and whether more follow. Pages of one
+   * query differ only in `$skip` and `$top`, so the full result is kept until the store changes; and a Graph
+   * query ordered by `lastUpdateDateTime asc` whose filter bounds that field (a conjunction, as the exporter
+   * sends) is answered from a binary search of the sorted store. Paging a large tenant stays cheap.
+   */
+  private query(
+    api: 'graph' | 'legacy',
+    url: URL,
+    predicate: (i: Incident) => boolean,
+    { skip, top, wantCount }: { skip: number; top: number; wantCount: boolean },
+  ): { page: Incident[]; hasMore: boolean; count: number | undefined } {
+    const orderby = api === 'graph' ? (url.searchParams.get('$orderby') ?? undefined) : undefined;
+    let sorted = this.sortCache;
+    if (
+      !sorted ||
+      sorted.store !== this.c.store ||
+      sorted.revision !== this.c.store.revision ||
+      sorted.orderby !== orderby
+    ) {
+      const incidents = this.c.store.all().sort(order(orderby));
+      sorted = {
+        store: this.c.store,
+        revision: this.c.store.revision,
+        orderby,
+        incidents,
+        ticks: incidents.map((i) => lastUpdateOf(i).ticks),
+      };
+      this.sortCache = sorted;
+    }
+    const exact =
+      api === 'graph' && !wantCount ? timeBounds(url.searchParams.get('$filter'), orderby) : undefined;
+    // A coarse filter matches the whole millisecond of each bound: widen the scan to it.
+    const bounds =
+      exact && this.c.quirks.filterPrecision === 'ms'
+        ? {
+            from: exact.from === undefined ? undefined : exact.from - (exact.from % 10_000n),
+            to: exact.to === undefined ? undefined : exact.to - (exact.to % 10_000n) + 9_999n,
+          }
+        : exact;
+    if (bounds) {
+      const page: Incident[] = [];
+      let matched = 0;
+      for (let i = lowerBound(sorted.ticks, bounds.from); i < sorted.incidents.length; i++) {
+        if (bounds.to !== undefined && sorted.ticks[i]! > bounds.to) break;
+        const incident = sorted.incidents[i]!;
+        if (!predicate(incident) || matched++ < skip) continue;
+        if (page.length === top) return { page, hasMore: true, count: undefined };
+        page.push(incident);
+      }
+      return { page, hasMore: false, count: undefined };
+    }
+    const params = [...url.searchParams].filter(([k]) => !['$skip', '$top'].includes(k.toLowerCase()));
+    const key = `${api} ${url.pathname} ${JSON.stringify(params)}`;
+    let cached = this.queryCache;
+    if (
+      !cached ||
+      cached.key !== key ||
+      cached.store !== this.c.store ||
+      cached.revision !== this.c.store.revision
+    ) {
+      // Filtering keeps the order, so one sort serves every query until the store changes.
+      cached = {
+        key,
+        store: this.c.store,
+        revision: this.c.store.revision,
+        matching: sorted.incidents.filter(predicate),
+      };
+      this.queryCache = cached;
+    }
+    const page = cached.matching.slice(skip, skip + top);
+    return { page, hasMore: skip + page.length < cached.matching.length, count: cached.matching.length };
+  }
+}
+
+const GRAPH_FIELDS: Record<string, (i: Incident) => string | null> = {
+  lastUpdateDateTime: (i) => i.lastUpdateTime,
+  createdDateTime: (i) => i.createdTime,
+  status: (i) => i.status,
+  severity: (i) => i.severity,
+  assignedTo: (i) => i.assignedTo,
+  classification: (i) => i.classification,
+  determination: (i) => i.determination,
+};
+
+const LEGACY_FIELDS: Record<string, (i: Incident) => string | null> = {
+  lastUpdateTime: (i) => i.lastUpdateTime,
+  createdTime: (i) => i.createdTime,
+  status: (i) => i.status,
+  assignedTo: (i) => i.assignedTo,
+};
+
+/** Default order newest created first; Graph also orders by either timestamp, id breaking ties. */
+function order(orderby: string | undefined): (a: Incident, b: Incident) => number {
+  const [field = 'createdDateTime', direction = 'desc'] = (orderby ?? '').trim().split(/\s+/).filter(Boolean);
+  const key =
+    field === 'lastUpdateDateTime'
+      ? (i: Incident) => lastUpdateOf(i).ticks
+      : (i: Incident) => parseTimestamp(i.createdTime)!.ticks;
+  const sign = direction.toLowerCase() === 'asc' ? 1 : -1;
+  const keys = new Map<Incident, bigint>();
+  const keyOf = (i: Incident): bigint => {
+    let k = keys.get(i);
+    if (k === undefined) keys.set(i, (k = key(i)));
+    return k;
+  };
+  return (a, b) => {
+    const ka = keyOf(a);
+    const kb = keyOf(b);
+    if (ka !== kb) return ka < kb ? -sign : sign;
+    return (a.id - b.id) * sign;
+  };
+}
+
+/**
+ * The range of `lastUpdateDateTime` a filter allows, when it is a plain conjunction over a store sorted by
+ * that field ascending: a scan may start and stop there (the filter itself still decides each incident).
+ */
+function timeBounds(
+  filter: string | null,
+  orderby: string | undefined,
+): { from: bigint | undefined; to: bigint | undefined } | undefined {
+  if (!filter || !/^lastUpdateDateTime\s+asc$/i.test((orderby ?? '').trim())) return undefined;
+  if (/\bor\b|\bnot\b|[()]/i.test(filter)) return undefined;
+  let from: bigint | undefined;
+  let to: bigint | undefined;
+  for (const m of filter.matchAll(/lastUpdateDateTime\s+(ge|gt|eq|lt|le)\s+(\S+)/gi)) {
+    const ticks = parseTimestamp(m[2])?.ticks;
+    if (ticks === undefined) return undefined;
+    const op = m[1]!.toLowerCase();
+    if (op !== 'lt' && op !== 'le' && (from === undefined || ticks > from)) from = ticks;
+    if (op !== 'ge' && op !== 'gt' && (to === undefined || ticks < to)) to = ticks;
+  }
+  return from === undefined && to === undefined ? undefined : { from, to };
+}
+
+/** The first index whose value is at or after `value` (0 when there is no bound). */
+function lowerBound(values: readonly bigint[], value: bigint | undefined): number {
+  if (value === undefined) return 0;
+  let lo = 0;
+  let hi = values.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (values[mid]! < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
