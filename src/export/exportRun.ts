@@ -500,11 +500,6 @@ class ExportRun {
     await this.saveCheckpoint(this.persisted, undefined);
   }
 
-  /**
-   * The end of this run's windows: the run's start minus the settle delay, by the earlier of the host's clock and
-   * the API's (its `Date` header, known from the first answer on). A host clock ahead of the API's would otherwise
-   * move the position into the API's future, past updates the API then stamps before it.
-   */
   /** The earliest this run can have read anything, on the API's clock (the earlier of the two clocks). */
   private readStartTicks(): bigint {
     const start = this.windowStartMs ?? this.o.clock.now();
@@ -512,6 +507,11 @@ class ExportRun {
       .ticks;
   }
 
+  /**
+   * The end of this run's windows: the run's start minus the settle delay, by the earlier of the host's clock and
+   * the API's (its `Date` header, known from the first answer on). A host clock ahead of the API's would otherwise
+   * move the position into the API's future, past updates the API then stamps before it.
+   */
   private windowUntil(): bigint {
     this.windowStartMs ??= this.o.clock.now();
     if (this.apiStartMs === undefined) {
