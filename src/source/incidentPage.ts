@@ -71,6 +71,12 @@ export function parseIncidentRecord(item: unknown, api: DefenderApi): IncidentRe
   return parseRecord(item, FIELDS[api]);
 }
 
+/** {@link parseIncidentRecord}, undefined for an item that cannot be placed in time (a source's `identify`). */
+export function identifyIncident(item: unknown, api: DefenderApi): IncidentRecord | undefined {
+  const record = parseIncidentRecord(item, api);
+  return typeof record === 'string' ? undefined : record;
+}
+
 /** One incident, or why it cannot be placed in time (then it is quarantined, not dropped). */
 function parseRecord(item: unknown, f: (typeof FIELDS)[DefenderApi]): IncidentRecord | string {
   if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'is not an incident object';

@@ -3,7 +3,7 @@ import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../e
 import { formatTicks, parseTimestamp, TICKS_PER_MS, type Timestamp } from '../export/timestamp';
 import { ExportError } from '../errors';
 import type { Logger } from '../logger';
-import { parseIncidentPage, parseIncidentRecord, type ParsedPage } from './incidentPage';
+import { parseIncidentPage, identifyIncident, type ParsedPage } from './incidentPage';
 import type { JsonGetter } from './jsonGetter';
 
 export interface LegacyIncidentSourceOptions {
@@ -65,8 +65,7 @@ export class LegacyIncidentSource implements IncidentSource {
   }
 
   identify(raw: unknown): { id: string; lastUpdate: Timestamp } | undefined {
-    const record = parseIncidentRecord(raw, this.api);
-    return typeof record === 'string' ? undefined : record;
+    return identifyIncident(raw, this.api);
   }
 
   async *listPages(
