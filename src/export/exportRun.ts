@@ -720,7 +720,10 @@ class ExportRun {
       window.dispose();
     }
     await appendLate();
-    if (blob || endsAtMidnight) await commit({ watermark: until, idsAtWatermark: [] });
+    // At midnight an empty blob carries the position into the next day, unless a blob cut at the last page
+    // already reached the window's end (a blob that does not move the position would block its own successor).
+    const end: Checkpoint = { watermark: until, idsAtWatermark: [] };
+    if (blob || (endsAtMidnight && canCutAt(end))) await commit(end);
     return 'complete';
   }
 

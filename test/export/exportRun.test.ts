@@ -173,6 +173,27 @@ describe('runExport over memory ports: the chain rules', () => {
     expect(h.logs.text).toMatch(/No checkpoint yet: the first run starts at/);
   });
 
+  it('moves past midnight when the last page of the day already resumed from midnight (time slices)', async () => {
+    const h = harness();
+    h.source.resumeAtWindowEnd = true;
+    const midnight = Date.UTC(2026, 2, 10);
+    for (const [id, at] of [
+      ['a', midnight - 2 * HOUR],
+      ['b', midnight - HOUR],
+      ['c', midnight + HOUR],
+      ['d', midnight + 2 * HOUR],
+    ] as const)
+      h.source.put(id, timestampFromMs(at).text);
+    // A blob is cut after every page (1 byte), so the day's last blob ends exactly at midnight.
+    const summary = await h.run({ maxBlobBytes: 1, initialLookbackInMs: 24 * HOUR });
+    expect(summary.outcome).toBe('succeeded');
+    expect((await h.exported()).map((v) => v.id).sort()).toEqual(['a', 'b', 'c', 'd']);
+    for (const name of h.sink.names('incidents/')) {
+      const m = (await h.sink.committedMetadata(name))!;
+      expect(m.windowfrom! < m.windowto!).toBe(true);
+    }
+  });
+
   it('re-reads the window before the position and exports versions the API indexed late, once', async () => {
     const h = harness();
     h.put('a', 30 * MINUTE);

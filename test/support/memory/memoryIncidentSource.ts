@@ -21,6 +21,11 @@ export class MemoryIncidentSource implements IncidentSource {
   private readonly latest = new Map<string, IncidentRecord>();
   /** Every window listed, as [from watermark, until). */
   readonly windows: { from: string; until: string }[] = [];
+  /**
+   * The last page resumes from the window's end, as a source reading by time slices does (the slice that ends
+   * the window was read completely), rather than from its last version.
+   */
+  resumeAtWindowEnd = false;
 
   constructor(
     private readonly apiClock: () => number | undefined,
@@ -64,7 +69,10 @@ export class MemoryIncidentSource implements IncidentSource {
     for (let i = 0; i < matching.length || i === 0; i += this.pageSize) {
       const records = matching.slice(i, i + this.pageSize);
       this.stats.requests++;
-      position = advance(position, records);
+      position =
+        this.resumeAtWindowEnd && i + this.pageSize >= matching.length
+          ? { watermark: window.until, idsAtWatermark: [] }
+          : advance(position, records);
       await Promise.resolve();
       yield { records, resumeFrom: position };
     }
