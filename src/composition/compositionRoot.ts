@@ -16,8 +16,8 @@ import {
   type ExportSink,
   type IncidentSource,
 } from '../export/ports';
-import { GraphIncidentSource } from '../source/graphIncidentSource';
-import { LegacyIncidentSource } from '../source/legacyIncidentSource';
+import { createGraphSlicer, GraphIncidentSource } from '../source/graphIncidentSource';
+import { createLegacySlicer, LegacyIncidentSource } from '../source/legacyIncidentSource';
 import { ApiClient, type ApiClientOptions, type ApiTransport } from '../source/apiClient';
 import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword } from '../source/proxy';
 import { SlidingWindowRateLimiter } from '../source/rateLimiter';
@@ -159,6 +159,7 @@ export function createIncidentSourceFactory(
           { now: () => clock.now(), ...(options.http?.sleep ? { sleep: options.http.sleep } : {}) },
         )
       : undefined;
+  const slicer = config.api === 'graph' ? createGraphSlicer() : createLegacySlicer();
   return (logger) => {
     const startedAt = clock.now();
     const tokens = options.getApiToken
@@ -201,9 +202,10 @@ export function createIncidentSourceFactory(
           client,
           includeAlerts: config.includeAlerts,
           logger,
+          slicer,
           ...page,
         })
-      : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger, ...page });
+      : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger, slicer, ...page });
   };
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import type { DefenderApi, ExportCompression, ExportFormat } from './ports';
+import type { DefenderApi, ExportCompression, ExportFormat, PagingStrategy } from './ports';
 import {
   classifyFailure,
   ConcurrentRunError,
@@ -109,6 +109,8 @@ export interface RunSummary {
   lateVersions: number;
   /** Incidents exported without their alerts, because the API would not give them (see the warning). */
   alertsUnavailable: number;
+  /** How the source listed the windows ('timeSlices': order-independent, no `$orderby`). */
+  paging?: PagingStrategy;
   /** The API's clock minus the host's, when they disagree by more than a minute (the window follows the API's). */
   apiClockSkewInMs?: number;
   durationInMs: number;
@@ -847,6 +849,7 @@ class ExportRun {
     this.summary.throttles = stats.throttles;
     this.summary.retries = stats.retries;
     this.summary.alertsUnavailable = this.o.source.alertsUnavailable;
+    this.summary.paging = this.o.source.paging;
     if (this.summary.alertsUnavailable > 0) {
       this.o.logger.warn(
         `${this.summary.alertsUnavailable} incident version(s) were exported without their alerts: the API did not return them, ` +

@@ -37,9 +37,17 @@ export interface SourceStats {
   readonly throttles: number;
 }
 
+/**
+ * How a source lists a window. 'timeSlices': `$filter` ranges on the update time that each come back in one
+ * page, so nothing depends on the order of the rows or on `$orderby` (docs/incidents-api.md#order).
+ */
+export type PagingStrategy = 'timeSlices';
+
 /** Port: where incidents come from (Graph or the legacy API). */
 export interface IncidentSource {
   readonly api: DefenderApi;
+  /** How it lists a window; the run summary reports it. */
+  readonly paging: PagingStrategy;
   readonly stats: SourceStats;
   /**
    * Incidents this source returned without their alerts because the alerts could not be read (Graph: neither

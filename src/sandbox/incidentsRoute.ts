@@ -23,6 +23,11 @@ export interface PagingQuirks {
   filterPrecision?: 'exact' | 'ms';
   /** The legacy API returns at most this many rows per page (whatever `$top` asks) and a nextLink when more exist. */
   legacyServerPageCap?: number;
+  /**
+   * What Graph does with `$orderby`, which it does not document: honour it (as observed), ignore it (its
+   * documented default order, newest created first), or refuse it with 400.
+   */
+  graphOrderBy?: 'honour' | 'ignore' | 'refuse';
 }
 
 /** What the incidents routes read from their tenant, at each request (a test may swap the store or quirks). */
@@ -55,9 +60,7 @@ export class IncidentsRoute {
     | {
         store: IncidentStore;
         revision: number;
-        orderby: string | undefined;
-        incidents: Incident[];
-        ticks: bigint[];
+        orders: Map<string, { incidents: Incident[]; ticks: bigint[] }>;
       }
     | undefined;
   private queryCache:
@@ -140,6 +143,17 @@ export class IncidentsRoute {
         json(res, 400, {
           error: { code: 'ODataError', message: `Invalid OData URI query: ${message}`, target: randomUUID() },
         });
+      return;
+    }
+    if (api === 'graph' && query.has('$orderby') && this.c.quirks.graphOrderBy === 'refuse') {
+      graphError(
+        this.c.clock(),
+        req,
+        res,
+        400,
+        'BadRequest',
+        `Query option '$orderby' is not allowed. To allow it, set the 'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.`,
+      );
       return;
     }
     if (api === 'legacy') {
@@ -308,26 +322,12 @@ export class IncidentsRoute {
     predicate: (i: Incident) => boolean,
     { skip, top, wantCount }: { skip: number; top: number; wantCount: boolean },
   ): { page: Incident[]; hasMore: boolean; count: number | undefined } {
-    const orderby = api === 'graph' ? (url.searchParams.get('$orderby') ?? undefined) : undefined;
-    let sorted = this.sortCache;
-    if (
-      !sorted ||
-      sorted.store !== this.c.store ||
-      sorted.revision !== this.c.store.revision ||
-      sorted.orderby !== orderby
-    ) {
-      const incidents = this.c.store.all().sort(order(orderby));
-      sorted = {
-        store: this.c.store,
-        revision: this.c.store.revision,
-        orderby,
-        incidents,
-        ticks: incidents.map((i) => lastUpdateOf(i).ticks),
-      };
-      this.sortCache = sorted;
-    }
-    const exact =
-      api === 'graph' && !wantCount ? timeBounds(url.searchParams.get('$filter'), orderby) : undefined;
+    const orderby =
+      api === 'graph' && this.c.quirks.graphOrderBy !== 'ignore'
+        ? (url.searchParams.get('$orderby') ?? undefined)
+        : undefined;
+    const field = api === 'graph' ? 'lastUpdateDateTime' : 'lastUpdateTime';
+    const exact = timeBounds(url.searchParams.get('$filter'), field);
     // A coarse filter matches the whole millisecond of each bound: widen the scan to it.
     const bounds =
       exact && this.c.quirks.filterPrecision === 'ms'
@@ -337,19 +337,29 @@ export class IncidentsRoute {
           }
         : exact;
     if (bounds) {
-      const page: Incident[] = [];
-      let matched = 0;
-      for (let i = lowerBound(sorted.ticks, bounds.from); i < sorted.incidents.length; i++) {
-        if (bounds.to !== undefined && sorted.ticks[i]! > bounds.to) break;
-        const incident = sorted.incidents[i]!;
-        if (!predicate(incident) || matched++ < skip) continue;
-        if (page.length === top) return { page, hasMore: true, count: undefined };
-        page.push(incident);
+      // A filter that bounds the update time (a conjunction, as the exporter sends) is answered from a binary
+      // search of the store sorted by update time; the rows found are then put in the order asked for.
+      const byUpdate = this.sorted(ASCENDING_UPDATE);
+      const inOrder = isAscendingUpdate(orderby);
+      const matching: Incident[] = [];
+      for (let i = lowerBound(byUpdate.ticks, bounds.from); i < byUpdate.incidents.length; i++) {
+        if (bounds.to !== undefined && byUpdate.ticks[i]! > bounds.to) break;
+        const incident = byUpdate.incidents[i]!;
+        if (!predicate(incident)) continue;
+        matching.push(incident);
+        if (inOrder && !wantCount && matching.length > skip + top) break;
       }
-      return { page, hasMore: false, count: undefined };
+      if (!inOrder) matching.sort(order(orderby));
+      const page = matching.slice(skip, skip + top);
+      return {
+        page,
+        hasMore: skip + page.length < matching.length,
+        count: wantCount ? matching.length : undefined,
+      };
     }
+    const sorted = this.sorted(orderby);
     const params = [...url.searchParams].filter(([k]) => !['$skip', '$top'].includes(k.toLowerCase()));
-    const key = `${api} ${url.pathname} ${JSON.stringify(params)}`;
+    const key = `${api} ${url.pathname} ${orderby ?? ''} ${JSON.stringify(params)}`;
     let cached = this.queryCache;
     if (
       !cached ||
@@ -369,6 +379,26 @@ export class IncidentsRoute {
     const page = cached.matching.slice(skip, skip + top);
     return { page, hasMore: skip + page.length < cached.matching.length, count: cached.matching.length };
   }
+
+  /** The store in one order (kept until the store changes), with each incident's update time in ticks. */
+  private sorted(orderby: string | undefined): { incidents: Incident[]; ticks: bigint[] } {
+    if (this.sortCache?.store !== this.c.store || this.sortCache.revision !== this.c.store.revision)
+      this.sortCache = { store: this.c.store, revision: this.c.store.revision, orders: new Map() };
+    const key = orderby ?? '';
+    let sorted = this.sortCache.orders.get(key);
+    if (!sorted) {
+      const incidents = this.c.store.all().sort(order(orderby));
+      sorted = { incidents, ticks: incidents.map((i) => lastUpdateOf(i).ticks) };
+      this.sortCache.orders.set(key, sorted);
+    }
+    return sorted;
+  }
+}
+
+const ASCENDING_UPDATE = 'lastUpdateDateTime asc';
+
+function isAscendingUpdate(orderby: string | undefined): boolean {
+  return /^lastUpdateDateTime\s+asc$/i.test((orderby ?? '').trim());
 }
 
 const GRAPH_FIELDS: Record<string, (i: Incident) => string | null> = {
@@ -411,18 +441,18 @@ function order(orderby: string | undefined): (a: Incident, b: Incident) => numbe
 }
 
 /**
- * The range of `lastUpdateDateTime` a filter allows, when it is a plain conjunction over a store sorted by
- * that field ascending: a scan may start and stop there (the filter itself still decides each incident).
+ * The range of the update time (`field`) a filter allows, when it is a plain conjunction: a scan of the store
+ * sorted by that time may start and stop there (the filter itself still decides each incident).
  */
 function timeBounds(
   filter: string | null,
-  orderby: string | undefined,
+  field: string,
 ): { from: bigint | undefined; to: bigint | undefined } | undefined {
-  if (!filter || !/^lastUpdateDateTime\s+asc$/i.test((orderby ?? '').trim())) return undefined;
+  if (!filter) return undefined;
   if (/\bor\b|\bnot\b|[()]/i.test(filter)) return undefined;
   let from: bigint | undefined;
   let to: bigint | undefined;
-  for (const m of filter.matchAll(/lastUpdateDateTime\s+(ge|gt|eq|lt|le)\s+(\S+)/gi)) {
+  for (const m of filter.matchAll(new RegExp(`\\b${field}\\s+(ge|gt|eq|lt|le)\\s+(\\S+)`, 'gi'))) {
     const ticks = parseTimestamp(m[2])?.ticks;
     if (ticks === undefined) return undefined;
     const op = m[1]!.toLowerCase();

@@ -22,6 +22,8 @@ export interface ScenarioOptions {
   readonly filterPrecision?: 'exact' | 'ms';
   /** The legacy API returns at most this many rows per page, with a nextLink when more exist. */
   readonly legacyServerPageCap?: number | null;
+  /** What Graph does with `$orderby` (undocumented): honour, ignore (newest created first) or refuse it (400). */
+  readonly graphOrderBy?: 'honour' | 'ignore' | 'refuse';
   /** This many incidents, changed now, that the API sends without an update time while the scenario runs. */
   readonly unplaceable?: number | null;
 }
@@ -233,5 +235,6 @@ function quirksOf(o: ScenarioOptions): PagingQuirks {
     ...(o.nextLinkQuirk === 'repeat' ? { repeatNextLink: true } : {}),
     ...(o.filterPrecision ? { filterPrecision: o.filterPrecision } : {}),
     ...(o.legacyServerPageCap ? { legacyServerPageCap: o.legacyServerPageCap } : {}),
+    ...(o.graphOrderBy ? { graphOrderBy: o.graphOrderBy } : {}),
   };
 }

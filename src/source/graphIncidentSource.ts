@@ -1,10 +1,11 @@
-import { watermarkOf, type Checkpoint, type IncidentRecord } from '../export/checkpoint';
+import { watermarkOf, type IncidentRecord } from '../export/checkpoint';
 import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../export/ports';
 import { formatTicks, parseTimestamp, TICKS_PER_MS, type Timestamp } from '../export/timestamp';
 import { ApiError, ExportError } from '../errors';
 import type { Logger } from '../logger';
 import { parseIncidentPage, identifyIncident, type ParsedPage } from './incidentPage';
 import type { JsonGetter } from './jsonGetter';
+import { floorMs, TimeSlicer, type SliceReader } from './timeSlices';
 
 export interface GraphIncidentSourceOptions {
   /** Base URL, e.g. https://graph.microsoft.com. */
@@ -16,36 +17,44 @@ export interface GraphIncidentSourceOptions {
   readonly pageSize?: number;
   /** How many full passes over one over-full instant may disagree before the run gives up. */
   readonly maxInstantPasses?: number;
+  /** The slice span learned so far; shared by a worker's runs ({@link createGraphSlicer}). */
+  readonly slicer?: TimeSlicer;
+}
+
+/** Graph slices narrow down to one millisecond; a crowd inside it is split by creation time. */
+export function createGraphSlicer(): TimeSlicer {
+  return new TimeSlicer({ minSpanInMs: 1, initialSpanInMs: 86_400_000 });
 }
 
 const GRAPH_MAX_PAGE_SIZE = 50;
 
 /**
- * Lists incidents from Microsoft Graph `GET /v1.0/security/incidents`, ordered by `lastUpdateDateTime asc`.
+ * Lists incidents from Microsoft Graph `GET /v1.0/security/incidents`, with `$filter` alone.
  *
- * Paging strategy (why not just follow `@odata.nextLink`): Graph's nextLink is `$skip`-based, and the result
- * set moves while we page: an incident updated meanwhile leaves the window and every later row shifts left, so
- * the next `$skip` page silently skips one; deep `$skip` also stops working on large tenants (Elastic #20234),
- * and the nextLink has been seen missing on a full page. So every page restarts from a keyset boundary
- * instead: `lastUpdateDateTime ge T`, minus the ids already seen at exactly T, and the run ends only on a page
- * that is not full. Rows leaving the window then cannot shift anything we have not read yet. Where the keyset
- * cannot advance (more incidents share one instant than fit in a page, or a page is full of items without a
- * valid update time), the rows are read by `$filter` ranges (on `lastUpdateDateTime`, then `createdDateTime`,
- * both documented at https://learn.microsoft.com/en-us/graph/api/security-list-incidents) narrowed until each
- * comes back in one page that is not full: one page is an atomic answer. Range ends sit on millisecond
- * boundaries, so a service comparing the filter in milliseconds answers them exactly too.
+ * Nothing here depends on the order of the rows: `$orderby` is not among the query options Graph documents for
+ * this list (https://learn.microsoft.com/en-us/graph/api/security-list-incidents), its documented default is
+ * newest first, and an API that ignored or refused `$orderby` would stall a keyset that trusts it for good
+ * (docs/incidents-api.md#order). Nor is the `$skip`-based nextLink followed across a moving result: an
+ * incident updated meanwhile leaves the window and every later row shifts left, so the next `$skip` page
+ * silently skips one; deep `$skip` stops working on large tenants (Elastic #20234), and the nextLink has been
+ * seen missing on a full page. The window is read in time slices on `lastUpdateDateTime` that each come back in
+ * one page that is not full ({@link TimeSlicer}): one page is an atomic answer, whatever its order. A crowd
+ * inside one millisecond is split by `createdDateTime` ranges (also documented as filterable) the same way.
  */
 export class GraphIncidentSource implements IncidentSource {
   readonly api = 'graph' as const;
+  readonly paging = 'timeSlices' as const;
   private readonly pageSize: number;
   private readonly maxInstantPasses: number;
   private readonly endpoint: string;
+  private readonly slicer: TimeSlicer;
   private isExpandDegraded = false;
   private withoutAlerts = 0;
 
   constructor(private readonly o: GraphIncidentSourceOptions) {
     this.pageSize = Math.min(o.pageSize ?? GRAPH_MAX_PAGE_SIZE, GRAPH_MAX_PAGE_SIZE);
     this.maxInstantPasses = o.maxInstantPasses ?? 5;
+    this.slicer = o.slicer ?? createGraphSlicer();
     this.endpoint = `${o.baseUrl}/v1.0/security/incidents`;
   }
 
@@ -70,59 +79,39 @@ export class GraphIncidentSource implements IncidentSource {
     window: ListWindow,
     options: { abortSignal?: AbortSignal } = {},
   ): AsyncIterable<IncidentPage> {
-    const until = parseTimestamp(window.until);
-    if (!until) throw new ExportError(`Invalid window end '${window.until}'.`);
     const signal = options.abortSignal;
-    let lower = watermarkOf(window.from);
-    let seenAtLower = new Set(window.from.idsAtWatermark);
-    while (lower.ticks < until.ticks) {
-      const page = await this.fetch(this.url(range(lower, until), true), signal);
-      const rows = inWindow(page, lower, until, this.endpoint);
-      const fresh = rows.filter((r) => isNew(r, lower, seenAtLower));
-      const last = rows.at(-1);
-      const full = this.isFull(page);
-      if (last && last.lastUpdate.ticks > lower.ticks) {
-        lower = last.lastUpdate;
-        seenAtLower = new Set(rows.filter((r) => r.lastUpdate.ticks === lower.ticks).map((r) => r.id));
-        yield { records: fresh, rejected: page.rejected, resumeFrom: checkpoint(lower, seenAtLower) };
-        if (!full) return;
-        continue;
-      }
-      // No row past `lower`: every row is at `lower` (or before it, let through by a coarse filter), or none.
-      for (const r of fresh) seenAtLower.add(r.id);
-      yield { records: fresh, rejected: page.rejected, resumeFrom: checkpoint(lower, seenAtLower) };
-      if (!full) return;
-      if (page.records.length + page.rejected.length === 0) {
-        throw new ExportError(
-          `Graph returned an empty page with an @odata.nextLink for ${this.endpoint}; refusing to loop.`,
+    for await (const page of this.slicer.listPages(window, this.reader, signal)) {
+      // Alerts read per incident only for the rows a page contributes: never for a page that came back full and
+      // was narrowed, whose rows are read again in a narrower slice.
+      const bare = this.o.includeAlerts ? page.records.filter((r) => !hasAlerts(r)) : [];
+      if (bare.length === 0) yield page;
+      else {
+        const records = await Promise.all(
+          page.records.map(async (r) => (hasAlerts(r) ? r : this.withAlerts(r, signal))),
         );
-      }
-      // The keyset cannot advance: a crowded instant (more rows at `lower` than a page) or, when the page has
-      // items without a valid update time (quarantined), rows the keyset cannot see past. Read on by time
-      // ranges that each come back in one page, then resume the keyset at a millisecond boundary.
-      const next =
-        page.rejected.length === 0
-          ? { to: nextMs(lower.ticks, until.ticks), prefix: undefined }
-          : await this.longestPrefix(lower, until, signal);
-      if (next.prefix) {
-        yield {
-          records: inWindow(next.prefix.page, lower, next.prefix.end, this.endpoint).filter((r) =>
-            isNew(r, lower, seenAtLower),
-          ),
-          rejected: next.prefix.page.rejected,
-          resumeFrom: checkpoint(next.prefix.end, new Set()),
-        };
-        lower = next.prefix.end;
-        seenAtLower = new Set();
-      }
-      if (next.to.ticks > lower.ticks) {
-        yield* this.listSpan(lower, next.to, seenAtLower, signal);
-        yield { records: [], resumeFrom: checkpoint(next.to, new Set()) };
-        lower = next.to;
-        seenAtLower = new Set();
+        yield { ...page, records };
       }
     }
   }
+
+  /**
+   * Graph's part in reading by time slices: a slice is one `lastUpdateDateTime` range, a dense one (a crowd in
+   * one millisecond, or a page filled with items without a valid update time) is split by creation time.
+   */
+  private readonly reader: SliceReader = {
+    fetch: async (from, to, abortSignal) => {
+      const page = await this.fetch(this.url(range(from, to)), abortSignal);
+      return {
+        ...page,
+        records: inSpan(page, from, to),
+        returned: page.records.length + page.rejected.length,
+      };
+    },
+    isFull: (page) => this.isFull(page),
+    rowsPerPage: () => this.pageSize,
+    readDense: (from, to, first, abortSignal) =>
+      this.listSpan(watermarkOf(from), to, new Set(from.idsAtWatermark), first, abortSignal),
+  };
 
   /** Whether more rows may follow a page: it is full, or Graph says so. */
   private isFull(page: ParsedPage): boolean {
@@ -130,37 +119,9 @@ export class GraphIncidentSource implements IncidentSource {
   }
 
   /**
-   * When rows the keyset cannot place (items without a valid update time) fill a page, the longest range
-   * [lower, end) with `end` on a millisecond boundary that still comes back in one page (a binary search,
-   * about log2 of the window in milliseconds requests), and the millisecond after it, which does not fit.
-   * One page is an atomic answer, so nothing in the prefix can be skipped, whatever the order.
-   */
-  private async longestPrefix(
-    lower: Timestamp,
-    until: Timestamp,
-    signal?: AbortSignal,
-  ): Promise<{ prefix: { end: Timestamp; page: ParsedPage } | undefined; to: Timestamp }> {
-    let lo = lower.ticks;
-    let hi = until.ticks;
-    let prefix: { end: Timestamp; page: ParsedPage } | undefined;
-    for (;;) {
-      let mid = floorMs(lo + (hi - lo) / 2n);
-      if (mid <= lo) mid = floorMs(lo) + TICKS_PER_MS;
-      if (mid >= hi) break;
-      const end = at(mid);
-      const page = await this.fetch(this.url(range(lower, end), true), signal);
-      if (this.isFull(page)) hi = mid;
-      else {
-        lo = mid;
-        prefix = { end, page };
-      }
-    }
-    return { prefix, to: hi === until.ticks ? until : at(hi) };
-  }
-
-  /**
-   * Reads every incident version updated in [from, to), a span inside one millisecond (a crowded instant),
-   * except those at exactly `from` whose ids are in `seenAtFrom` (already listed). The span is split by `createdDateTime` ranges (documented as filterable) until each
+   * Reads every incident version updated in [from, to), a slice that came back full as `whole` and cannot be
+   * narrowed in time (a crowd inside one millisecond), except those at exactly `from` whose ids are in
+   * `seenAtFrom` (already listed). The span is split by `createdDateTime` ranges (documented as filterable) until each
    * range comes back in one page that is not full, so no nextLink is relied on: a full page without one, a
    * nextLink that stops at a `$skip` cap or one that repeats cannot lose or stall anything here. Each range is
    * one atomic answer; a row updated meanwhile leaves the span (its new version is later than the window), and
@@ -171,6 +132,7 @@ export class GraphIncidentSource implements IncidentSource {
     from: Timestamp,
     to: Timestamp,
     seenAtFrom: ReadonlySet<string>,
+    whole: ParsedPage,
     signal?: AbortSignal,
   ): AsyncIterable<IncidentPage> {
     const listed = new Set<string>();
@@ -183,7 +145,6 @@ export class GraphIncidentSource implements IncidentSource {
       });
       return { records, rejected: page.rejected, resumeFrom: undefined };
     };
-    const whole = await this.fetch(this.url(range(from, to), false), signal);
     if (!this.isFull(whole)) {
       yield emit(whole);
       return;
@@ -193,7 +154,7 @@ export class GraphIncidentSource implements IncidentSource {
     for (let next = ranges.pop(); next; next = ranges.pop()) {
       const [a, b] = next;
       const filter = `${range(from, to)} and createdDateTime ge ${formatTicks(a)} and createdDateTime lt ${formatTicks(b)}`;
-      const page = await this.fetch(this.url(filter, false), signal);
+      const page = await this.fetch(this.url(filter), signal);
       if (!this.isFull(page)) yield emit(page);
       else if (b - a > TICKS_PER_MS) ranges.push(...split(a, b, page));
       else yield* this.pageByNextLink(filter, page, from, to, emit, signal);
@@ -219,8 +180,8 @@ export class GraphIncidentSource implements IncidentSource {
     let previous: Set<string> | undefined;
     for (let pass = 1; pass <= this.maxInstantPasses; pass++) {
       const current = new Set<string>();
-      const followed = new Set([withoutExpand(this.url(filter, false))]);
-      let page = pass === 1 ? first : await this.fetch(this.url(filter, false), signal);
+      const followed = new Set([withoutExpand(this.url(filter))]);
+      let page = pass === 1 ? first : await this.fetch(this.url(filter), signal);
       for (;;) {
         const keys = keysOf(page);
         const isRepeat = keys.length > 0 && keys.every((key) => current.has(key));
@@ -252,10 +213,10 @@ export class GraphIncidentSource implements IncidentSource {
     );
   }
 
-  private url(filter: string, ordered: boolean): string {
+  /** A list request with `$filter` alone: no `$orderby`, which Graph does not document (docs/incidents-api.md#order). */
+  private url(filter: string): string {
     const params = new URLSearchParams();
     params.set('$filter', filter);
-    if (ordered) params.set('$orderby', 'lastUpdateDateTime asc');
     params.set('$top', String(this.pageSize));
     return `${this.endpoint}?${params.toString().replace(/\+/g, '%20')}`;
   }
@@ -263,8 +224,8 @@ export class GraphIncidentSource implements IncidentSource {
   /**
    * Fetches a page, with alerts expanded when asked. `$filter` with `$expand=alerts` has failed persistently
    * with HTTP 500 on large tenants and stalled other exporters for good (Elastic #18144, #18277). So when an
-   * expanded page still fails after every retry, the run goes on without `$expand` and reads each incident's
-   * alerts on its own (`GET /security/incidents/{id}?$expand=alerts`); an incident whose alerts cannot be read
+   * expanded page still fails after every retry, the run goes on without `$expand` and reads the alerts of each
+   * incident it exports on its own (in listPages) (`GET /security/incidents/{id}?$expand=alerts`); an incident whose alerts cannot be read
    * either is exported without them, and the run says how many.
    */
   private async fetch(url: string, abortSignal?: AbortSignal): Promise<ParsedPage> {
@@ -285,8 +246,7 @@ export class GraphIncidentSource implements IncidentSource {
         );
       }
     }
-    const page = await this.get(withoutExpand(url), abortSignal);
-    return { ...page, records: await Promise.all(page.records.map((r) => this.withAlerts(r, abortSignal))) };
+    return this.get(withoutExpand(url), abortSignal);
   }
 
   private async withAlerts(record: IncidentRecord, abortSignal?: AbortSignal): Promise<IncidentRecord> {
@@ -318,6 +278,11 @@ export class GraphIncidentSource implements IncidentSource {
   }
 }
 
+/** Whether a record came with its alerts (`$expand=alerts` always gives the array, empty or not). */
+function hasAlerts(r: IncidentRecord): boolean {
+  return Array.isArray((r.raw as Record<string, unknown> | null)?.alerts);
+}
+
 /** Without it, newer enum members (status 'awaitingAction') arrive as 'unknownFutureValue' (Elastic #12573). */
 const PREFER = { Prefer: 'include-unknown-enum-members' };
 
@@ -338,10 +303,6 @@ function isNew(r: IncidentRecord, lower: Timestamp, seenAtLower: ReadonlySet<str
   return r.lastUpdate.ticks > lower.ticks || (r.lastUpdate.ticks === lower.ticks && !seenAtLower.has(r.id));
 }
 
-function checkpoint(at: Timestamp, ids: ReadonlySet<string>): Checkpoint {
-  return { watermark: at.text, idsAtWatermark: [...ids].sort() };
-}
-
 function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
   return a.size === b.size && [...a].every((x) => b.has(x));
 }
@@ -353,20 +314,6 @@ function range(from: Timestamp, to: Timestamp): string {
 
 const CREATED_MIN = 0n;
 const CREATED_MAX = BigInt(Date.UTC(9999, 11, 31)) * TICKS_PER_MS;
-
-function at(ticks: bigint): Timestamp {
-  return { text: formatTicks(ticks), ticks };
-}
-
-function floorMs(ticks: bigint): bigint {
-  return ticks - (ticks % TICKS_PER_MS);
-}
-
-/** The next millisecond boundary after `ticks`, at most `until`. */
-function nextMs(ticks: bigint, until: bigint): Timestamp {
-  const next = floorMs(ticks) + TICKS_PER_MS;
-  return at(next < until ? next : until);
-}
 
 /**
  * Splits a creation range [a, b) whose page came back full around the millisecond of the median creation time
@@ -387,27 +334,6 @@ function split(a: bigint, b: bigint, page: ParsedPage): [bigint, bigint, ParsedP
   const parts: [bigint, bigint, ParsedPage][] = [];
   for (let i = 1; i < points.length; i++) parts.push([points[i - 1]!, points[i]!, page]);
   return parts;
-}
-
-/**
- * The rows of a keyset page inside [lower, until). A filter compared at a coarser precision than the payload
- * lets through rows of the same millisecond before `lower` (already read, or before the checkpoint) and after
- * `until` (read in the next window): they are dropped. Only a real disorder, a row earlier than the one before
- * it with both inside the window, makes the page malformed: the keyset depends on the order we asked for.
- */
-function inWindow(page: ParsedPage, lower: Timestamp, until: Timestamp, endpoint: string): IncidentRecord[] {
-  const rows = page.records.filter(
-    (r) => r.lastUpdate.ticks >= lower.ticks && r.lastUpdate.ticks < until.ticks,
-  );
-  for (let i = 1; i < rows.length; i++) {
-    const r = rows[i]!;
-    if (r.lastUpdate.ticks < rows[i - 1]!.lastUpdate.ticks) {
-      throw new ExportError(
-        `Graph returned incident '${r.id}' (lastUpdateDateTime ${r.lastUpdate.text}) out of the requested order at ${endpoint}; nothing of this page was exported.`,
-      );
-    }
-  }
-  return rows;
 }
 
 /** What identifies the items of a page: incident ids, and the content of items without a valid update time. */

@@ -1,10 +1,11 @@
-import { isAfter, watermarkOf, type Checkpoint, type IncidentRecord } from '../export/checkpoint';
+import { isAfter, type Checkpoint, type IncidentRecord } from '../export/checkpoint';
 import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../export/ports';
-import { formatTicks, parseTimestamp, TICKS_PER_MS, type Timestamp } from '../export/timestamp';
+import { parseTimestamp, type Timestamp } from '../export/timestamp';
 import { ExportError } from '../errors';
 import type { Logger } from '../logger';
-import { parseIncidentPage, identifyIncident, type ParsedPage } from './incidentPage';
+import { parseIncidentPage, identifyIncident } from './incidentPage';
 import type { JsonGetter } from './jsonGetter';
+import { TimeSlicer, type SliceReader, type SlicePage, type TimeSlicerOptions } from './timeSlices';
 
 export interface LegacyIncidentSourceOptions {
   /** Base URL, e.g. https://api.security.microsoft.com. */
@@ -15,9 +16,16 @@ export interface LegacyIncidentSourceOptions {
   readonly pageSize?: number;
   /** Rows each `$skip` page repeats from the previous one, to detect a result set that shifted. */
   readonly overlap?: number;
-  /** Below this span a chunk is no longer halved but paged with `$skip`. */
-  readonly minChunkSpanInMs?: number;
-  readonly initialChunkSpanInMs?: number;
+  /** The slice span learned so far; shared by a worker's runs ({@link createLegacySlicer}). */
+  readonly slicer?: TimeSlicer;
+}
+
+/** Legacy slices narrow down to a second; a fuller slice is paged with `$skip`. */
+export function createLegacySlicer(o: Partial<TimeSlicerOptions> = {}): TimeSlicer {
+  return new TimeSlicer({
+    minSpanInMs: o.minSpanInMs ?? 1000,
+    initialSpanInMs: o.initialSpanInMs ?? 86_400_000,
+  });
 }
 
 const LEGACY_MAX_PAGE_SIZE = 100;
@@ -27,29 +35,26 @@ const LEGACY_MAX_PAGE_SIZE = 100;
  *
  * That API has no `$orderby` (newest created first) and pages only with `$skip`, so a keyset cannot be used
  * and the position inside a partly read result cannot be checkpointed. The window is therefore read in time
- * chunks small enough to come back in ONE page: a chunk whose first page is full is halved and asked again
- * (one wasted request), and the span adapts to the density seen. A one-page answer is an atomic snapshot,
- * so rows moving while we page cannot make us skip anything, and the checkpoint moves after each chunk.
- * Only a chunk of under a second that still holds more than a page is paged with `$skip`; its pages overlap
+ * slices that each come back in ONE page ({@link TimeSlicer}), and the checkpoint moves after each slice.
+ * Only a slice of under a second that still holds more than a page is paged with `$skip`; its pages overlap
  * by a few rows, and a page that shares no row with the previous one means rows left the result set faster
  * than the overlap, so the client steps back instead of skipping them.
  */
 export class LegacyIncidentSource implements IncidentSource {
   readonly api = 'legacy' as const;
+  readonly paging = 'timeSlices' as const;
   private readonly pageSize: number;
   /** Rows the server returns per page at most: `$top`, or less when it caps pages (learned from a nextLink). */
   private serverPageSize: number;
   private readonly overlap: number;
-  private readonly minSpan: bigint;
-  private span: bigint;
+  private readonly slicer: TimeSlicer;
   private readonly endpoint: string;
 
   constructor(private readonly o: LegacyIncidentSourceOptions) {
     this.pageSize = Math.min(o.pageSize ?? LEGACY_MAX_PAGE_SIZE, LEGACY_MAX_PAGE_SIZE);
     this.serverPageSize = this.pageSize;
     this.overlap = Math.min(o.overlap ?? 10, Math.floor(this.pageSize / 2));
-    this.minSpan = BigInt(o.minChunkSpanInMs ?? 1000) * TICKS_PER_MS;
-    this.span = BigInt(o.initialChunkSpanInMs ?? 3_600_000) * TICKS_PER_MS;
+    this.slicer = o.slicer ?? createLegacySlicer();
     this.endpoint = `${o.baseUrl}/api/incidents`;
   }
 
@@ -68,42 +73,18 @@ export class LegacyIncidentSource implements IncidentSource {
     return identifyIncident(raw, this.api);
   }
 
-  async *listPages(
-    window: ListWindow,
-    options: { abortSignal?: AbortSignal } = {},
-  ): AsyncIterable<IncidentPage> {
-    const until = parseTimestamp(window.until);
-    if (!until) throw new ExportError(`Invalid window end '${window.until}'.`);
-    let from: Checkpoint = window.from;
-    while (watermarkOf(from).ticks < until.ticks) {
-      const start = watermarkOf(from);
-      const endTicks = chunkEnd(start.ticks, start.ticks + this.span, until.ticks);
-      const end = endTicks === until.ticks ? until.text : formatTicks(endTicks);
-      const first = await this.fetch(start.text, end, 0, options.abortSignal);
-      const isFull = this.isFull(first);
-      if (isFull) {
-        const narrower = this.narrowerEnd(start.ticks, endTicks, first);
-        if (narrower !== undefined) {
-          this.span = narrower - start.ticks;
-          continue;
-        }
-      }
-      const next: Checkpoint = { watermark: end, idsAtWatermark: [] };
-      if (!isFull) {
-        yield {
-          records: first.records.filter((r) => isAfter(r, from)),
-          rejected: first.rejected,
-          resumeFrom: next,
-        };
-        this.adapt(first.returned);
-      } else {
-        yield* this.pageChunk(from, end, first, options.abortSignal);
-        yield { records: [], resumeFrom: next };
-        this.span = this.minSpan * 60n;
-      }
-      from = next;
-    }
+  listPages(window: ListWindow, options: { abortSignal?: AbortSignal } = {}): AsyncIterable<IncidentPage> {
+    return this.slicer.listPages(window, this.reader, options.abortSignal);
   }
+
+  /** This API's part in reading by time slices: a slice is one `$filter` range, a dense one is paged by `$skip`. */
+  private readonly reader: SliceReader = {
+    fetch: (from, to, abortSignal) => this.fetch(from.text, to.text, 0, abortSignal),
+    isFull: (page) => this.isFull(page as LegacyPage),
+    rowsPerPage: () => this.serverPageSize,
+    readDense: (from, to, first, abortSignal) =>
+      this.pageChunk(from, to.text, first as LegacyPage, abortSignal),
+  };
 
   /**
    * Whether more rows may follow a page: it holds as many rows as the server returns per page, or it has a
@@ -165,37 +146,6 @@ export class LegacyIncidentSource implements IncidentSource {
     }
   }
 
-  /**
-   * The end to try instead of a chunk whose first page came back full, or undefined to page it as it is.
-   * A page whose rows all share one instant T points at a crowd at T: read up to T's millisecond first, then
-   * that millisecond alone. Otherwise halve, down to the minimum span. Chunk ends stay on millisecond
-   * boundaries, so a service that compares `$filter` datetimes in milliseconds answers them exactly.
-   */
-  private narrowerEnd(startTicks: bigint, endTicks: bigint, first: ParsedPage): bigint | undefined {
-    const instants = new Set(first.records.map((r) => r.lastUpdate.ticks));
-    const [only] = instants;
-    if (instants.size === 1 && only !== undefined) {
-      if (floorMs(only) > startTicks) return floorMs(only);
-      const oneMs = floorMs(startTicks) + TICKS_PER_MS;
-      return oneMs < endTicks ? oneMs : undefined;
-    }
-    const span = endTicks - startTicks;
-    if (span <= this.minSpan) return undefined;
-    const half = floorMs(startTicks + span / 2n);
-    return half > startTicks ? half : undefined;
-  }
-
-  /** Grows the chunk span while chunks come back sparse, shrinks it when they come back nearly full. */
-  private adapt(count: number): void {
-    const size = this.serverPageSize;
-    if (count < size / 4) this.span *= 4n;
-    else if (count < size / 2) this.span *= 2n;
-    else if (count > (size * 4) / 5) this.span = (this.span * 3n) / 4n;
-    const maxSpan = 86_400_000n * TICKS_PER_MS;
-    if (this.span > maxSpan) this.span = maxSpan;
-    if (this.span < this.minSpan) this.span = this.minSpan;
-  }
-
   private async fetch(
     from: string,
     until: string,
@@ -224,20 +174,6 @@ export class LegacyIncidentSource implements IncidentSource {
 }
 
 /** A legacy page: `records` inside the requested chunk, `listed` every record as returned. */
-interface LegacyPage extends ParsedPage {
+interface LegacyPage extends SlicePage {
   readonly listed: readonly IncidentRecord[];
-  /** How many items the server returned (records inside and outside the chunk, and rejected items). */
-  readonly returned: number;
-}
-
-function floorMs(ticks: bigint): bigint {
-  return ticks - (ticks % TICKS_PER_MS);
-}
-
-/** A chunk end on a millisecond boundary after `start`, at most `until`. */
-function chunkEnd(start: bigint, proposed: bigint, until: bigint): bigint {
-  if (proposed >= until) return until;
-  let end = floorMs(proposed);
-  if (end <= start) end = floorMs(start) + TICKS_PER_MS;
-  return end < until ? end : until;
 }

@@ -72,13 +72,16 @@ describe('defender-export download', () => {
   beforeAll(async () => {
     // Exports written by the real exporter: json blobs first, then gzip json lines, with updated incidents.
     world = await World.start({
-      settings: { EXPORT_INITIAL_LOOKBACK: 'PT72H' },
+      settings: { EXPORT_INITIAL_LOOKBACK: 'PT120H' },
       composition: { maxBlobBytes: 40_000 },
     });
-    world.tenant.store.generate(160, { from: new Date(now - 70 * HOUR), to: new Date(now - 2 * HOUR) });
+    // Two busy stretches around more than two quiet days: a whole UTC day without incidents gets an empty blob
+    // that carries the position over its midnight.
+    world.tenant.store.generate(60, { from: new Date(now - 118 * HOUR), to: new Date(now - 100 * HOUR) });
+    world.tenant.store.generate(100, { from: new Date(now - 40 * HOUR), to: new Date(now - 2 * HOUR) });
     expect((await world.run()).outcome).toBe('succeeded');
     world.configure({
-      settings: { EXPORT_INITIAL_LOOKBACK: 'PT72H', EXPORT_FORMAT: 'jsonl', EXPORT_COMPRESSION: 'gzip' },
+      settings: { EXPORT_INITIAL_LOOKBACK: 'PT120H', EXPORT_FORMAT: 'jsonl', EXPORT_COMPRESSION: 'gzip' },
       composition: { maxBlobBytes: 40_000 },
     });
     // The blob after the first run's checkpoint keeps the name (json) fixed with that checkpoint; the new
@@ -125,7 +128,7 @@ describe('defender-export download', () => {
     const merged = join(out, 'all.json');
     const latest = join(out, 'latest.json');
     const result = await download({
-      from: day(now - 80 * HOUR),
+      from: day(now - 125 * HOUR),
       to: day(now),
       out: join(out, 'files'),
       merge: merged,
@@ -144,7 +147,7 @@ describe('defender-export download', () => {
       merge: { file: merged },
       latest: { file: latest },
     });
-    expect(summary.emptyBlobs).toBeGreaterThan(0); // the blobs that carry the position over quiet midnights
+    expect(summary.emptyBlobs).toBeGreaterThan(0); // the blobs that carry the position over quiet days
 
     // The container's layout, decompressed, byte for byte; and the resume record.
     expect(
@@ -175,7 +178,7 @@ describe('defender-export download', () => {
 
     // Run again with --format jsonl: everything is already there and intact, nothing is downloaded.
     const again = await download({
-      from: day(now - 80 * HOUR),
+      from: day(now - 125 * HOUR),
       out: join(out, 'files'),
       merge: join(out, 'all.jsonl'),
       latest: join(out, 'latest.jsonl'),
@@ -227,7 +230,7 @@ describe('defender-export download', () => {
         EXPORT_CONTAINER: world.container.containerName,
       }),
     );
-    const range = parseTimeRange(day(now - 80 * HOUR), undefined, Date.now());
+    const range = parseTimeRange(day(now - 125 * HOUR), undefined, Date.now());
     const controller = new AbortController();
     const first = await downloadExports(container, {
       range,
@@ -250,7 +253,7 @@ describe('defender-export download', () => {
 
     const progress: string[] = [];
     const second = await download(
-      { from: day(now - 80 * HOUR), out, progress: true, json: true },
+      { from: day(now - 125 * HOUR), out, progress: true, json: true },
       { onStderr: (t) => progress.push(t) },
     );
     expect(second.code).toBe(0);
@@ -273,7 +276,7 @@ describe('defender-export download', () => {
   });
 
   it('stops on Ctrl-C with exit 130, and the same command then completes', async () => {
-    const options = { from: day(now - 80 * HOUR), out, progress: true } as const;
+    const options = { from: day(now - 125 * HOUR), out, progress: true } as const;
     let signalled = false;
     const interrupted = await download(options, {
       onStderr: (text) => {

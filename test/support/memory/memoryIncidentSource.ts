@@ -15,6 +15,7 @@ import { parseTimestamp, type Timestamp } from '../../../src/export/timestamp';
  */
 export class MemoryIncidentSource implements IncidentSource {
   readonly api: DefenderApi = 'graph';
+  readonly paging = 'timeSlices' as const;
   readonly stats = { requests: 0, retries: 0, throttles: 0 } satisfies SourceStats;
   readonly alertsUnavailable = 0;
   /** The latest visible version of each incident. */
