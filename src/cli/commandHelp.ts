@@ -9,8 +9,9 @@ export const commandHelp = {
 
 Copies the export blobs that hold incident versions updated in the range to DIR, in the container's layout
 (incidents/YYYY/MM/DD/...), decompressed. Lists only the date folders of the range, downloads in parallel,
-checks every file (size, JSON, record count in the blob's metadata) and writes it atomically. Run it again to
-resume: files already written and intact are kept.
+checks every file (size; the blob's Content-MD5; the size and SHA-256 listed by the manifest of the run that
+wrote it, under runs/; JSON, record count in the blob's metadata) and writes it atomically: a blob that fails a
+check is not kept. Run it again to resume: files already written and intact are kept.
 
 Options:
   --from DATE|DATETIME  start of the range: a UTC date (2026-11-24) or a date-time with zone (2026-11-24T06:00:00Z)

@@ -86,6 +86,11 @@ export function createDownloadCommand(inflate: InflateOptions = {}): Command {
           `${summary.downloaded} blob(s) downloaded (${formatBytes(summary.bytes)}), ${summary.alreadyPresent} already present and intact, ` +
             `${summary.emptyBlobs} without incidents skipped: ${summary.records} incident versions in ${summary.files.length} file(s) under ${outDir}\n`,
         );
+        if (summary.downloaded > 0)
+          process.stdout.write(
+            `checked: ${summary.verifiedByContentMd5} by their Content-MD5 (${summary.withoutContentMd5} have none, written before the exporter set it), ` +
+              `${summary.verifiedByManifest} by the size and SHA-256 in the manifest of the run that wrote them (${summary.notInManifest} listed in none)\n`,
+          );
         if (written.merge)
           process.stdout.write(
             `${written.merge.versions} incident versions in the range merged into ${written.merge.file}\n`,

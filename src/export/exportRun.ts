@@ -28,6 +28,7 @@ import type {
   CheckpointStore,
   Clock,
   CommittedBlob,
+  CommittedContent,
   ExportBlobWriter,
   ExportSink,
   IncidentSource,
@@ -84,6 +85,17 @@ export interface ExportRunOptions {
 
 export type RunOutcome = 'succeeded' | 'partial' | 'concurrent' | 'failed';
 
+/** An export blob a run committed, as its manifest lists it. */
+export interface ManifestBlob {
+  readonly name: string;
+  /** Incident versions in it (its `recordcount` metadata). */
+  readonly records: number;
+  /** Size of the stored bytes (compressed, for gzip blobs). */
+  readonly bytes: number;
+  /** SHA-256 of the stored bytes, lower-case hex. */
+  readonly sha256: string;
+}
+
 /** What one run did: logged as one structured line and stored as the run manifest. */
 export interface RunSummary {
   outcome: RunOutcome;
@@ -98,6 +110,12 @@ export interface RunSummary {
   incidents: number;
   blobs: number;
   blobNames: string[];
+  /**
+   * Every export blob this run committed, the empty ones too, with the size and SHA-256 of the bytes the writer
+   * staged (the blob's Content-MD5 hashes the same bytes): what `download` checks a blob against. In the
+   * manifest, not in the log line.
+   */
+  committedBlobs: ManifestBlob[];
   bytes: number;
   requests: number;
   throttles: number;
@@ -218,6 +236,7 @@ class ExportRun {
       incidents: 0,
       blobs: 0,
       blobNames: [],
+      committedBlobs: [],
       bytes: 0,
       requests: 0,
       throttles: 0,
@@ -266,7 +285,7 @@ class ExportRun {
     }
     this.finishSummary();
     await this.writeManifest();
-    const line = `export summary ${JSON.stringify(this.summary, (k, v: unknown) => (k === 'blobNames' ? undefined : v))}`;
+    const line = `export summary ${JSON.stringify(this.summary, (k, v: unknown) => (k === 'blobNames' || k === 'committedBlobs' ? undefined : v))}`;
     if (this.summary.outcome === 'succeeded') this.o.logger.info(line);
     else this.o.logger.warn(line);
     if (failure) throw failure;
@@ -651,7 +670,13 @@ class ExportRun {
     const commit = async (end: Checkpoint): Promise<void> => {
       const committing = blob ?? open();
       blob = undefined;
-      await committing.commit(this.persisted, end, until);
+      const content = await committing.commit(this.persisted, end, until);
+      this.summary.committedBlobs.push({
+        name: committing.name,
+        records: committing.records,
+        bytes: content.bytes,
+        sha256: content.sha256,
+      });
       if (committing.records > 0) {
         this.summary.blobs++;
         this.summary.blobNames.push(committing.name);
@@ -925,7 +950,8 @@ class OpenBlob {
     this.throwIfFailed();
   }
 
-  async commit(from: Checkpoint, end: Checkpoint, windowUntil: string): Promise<void> {
+  /** Commits the blob; returns the size and hashes of what it holds. */
+  async commit(from: Checkpoint, end: Checkpoint, windowUntil: string): Promise<CommittedContent> {
     const tail = this.encoder.finish();
     if (tail) {
       this.bytes += tail.length;
@@ -947,7 +973,7 @@ class OpenBlob {
       runId: this.o.runId,
       endCheckpoint: end,
     });
-    await this.storage(`commit '${this.name}'`, (options) => this.writer.commit(metadata, options));
+    return this.storage(`commit '${this.name}'`, (options) => this.writer.commit(metadata, options));
   }
 
   private startStage(block: Buffer): void {

@@ -141,12 +141,30 @@ export interface BlobContentSettings {
   readonly contentEncoding: string | undefined;
 }
 
+/**
+ * What a committed blob holds, hashed by the writer over the bytes it staged, in the order of the block list:
+ * the MD5 is the blob's Content-MD5, the SHA-256 and the size go into the run manifest.
+ */
+export interface CommittedContent {
+  readonly bytes: number;
+  /** MD5 of the bytes, base64 (as Storage shows Content-MD5). */
+  readonly contentMd5: string;
+  /** SHA-256 of the bytes, lower-case hex. */
+  readonly sha256: string;
+}
+
 /** A blob being written in blocks, committed create-only. */
 export interface ExportBlobWriter {
-  /** Stages one block; nothing is visible until {@link commit}. */
+  /**
+   * Stages one block; nothing is visible until {@link commit}. The block takes its place in the blob when the
+   * call is made, not when the upload ends: stages may run concurrently.
+   */
   stage(block: Buffer, options?: StorageCallOptions): Promise<void>;
-  /** Commits the staged blocks create-only. Throws ConcurrentRunError if the blob already exists. */
-  commit(metadata: Record<string, string>, options?: StorageCallOptions): Promise<void>;
+  /**
+   * Commits the staged blocks create-only, with the Content-MD5 of their bytes, and returns their hashes.
+   * Throws ConcurrentRunError if the blob already exists.
+   */
+  commit(metadata: Record<string, string>, options?: StorageCallOptions): Promise<CommittedContent>;
 }
 
 /** A committed blob as a listing shows it. */

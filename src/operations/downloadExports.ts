@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { appendFile, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ContainerClient } from '@azure/storage-blob';
-import { describeStorageError, streamToBuffer } from '../sink/blobExportStore';
+import { describeStorageError, isWriteConflict, streamToBuffer } from '../sink/blobExportStore';
 import type { DefenderApi } from '../config';
 import { isExportBlobName, readBlobMetadata } from '../export/blobLayout';
 import { formatTicks, ticksToMs } from '../export/timestamp';
@@ -17,6 +17,7 @@ import {
   type InflateOptions,
 } from './exportReader';
 import { forEachConcurrently, removePartialFiles, writeFileAtomically } from './localFiles';
+import { readRunManifests, type RunManifest } from './runManifests';
 import { overlaps, type TimeRange } from './timeRange';
 
 /** The record of what a download wrote, one JSON line per file, in the output folder. */
@@ -65,6 +66,18 @@ export interface DownloadSummary {
   bytes: number;
   /** Incident versions in the files (whole blobs; a blob may reach a little beyond a date-time range). */
   records: number;
+  /** Downloaded blobs whose bytes matched the Content-MD5 Storage keeps for them. */
+  verifiedByContentMd5: number;
+  /** Downloaded blobs without a Content-MD5 (written by versions of the exporter before it set one). */
+  withoutContentMd5: number;
+  /** Downloaded blobs whose size and SHA-256 matched the manifest of the run that wrote them. */
+  verifiedByManifest: number;
+  /**
+   * Downloaded blobs that no manifest of the run that wrote them lists: written by a version of the exporter
+   * before manifests listed blobs, or by a run that stopped before writing its manifest or before it heard back
+   * from its commit.
+   */
+  notInManifest: number;
   files: LocalExportFile[];
   failures: { blob: string; reason: string }[];
   interrupted: boolean;
@@ -83,9 +96,10 @@ interface StateEntry {
 /**
  * Downloads the export blobs whose versions meet the range into `outDir`, keeping the container's layout:
  * lists them by their date prefixes, skips those a previous run wrote and that still verify, downloads the
- * rest in parallel, decompresses gzip, checks each (size, JSON, one valid incident per record, the record
- * count in the blob's metadata) and writes it atomically. Blob failures are collected, not thrown; storage
- * errors that stop the listing are.
+ * rest in parallel, decompresses gzip, checks each (size, Content-MD5, the size and SHA-256 in the manifest of
+ * the run that wrote it, JSON, one valid incident per record, the record count in the blob's metadata) and
+ * writes it atomically; a blob that fails a check is not written. Blob failures are collected, not thrown;
+ * storage errors that stop the listing (of the blobs or of the manifests) are.
  */
 export async function downloadExports(
   container: ContainerClient,
@@ -103,6 +117,10 @@ export async function downloadExports(
     emptyBlobs: 0,
     bytes: 0,
     records: 0,
+    verifiedByContentMd5: 0,
+    withoutContentMd5: 0,
+    verifiedByManifest: 0,
+    notInManifest: 0,
     files: [],
     failures: [],
     interrupted: false,
@@ -143,6 +161,7 @@ export async function downloadExports(
     }
   });
   toFetch.sort((a, b) => (a.name < b.name ? -1 : 1));
+  const manifests = await manifestsOf(container, toFetch);
   for (const folder of new Set(toFetch.map((b) => dirname(join(outDir, b.name))))) {
     await removePartialFiles(folder);
   }
@@ -163,7 +182,7 @@ export async function downloadExports(
           inFlight.set(blob.name, loaded);
           report();
         });
-        const verified = verifyExportBlob(blob, bytes, options);
+        const verified = verifyExportBlob(blob, bytes, manifests, options);
         const file = fileOf(blob.name);
         await writeFileAtomically(join(outDir, file), (f) => f.write(verified.content));
         const entry: StateEntry = {
@@ -182,6 +201,10 @@ export async function downloadExports(
         done.set(blob.name, { blob: blob.name, file, api: entry.api, records: entry.records });
         summary.downloaded++;
         summary.bytes += bytes.length;
+        if (verified.byContentMd5) summary.verifiedByContentMd5++;
+        else summary.withoutContentMd5++;
+        if (verified.byManifest) summary.verifiedByManifest++;
+        else summary.notInManifest++;
       } catch (thrown) {
         if (options.abortSignal?.aborted) return;
         summary.failures.push({ blob: blob.name, reason: toError(thrown).message });
@@ -220,20 +243,83 @@ function localNames(blobNames: readonly string[]): Map<string, string> {
   return out;
 }
 
+/** The manifests of the runs that wrote `blobs` (see readRunManifests), by run id. */
+async function manifestsOf(
+  container: ContainerClient,
+  blobs: readonly ExportBlobInfo[],
+): Promise<Map<string, RunManifest[]>> {
+  const runIds = new Set<string>();
+  let sinceTicks: bigint | undefined;
+  for (const blob of blobs) {
+    const metadata = readBlobMetadata(blob.metadata);
+    if (typeof metadata === 'string') continue;
+    runIds.add(metadata.runId);
+    if (sinceTicks === undefined || metadata.windowFrom.ticks < sinceTicks)
+      sinceTicks = metadata.windowFrom.ticks;
+  }
+  // A day's margin for a host clock behind the API's: the run cannot have started much before its window.
+  return sinceTicks === undefined
+    ? new Map()
+    : readRunManifests(container, runIds, ticksToMs(sinceTicks) - 86_400_000);
+}
+
+/** Where the fix of a changed blob is described. */
+const RESTORE_DOC = 'docs/deploy.md, "A blob fails verification"';
+/** What a mismatch tells the operator to do. */
+const RESTORE = `Restore the committed version (${RESTORE_DOC}) and run the command again; the file was not kept.`;
+
 /**
- * Checks the bytes of an export blob against what the exporter recorded: the size listed, that it decodes,
- * that every record is an incident of the blob's API, and the record count in its metadata.
+ * Checks the bytes of an export blob against what the exporter recorded: the size listed, the Content-MD5 the
+ * writer committed it with (when the blob has one), the size and SHA-256 that the manifest of the run that wrote
+ * it lists (when one does), that it decodes, that every record is an incident of the blob's API, and the record
+ * count in its metadata. The Content-MD5 is the listing's (the download asks for the listed ETag): Storage
+ * answers a Get Blob with one only when the blob has one, but Azurite with one computed from the bytes sent, so
+ * only the listing tells, on both, what the writer stored.
  */
 function verifyExportBlob(
   blob: ExportBlobInfo,
   bytes: Buffer,
+  manifests: ReadonlyMap<string, readonly RunManifest[]>,
   inflate: InflateOptions = {},
-): { content: Buffer; records: number; api: DefenderApi } {
+): { content: Buffer; records: number; api: DefenderApi; byContentMd5: boolean; byManifest: boolean } {
   if (bytes.length !== blob.size)
     throw new Error(`received ${bytes.length} bytes, but the blob has ${blob.size}`);
   const metadata = readBlobMetadata(blob.metadata);
   if (typeof metadata === 'string') {
     throw new Error(`it ${metadata}, so it was not written by this exporter and cannot be verified`);
+  }
+  const { contentMd5 } = blob;
+  const md5 = createHash('md5').update(bytes).digest('base64');
+  if (contentMd5 !== undefined && md5 !== contentMd5) {
+    throw new Error(
+      `its bytes do not match its Content-MD5 (received MD5 ${md5}, Content-MD5 ${contentMd5}): the transfer damaged ` +
+        `them, or the blob was changed after the export committed it. Run the command again; if it fails again, restore the ` +
+        `committed version (${RESTORE_DOC}). The file was not kept.`,
+    );
+  }
+  const stored = { bytes: bytes.length, sha256: sha256(bytes) };
+  let byManifest = false;
+  for (const manifest of manifests.get(metadata.runId) ?? []) {
+    if (manifest.problem !== undefined) {
+      throw new Error(
+        `run manifest '${manifest.name}' of the run that wrote it does not read (${manifest.problem}), so the blob cannot ` +
+          'be checked against it. Restore the manifest from its soft-deleted version, or move it out of runs/ to check ' +
+          'the blob by its Content-MD5 alone; the file was not kept.',
+      );
+    }
+    const listed = manifest.blobs?.get(blob.name);
+    if (!listed) continue;
+    if (listed.bytes !== stored.bytes || listed.sha256 !== stored.sha256) {
+      throw new Error(
+        `its ${stored.bytes} bytes (SHA-256 ${stored.sha256}) are not what run manifest '${manifest.name}' lists for it ` +
+          `(${listed.bytes} bytes, SHA-256 ${listed.sha256}): ` +
+          (contentMd5 !== undefined
+            ? 'its Content-MD5 matches them, so the blob was rewritten whole after the run committed it (an upload sets a new Content-MD5), or the manifest was altered. '
+            : 'the blob was changed after the run committed it, or the manifest was altered. ') +
+          RESTORE,
+      );
+    }
+    byManifest = true;
   }
   const { api, recordCount: expected } = metadata;
   // One bound, from the stored size, for both steps: content that is itself gzip is not inflated past it either.
@@ -247,7 +333,7 @@ function verifyExportBlob(
     const record = parseIncidentRecord(raw, api);
     if (typeof record === 'string') throw new Error(`record ${index} ${record}`);
   });
-  return { content, records: records.length, api };
+  return { content, records: records.length, api, byContentMd5: contentMd5 !== undefined, byManifest };
 }
 
 /** Blobs hold the versions of their window; a blob whose metadata does not read is kept (and then fails verification). */
@@ -263,13 +349,17 @@ async function fetchBlob(
   onBytes: (loaded: number) => void,
 ): Promise<Buffer> {
   try {
+    // Only the blob as listed (its ETag), so that the size and the Content-MD5 of the listing are the bytes'.
     const response = await container.getBlobClient(blob.name).download(0, undefined, {
       ...(abortSignal ? { abortSignal } : {}),
+      ...(blob.etag ? { conditions: { ifMatch: blob.etag } } : {}),
       onProgress: (event) => onBytes(event.loadedBytes),
     });
     return await streamToBuffer(response.readableStreamBody);
   } catch (thrown) {
     if (abortSignal?.aborted) throw thrown;
+    if (isWriteConflict(thrown))
+      throw new Error('it was replaced while this command ran (its ETag moved): run the command again');
     throw describeStorageError(thrown, container.containerName, `download '${blob.name}'`);
   }
 }

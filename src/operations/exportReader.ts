@@ -13,11 +13,13 @@ export {
   type InflateOptions,
 } from '../export/recordDecoder';
 
-/** An export blob as listed: name, size, ETag and the metadata the exporter wrote. */
+/** An export blob as listed: name, size, ETag, Content-MD5 and the metadata the exporter wrote. */
 export interface ExportBlobInfo {
   readonly name: string;
   readonly size: number;
   readonly etag: string;
+  /** The Content-MD5 Storage keeps for the blob (base64); undefined when it has none. */
+  readonly contentMd5?: string;
   readonly metadata: Readonly<Record<string, string>>;
 }
 
@@ -63,10 +65,12 @@ export async function listBlobsByDay(
         prefix: `${prefix}${day}/`,
         includeMetadata: true,
       })) {
+        const md5 = blob.properties.contentMD5;
         out.push({
           name: blob.name,
           size: blob.properties.contentLength ?? 0,
           etag: blob.properties.etag ?? '',
+          ...(md5 && md5.length > 0 ? { contentMd5: Buffer.from(md5).toString('base64') } : {}),
           metadata: blob.metadata ?? {},
         });
       }

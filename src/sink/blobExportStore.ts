@@ -2,11 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { BlockBlobClient, ContainerClient } from '@azure/storage-blob';
 import { CHECKPOINT_BLOB } from '../export/blobLayout';
 import { isCheckpoint } from '../export/checkpoint';
+import { ContentHasher } from '../export/contentHash';
 import type {
   BlobContentSettings,
   CheckpointDocument,
   CheckpointStore,
   CommittedBlob,
+  CommittedContent,
   ExportBlobWriter,
   ExportSink,
   StorageCallOptions,
@@ -216,11 +218,16 @@ export class BlobExportSink implements ExportSink {
 
 /**
  * Stages blocks under ids unique to this writer (two runs racing on one name never mix their blocks; every
- * id has the same length, as Storage requires) and commits them create-only.
+ * id has the same length, as Storage requires) and commits them create-only, with the blob's Content-MD5, so
+ * that standard clients (`az storage blob download`, `getProperties().contentMD5`) can check a download.
+ * Storage does not compute a Content-MD5 for a blob committed from blocks, and does not check the one given
+ * ([Put Block List](https://learn.microsoft.com/rest/api/storageservices/put-block-list), `x-ms-blob-content-md5`).
  */
 class BlockBlobWriter implements ExportBlobWriter {
   private readonly blockIds: string[] = [];
   private readonly prefix = randomUUID();
+  /** Fed as each stage is called, in the order of {@link blockIds} (see ContentHasher). */
+  private readonly hasher = new ContentHasher();
 
   constructor(
     private readonly container: ContainerClient,
@@ -230,13 +237,16 @@ class BlockBlobWriter implements ExportBlobWriter {
 
   /**
    * Stages may run concurrently: the block's place in the list is taken when the stage starts, so the commit
-   * keeps the order of the calls. A failed stage fails the blob (its caller never commits it).
+   * keeps the order of the calls; the hashes take the block at the same moment, before the first await, so
+   * they see the bytes in the order of the list whatever order the uploads end in. A failed stage fails the
+   * blob (its caller never commits it).
    */
   async stage(block: Buffer, options: StorageCallOptions = {}): Promise<void> {
     const id = Buffer.from(`${this.prefix}-${String(this.blockIds.length).padStart(6, '0')}`).toString(
       'base64',
     );
     this.blockIds.push(id);
+    this.hasher.update(block);
     try {
       await this.container
         .getBlockBlobClient(this.name)
@@ -251,8 +261,12 @@ class BlockBlobWriter implements ExportBlobWriter {
     }
   }
 
-  async commit(metadata: Record<string, string>, options: StorageCallOptions = {}): Promise<void> {
+  async commit(
+    metadata: Record<string, string>,
+    options: StorageCallOptions = {},
+  ): Promise<CommittedContent> {
     const client = this.container.getBlockBlobClient(this.name);
+    const content = this.hasher.result();
     try {
       await client.commitBlockList(this.blockIds, {
         ...abortable(options),
@@ -260,9 +274,11 @@ class BlockBlobWriter implements ExportBlobWriter {
         blobHTTPHeaders: {
           blobContentType: this.content.contentType,
           ...(this.content.contentEncoding ? { blobContentEncoding: this.content.contentEncoding } : {}),
+          blobContentMD5: Buffer.from(content.contentMd5, 'base64'),
         },
         metadata,
       });
+      return content;
     } catch (thrown) {
       // 409 BlobAlreadyExists: the blob exists. 400 InvalidBlockList: another writer committed the name and
       // its commit discarded our uncommitted blocks. Either way another run owns this part of the export. Any

@@ -355,8 +355,9 @@ export function describeCompleteness(shard: number): void {
                   await writer.stage(block);
                 },
                 commit: async (metadata) => {
-                  await writer.commit(metadata);
+                  const committed = await writer.commit(metadata);
                   killIf('afterCommit', commits++);
+                  return committed;
                 },
               }));
               const checkpointStore = {

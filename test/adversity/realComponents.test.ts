@@ -96,7 +96,7 @@ describe('faults of the real components', () => {
                 cuts++;
                 setTimeout(() => proxy.cut(), cuts % 2 === 0 ? 0 : 2);
               }
-              await committing;
+              return committing;
             },
           })),
         },

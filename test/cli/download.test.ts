@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -19,6 +20,7 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
 const ticks = (text: string): bigint => parseTimestamp(text)!.ticks;
+const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 const key = (v: { id: string; lastUpdate: string }): string => `${v.id}@${ticks(v.lastUpdate)}`;
 
 /** Versions in the order --merge promises: last update in exact ticks, then id (numerically). */
@@ -142,6 +144,11 @@ describe('defender-export download', () => {
       blobs: dataBlobs.length,
       downloaded: dataBlobs.length,
       alreadyPresent: 0,
+      // Every blob checked by its Content-MD5 and by the manifest of the run that wrote it.
+      verifiedByContentMd5: dataBlobs.length,
+      withoutContentMd5: 0,
+      verifiedByManifest: dataBlobs.length,
+      notInManifest: 0,
       failures: [],
       interrupted: false,
       merge: { file: merged },
@@ -291,6 +298,9 @@ describe('defender-export download', () => {
     expect(process.listenerCount('SIGINT')).toBe(0);
     const resumed = await download(options);
     expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toMatch(
+      /\nchecked: (\d+) by their Content-MD5 \(0 have none, written before the exporter set it\), \1 by the size and SHA-256 in the manifest of the run that wrote them \(0 listed in none\)\n$/,
+    );
     expect(filesUnder(out).filter((f) => /^incidents\/.*\.jsonl?$/.test(f))).toHaveLength(dataBlobs.length);
   });
 
@@ -431,6 +441,10 @@ describe('defender-export download', () => {
         downloaded: blobs.length + 1,
         files: blobs.length + 1,
         records: total + records.length,
+        // The sibling is not in the manifest of the run its metadata names: checked by its Content-MD5 only.
+        verifiedByContentMd5: blobs.length + 1,
+        verifiedByManifest: blobs.length,
+        notInManifest: 1,
       });
       const local = filesUnder(files).filter((f) => f.startsWith('incidents/') && /\.json$/.test(f));
       expect(local).toEqual([...blobs, plain!.replace(/\.json$/, '.gunzipped.json')].sort());
@@ -451,6 +465,130 @@ describe('defender-export download', () => {
         records: total + records.length,
       });
       expect(readVersionsFile(merged, 'json')).toHaveLength(total + records.length);
+    } finally {
+      await other.container.deleteIfExists();
+    }
+  });
+
+  it('fails a blob whose bytes were changed after the commit, by manifest or Content-MD5, keeps the others, and passes once restored', async () => {
+    const other = await World.start({
+      tenant: world.tenant,
+      composition: { maxBlobBytes: 20_000, pageSize: 5 },
+    });
+    try {
+      world.tenant.store.generate(20, { from: new Date(now - 5 * HOUR), to: new Date(now - 3 * HOUR) });
+      expect((await other.run()).outcome).toBe('succeeded');
+      const blobs = await other.dataBlobNames();
+      expect(blobs.length).toBeGreaterThanOrEqual(4);
+      const [rewritten, forged, withoutMd5] = blobs as [string, string, string];
+      const originals = new Map<string, { bytes: Buffer; md5: Uint8Array }>();
+      for (const name of [rewritten, forged, withoutMd5]) {
+        const client = other.container.getBlockBlobClient(name);
+        originals.set(name, {
+          bytes: await client.downloadToBuffer(),
+          md5: (await client.getProperties()).contentMD5!,
+        });
+      }
+      /** Overwrites a blob with the SDK, keeping its metadata and content type: a valid export, other bytes. */
+      const tamper = async (name: string): Promise<void> => {
+        const client = other.container.getBlockBlobClient(name);
+        const props = await client.getProperties();
+        const records = JSON.parse(originals.get(name)!.bytes.toString('utf8')) as Record<string, unknown>[];
+        records[0] = { ...records[0], title: 'changed after the export' };
+        const body = Buffer.from(JSON.stringify(records));
+        await client.upload(body, body.length, {
+          metadata: props.metadata!,
+          blobHTTPHeaders: { blobContentType: props.contentType! },
+        });
+      };
+      // Rewritten whole: Storage gives the upload a Content-MD5 of the new bytes; only the manifest tells.
+      await tamper(rewritten);
+      // Rewritten and the old Content-MD5 set back on it: the Content-MD5 tells.
+      await tamper(forged);
+      await other.container.getBlockBlobClient(forged).setHTTPHeaders({
+        blobContentType: 'application/json; charset=utf-8',
+        blobContentMD5: originals.get(forged)!.md5,
+      });
+      // A blob of an older version, without Content-MD5: checked by the manifest only, not failed.
+      // (Its blocks committed again without one, as those versions committed them; same bytes, same metadata.)
+      const old = other.container.getBlockBlobClient(withoutMd5);
+      const { committedBlocks } = await old.getBlockList('committed');
+      await old.commitBlockList(
+        committedBlocks!.map((b) => b.name),
+        {
+          metadata: (await old.getProperties()).metadata!,
+          blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
+        },
+      );
+      expect((await old.getProperties()).contentMD5).toBeUndefined();
+      const otherSettings = settingsFile({
+        EXPORT_STORAGE_CONNECTION_STRING: other.settings.EXPORT_STORAGE_CONNECTION_STRING!,
+        EXPORT_CONTAINER: other.container.containerName,
+      });
+      const from = day(now - 3 * DAY);
+      const args = ['download', '--from', from, '--out', out, '--json', '--settings', otherSettings];
+      const result = await runCli(args);
+      expect(result.code).toBe(1);
+      const [manifest] = await other.blobNames('runs/');
+      const original = originals.get(rewritten)!.bytes;
+      expect(result.stderr).toContain(`error: ${rewritten}: its `);
+      expect(result.stderr).toContain(
+        `are not what run manifest '${manifest}' lists for it (${original.length} bytes, SHA-256 ${sha256(original)}): ` +
+          'its Content-MD5 matches them, so the blob was rewritten whole after the run committed it',
+      );
+      expect(result.stderr).toContain(
+        `error: ${forged}: its bytes do not match its Content-MD5 (received MD5 `,
+      );
+      expect(result.stderr).toContain('docs/deploy.md, "A blob fails verification"');
+      const summary = JSON.parse(result.stdout);
+      expect(summary).toMatchObject({
+        blobs: blobs.length,
+        downloaded: blobs.length - 2,
+        verifiedByContentMd5: blobs.length - 3,
+        withoutContentMd5: 1,
+        verifiedByManifest: blobs.length - 2,
+        notInManifest: 0,
+      });
+      expect(summary.failures.map((f: { blob: string }) => f.blob).sort()).toEqual(
+        [rewritten, forged].sort(),
+      );
+      // The changed blobs are not kept; every other one is, byte for byte.
+      expect(existsSync(join(out, rewritten))).toBe(false);
+      expect(existsSync(join(out, forged))).toBe(false);
+      for (const name of blobs.filter((b) => b !== rewritten && b !== forged)) {
+        const bytes = await other.container.getBlockBlobClient(name).downloadToBuffer();
+        expect(readFileSync(join(out, name)).equals(bytes)).toBe(true);
+      }
+
+      // Restored to what the run committed, the same command completes.
+      for (const name of [rewritten, forged]) {
+        const { bytes } = originals.get(name)!;
+        await other.container.getBlockBlobClient(name).upload(bytes, bytes.length, {
+          metadata: (await other.container.getBlockBlobClient(name).getProperties()).metadata!,
+          blobHTTPHeaders: { blobContentType: 'application/json; charset=utf-8' },
+        });
+      }
+      const restored = await runCli(args);
+      expect(restored.stderr).toBe('');
+      expect(restored.code).toBe(0);
+      expect(JSON.parse(restored.stdout)).toMatchObject({
+        downloaded: 2,
+        alreadyPresent: blobs.length - 2,
+        verifiedByContentMd5: 2,
+        verifiedByManifest: 2,
+        failures: [],
+      });
+
+      // A manifest that no longer reads cannot vouch for the blobs of its run: they fail, by name, and say why.
+      await other.container.getBlockBlobClient(manifest!).upload('{"runId":', 9);
+      const unreadable = await runCli([...args.slice(0, 3), '--out', tempDir(), '--settings', otherSettings]);
+      expect(unreadable.code).toBe(1);
+      expect(unreadable.stderr).toContain(
+        `error: ${blobs[0]}: run manifest '${manifest}' of the run that wrote it does not read (`,
+      );
+      expect(unreadable.stderr).toMatch(
+        /or move it out of runs\/ to check the blob by its Content-MD5 alone/,
+      );
     } finally {
       await other.container.deleteIfExists();
     }

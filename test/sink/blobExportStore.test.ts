@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   BlobCheckpointStore,
   BlobExportSink,
@@ -65,7 +66,7 @@ describe('BlobExportSink', () => {
     await container.deleteIfExists();
   });
 
-  it('commits blocks in the order they were staged, even when a later upload finishes first', async () => {
+  it('commits blocks in the order they were staged, even when a later upload finishes first, with their Content-MD5', async () => {
     const gate = gatedStages(container);
     const writer = new BlobExportSink(gate.container).openBlob('incidents/order.json', {
       contentType: 'application/json',
@@ -82,11 +83,22 @@ describe('BlobExportSink', () => {
     await gate.release(0);
     await first;
     expect(finished).toEqual(['small', 'big']);
-    await writer.commit({});
-    const body = await container.getBlockBlobClient('incidents/order.json').downloadToBuffer();
+    const committed = await writer.commit({});
+    const client = container.getBlockBlobClient('incidents/order.json');
+    const body = await client.downloadToBuffer();
     expect(body.length).toBe(big.length + 1);
     expect(body.subarray(-1).toString()).toBe('b');
     expect(body.subarray(0, 1).toString()).toBe('a');
+    // The hashes follow the block list, not the order the uploads ended in; Storage keeps the MD5 as Content-MD5.
+    const md5 = createHash('md5').update(body).digest('base64');
+    expect(committed).toEqual({
+      bytes: body.length,
+      contentMd5: md5,
+      sha256: createHash('sha256').update(body).digest('hex'),
+    });
+    const props = await client.getProperties();
+    expect(Buffer.from(props.contentMD5!).toString('base64')).toBe(md5);
+    expect(props.metadata).toEqual({});
   });
 
   it('refuses to commit over an existing blob', async () => {

@@ -1,4 +1,5 @@
 import { ConcurrentRunError } from '../../../src/errors';
+import { ContentHasher } from '../../../src/export/contentHash';
 import type {
   BlobContentSettings,
   CommittedBlob,
@@ -13,6 +14,8 @@ export interface MemoryBlob {
   readonly metadata: Record<string, string>;
   readonly contentType: string;
   readonly contentEncoding: string | undefined;
+  /** The Content-MD5 (base64) the writer committed with; none for JSON documents, as on Storage for blocks. */
+  readonly contentMd5?: string;
 }
 
 /**
@@ -45,10 +48,12 @@ export class MemoryExportSink implements ExportSink {
 
   openBlob(name: string, content: BlobContentSettings): ExportBlobWriter {
     const blocks: Buffer[] = [];
+    const hasher = new ContentHasher();
     return {
       stage: (block) => {
-        // The place is taken when the stage starts, as the Blob writer's block ids are.
+        // The place is taken when the stage starts, as the Blob writer's block ids (and hashes) are.
         blocks.push(Buffer.from(block));
+        hasher.update(block);
         return Promise.resolve();
       },
       commit: (metadata) => {
@@ -59,13 +64,15 @@ export class MemoryExportSink implements ExportSink {
             ),
           );
         }
+        const committed = hasher.result();
         this.blobs.set(name, {
           body: Buffer.concat(blocks),
           metadata: { ...metadata },
           contentType: content.contentType,
           contentEncoding: content.contentEncoding,
+          contentMd5: committed.contentMd5,
         });
-        return Promise.resolve();
+        return Promise.resolve(committed);
       },
     };
   }

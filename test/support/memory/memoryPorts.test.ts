@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
 import { ConcurrentRunError } from '../../../src/errors';
 import type { CheckpointStore, ExportSink } from '../../../src/export/ports';
@@ -70,11 +71,20 @@ describe.each([
     const sink = await create();
     const writer = sink.openBlob('incidents/2026/01/01/a.json', content);
     const encoder = new RecordEncoder('json', 'none');
-    await writer.stage(encoder.encode([{ raw: { id: '1' } }]));
-    await writer.stage(encoder.encode([{ raw: { id: '2' } }]));
-    await writer.stage(encoder.finish()!);
+    const blocks = [
+      encoder.encode([{ raw: { id: '1' } }]),
+      encoder.encode([{ raw: { id: '2' } }]),
+      encoder.finish()!,
+    ];
+    for (const block of blocks) await writer.stage(block);
     expect(await sink.committedMetadata('incidents/2026/01/01/a.json')).toBeUndefined();
-    await writer.commit({ recordcount: '2' });
+    // The commit tells the size and hashes of the bytes staged, in order.
+    const body = Buffer.concat(blocks);
+    expect(await writer.commit({ recordcount: '2' })).toEqual({
+      bytes: body.length,
+      contentMd5: createHash('md5').update(body).digest('base64'),
+      sha256: createHash('sha256').update(body).digest('hex'),
+    });
     expect(await sink.committedMetadata('incidents/2026/01/01/a.json')).toEqual({ recordcount: '2' });
     expect(await sink.readRecords('incidents/2026/01/01/a.json')).toEqual([{ id: '1' }, { id: '2' }]);
   });
