@@ -19,6 +19,7 @@ import {
 import { GraphIncidentSource } from '../source/graphIncidentSource';
 import { LegacyIncidentSource } from '../source/legacyIncidentSource';
 import { ApiClient, type ApiClientOptions, type ApiTransport } from '../source/apiClient';
+import { explainPermissionRefusal } from '../source/apiPermissions';
 import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword } from '../source/proxy';
 import { SlidingWindowRateLimiter } from '../source/rateLimiter';
 import type { Logger } from '../logger';
@@ -181,6 +182,8 @@ export function createIncidentSourceFactory(
       ...options.http,
       allowedOrigin: apiOrigin,
       getToken: (o) => tokens.getToken(o),
+      explainRefusal: (token, status) =>
+        explainPermissionRefusal({ api: config.api, clientId: config.clientId }, token, status),
       logger,
       ...(options.apiTransport ? { transport: options.apiTransport } : {}),
       agent:

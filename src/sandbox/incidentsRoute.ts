@@ -34,6 +34,8 @@ export interface IncidentsRouteContext {
   readonly afterPage: ((api: 'graph' | 'legacy', pageIndex: number) => void) | undefined;
   clock(): number;
   tokenFor(req: RouteRequest, audience: string): 'ok' | 'missing' | 'invalid';
+  /** The application roles (`roles` claim) of the request's token. */
+  tokenRoles(req: RouteRequest): readonly string[];
 }
 
 export interface IncidentsRouteOptions {
@@ -99,6 +101,7 @@ export class IncidentsRoute {
       }
       return;
     }
+    if (!this.hasRequiredRole(api, req, res)) return;
     if (api === 'legacy' && !this.allowLegacyCall(res)) return;
     const byId = /^\/v1\.0\/security\/incidents\/([^/]+)$/.exec(url.pathname);
     if (api === 'graph' && byId) {
@@ -251,6 +254,35 @@ export class IncidentsRoute {
     res.end(text);
   }
 
+  /**
+   * A token without one of the API's application permissions gets 403 with the API's own message (Graph:
+   * https://learn.microsoft.com/en-us/graph/api/security-list-incidents#permissions; legacy:
+   * https://learn.microsoft.com/en-us/defender-xdr/api-list-incidents#permissions).
+   */
+  private hasRequiredRole(api: 'graph' | 'legacy', req: RouteRequest, res: RouteResponse): boolean {
+    const roles = this.c.tokenRoles(req);
+    const required = REQUIRED_ROLES[api];
+    if (roles.some((r) => required.includes(r))) return true;
+    if (api === 'graph')
+      graphError(
+        this.c.clock(),
+        req,
+        res,
+        403,
+        'Forbidden',
+        `Missing application roles. API required roles: ${required.join(',')}, application roles: ${roles.join(',')}.`,
+      );
+    else
+      json(res, 403, {
+        error: {
+          code: 'Forbidden',
+          message: `The application does not have any of the required application permissions (${required.join(', ')}) to access the resource.`,
+          target: randomUUID(),
+        },
+      });
+    return false;
+  }
+
   private quirkyNextLink(
     nextLink: string | undefined,
     url: URL,
@@ -370,6 +402,12 @@ export class IncidentsRoute {
     return { page, hasMore: skip + page.length < cached.matching.length, count: cached.matching.length };
   }
 }
+
+/** The application permissions each API accepts, as its 403 names them. */
+const REQUIRED_ROLES: Record<'graph' | 'legacy', readonly string[]> = {
+  graph: ['SecurityIncident.Read.All', 'SecurityIncident.ReadWrite.All'],
+  legacy: ['Incident.ReadWrite.All', 'Incident.Read.All'],
+};
 
 const GRAPH_FIELDS: Record<string, (i: Incident) => string | null> = {
   lastUpdateDateTime: (i) => i.lastUpdateTime,
