@@ -42,6 +42,8 @@ export interface IncidentsRouteOptions {
   readonly seed?: number;
   readonly legacyLimits?: { perMinute: number; perHour: number; minuteInMs?: number; hourInMs?: number };
   readonly legacyNextLink?: boolean;
+  /** Alerts per page of an incident's alerts when the request gives no `$top` (default 50). */
+  readonly alertsPageSize?: number;
 }
 
 /**
@@ -103,6 +105,11 @@ export class IncidentsRoute {
     }
     if (!this.hasRequiredRole(api, req, res)) return;
     if (api === 'legacy' && !this.allowLegacyCall(res)) return;
+    const alertsOf = /^\/v1\.0\/security\/incidents\/([^/]+)\/alerts$/.exec(url.pathname);
+    if (api === 'graph' && alertsOf) {
+      this.answerAlerts(req, res, url, decodeURIComponent(alertsOf[1]!), fault);
+      return;
+    }
     const byId = /^\/v1\.0\/security\/incidents\/([^/]+)$/.exec(url.pathname);
     if (api === 'graph' && byId) {
       const incident = this.c.store.get(decodeURIComponent(byId[1]!));
@@ -281,6 +288,54 @@ export class IncidentsRoute {
         },
       });
     return false;
+  }
+
+  /**
+   * `GET /v1.0/security/incidents/{id}/alerts`: the incident's alerts as the expanded list embeds them, paged by
+   * `$top` (default {@link IncidentsRouteOptions.alertsPageSize}) and `$skip` with an `@odata.nextLink`
+   * (https://learn.microsoft.com/en-us/graph/api/security-incident-list-alerts). A cut body fault applies.
+   */
+  private answerAlerts(
+    req: RouteRequest,
+    res: RouteResponse,
+    url: URL,
+    id: string,
+    fault: Fault | undefined,
+  ): void {
+    const incident = this.c.store.get(id);
+    if (!incident) {
+      graphError(this.c.clock(), req, res, 404, 'NotFound', `Incident ${id} was not found`);
+      return;
+    }
+    const top = Number(url.searchParams.get('$top') ?? this.o.alertsPageSize ?? 50);
+    const skip = Number(url.searchParams.get('$skip') ?? 0);
+    if (!Number.isInteger(top) || top < 1 || !Number.isInteger(skip) || skip < 0) {
+      graphError(this.c.clock(), req, res, 400, 'BadRequest', 'Invalid $top or $skip.');
+      return;
+    }
+    const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
+    const alerts = toGraph(incident, {
+      tenantId: this.c.tenantId,
+      expandAlerts: true,
+      includeUnknownEnums: includeUnknown,
+    }).alerts as unknown[];
+    const page = alerts.slice(skip, skip + top);
+    const next = new URL(url.pathname, this.c.origin);
+    for (const [k, v] of url.searchParams) if (k !== '$skip') next.searchParams.set(k, v);
+    next.searchParams.set('$skip', String(skip + page.length));
+    const text = JSON.stringify({
+      '@odata.context': `${this.c.origin}/v1.0/$metadata#security/incidents('${id}')/alerts`,
+      ...(skip + page.length < alerts.length ? { '@odata.nextLink': next.toString() } : {}),
+      value: page,
+    });
+    res.writeHead(200, {
+      'Content-Type':
+        'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8',
+      'request-id': randomUUID(),
+      'client-request-id': String(req.headers['client-request-id'] ?? randomUUID()),
+    });
+    res.end(text);
+    if (fault && 'kind' in fault && fault.kind === 'truncate') res.delivery = 'truncated';
   }
 
   private quirkyNextLink(

@@ -53,6 +53,8 @@ export interface SimulatedTenantOptions {
   quirks?: PagingQuirks;
   /** The application roles admin-consented to the app registration on the incidents APIs (see {@link SimulatedTenant.appRoles}). */
   appRoles?: readonly string[];
+  /** Alerts per page of `GET /v1.0/security/incidents/{id}/alerts` when the request gives no `$top`. Default 50. */
+  alertsPageSize?: number;
 }
 
 export type { PagingQuirks };
