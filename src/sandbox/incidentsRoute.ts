@@ -293,7 +293,7 @@ export class IncidentsRoute {
   /**
    * `GET /v1.0/security/incidents/{id}/alerts`: the incident's alerts as the expanded list embeds them, paged by
    * `$top` (default {@link IncidentsRouteOptions.alertsPageSize}) and `$skip` with an `@odata.nextLink`
-   * (https://learn.microsoft.com/en-us/graph/api/security-incident-list-alerts). A cut body fault applies.
+   * (docs/incidents-api.md#alerts). A cut body fault applies.
    */
   private answerAlerts(
     req: RouteRequest,
