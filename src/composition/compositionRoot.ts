@@ -19,6 +19,7 @@ import {
 import { createGraphSlicer, GraphIncidentSource } from '../source/graphIncidentSource';
 import { createLegacySlicer, LegacyIncidentSource } from '../source/legacyIncidentSource';
 import { ApiClient, type ApiClientOptions, type ApiTransport } from '../source/apiClient';
+import { explainPermissionRefusal } from '../source/apiPermissions';
 import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword } from '../source/proxy';
 import { SlidingWindowRateLimiter } from '../source/rateLimiter';
 import type { Logger } from '../logger';
@@ -182,6 +183,8 @@ export function createIncidentSourceFactory(
       ...options.http,
       allowedOrigin: apiOrigin,
       getToken: (o) => tokens.getToken(o),
+      explainRefusal: (token, status) =>
+        explainPermissionRefusal({ api: config.api, clientId: config.clientId }, token, status),
       logger,
       ...(options.apiTransport ? { transport: options.apiTransport } : {}),
       agent:

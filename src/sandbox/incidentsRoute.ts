@@ -39,12 +39,16 @@ export interface IncidentsRouteContext {
   readonly afterPage: ((api: 'graph' | 'legacy', pageIndex: number) => void) | undefined;
   clock(): number;
   tokenFor(req: RouteRequest, audience: string): 'ok' | 'missing' | 'invalid';
+  /** The application roles (`roles` claim) of the request's token. */
+  tokenRoles(req: RouteRequest): readonly string[];
 }
 
 export interface IncidentsRouteOptions {
   readonly seed?: number;
   readonly legacyLimits?: { perMinute: number; perHour: number; minuteInMs?: number; hourInMs?: number };
   readonly legacyNextLink?: boolean;
+  /** Alerts per page of an incident's alerts when the request gives no `$top` (default 50). */
+  readonly alertsPageSize?: number;
 }
 
 /**
@@ -102,7 +106,13 @@ export class IncidentsRoute {
       }
       return;
     }
+    if (!this.hasRequiredRole(api, req, res)) return;
     if (api === 'legacy' && !this.allowLegacyCall(res)) return;
+    const alertsOf = /^\/v1\.0\/security\/incidents\/([^/]+)\/alerts$/.exec(url.pathname);
+    if (api === 'graph' && alertsOf) {
+      this.answerAlerts(req, res, url, decodeURIComponent(alertsOf[1]!), fault);
+      return;
+    }
     const byId = /^\/v1\.0\/security\/incidents\/([^/]+)$/.exec(url.pathname);
     if (api === 'graph' && byId) {
       const incident = this.c.store.get(decodeURIComponent(byId[1]!));
@@ -265,6 +275,83 @@ export class IncidentsRoute {
     res.end(text);
   }
 
+  /**
+   * A token without one of the API's application permissions gets 403 with the API's own message (Graph:
+   * https://learn.microsoft.com/en-us/graph/api/security-list-incidents#permissions; legacy:
+   * https://learn.microsoft.com/en-us/defender-xdr/api-list-incidents#permissions).
+   */
+  private hasRequiredRole(api: 'graph' | 'legacy', req: RouteRequest, res: RouteResponse): boolean {
+    const roles = this.c.tokenRoles(req);
+    const required = REQUIRED_ROLES[api];
+    if (roles.some((r) => required.includes(r))) return true;
+    if (api === 'graph')
+      graphError(
+        this.c.clock(),
+        req,
+        res,
+        403,
+        'Forbidden',
+        `Missing application roles. API required roles: ${required.join(',')}, application roles: ${roles.join(',')}.`,
+      );
+    else
+      json(res, 403, {
+        error: {
+          code: 'Forbidden',
+          message: `The application does not have any of the required application permissions (${required.join(', ')}) to access the resource.`,
+          target: randomUUID(),
+        },
+      });
+    return false;
+  }
+
+  /**
+   * `GET /v1.0/security/incidents/{id}/alerts`: the incident's alerts as the expanded list embeds them, paged by
+   * `$top` (default {@link IncidentsRouteOptions.alertsPageSize}) and `$skip` with an `@odata.nextLink`
+   * (docs/incidents-api.md#alerts). A cut body fault applies.
+   */
+  private answerAlerts(
+    req: RouteRequest,
+    res: RouteResponse,
+    url: URL,
+    id: string,
+    fault: Fault | undefined,
+  ): void {
+    const incident = this.c.store.get(id);
+    if (!incident) {
+      graphError(this.c.clock(), req, res, 404, 'NotFound', `Incident ${id} was not found`);
+      return;
+    }
+    const top = Number(url.searchParams.get('$top') ?? this.o.alertsPageSize ?? 50);
+    const skip = Number(url.searchParams.get('$skip') ?? 0);
+    if (!Number.isInteger(top) || top < 1 || !Number.isInteger(skip) || skip < 0) {
+      graphError(this.c.clock(), req, res, 400, 'BadRequest', 'Invalid $top or $skip.');
+      return;
+    }
+    const includeUnknown = /include-unknown-enum-members/.test(String(req.headers.prefer ?? ''));
+    const alerts = toGraph(incident, {
+      tenantId: this.c.tenantId,
+      expandAlerts: true,
+      includeUnknownEnums: includeUnknown,
+    }).alerts as unknown[];
+    const page = alerts.slice(skip, skip + top);
+    const next = new URL(url.pathname, this.c.origin);
+    for (const [k, v] of url.searchParams) if (k !== '$skip') next.searchParams.set(k, v);
+    next.searchParams.set('$skip', String(skip + page.length));
+    const text = JSON.stringify({
+      '@odata.context': `${this.c.origin}/v1.0/$metadata#security/incidents('${id}')/alerts`,
+      ...(skip + page.length < alerts.length ? { '@odata.nextLink': next.toString() } : {}),
+      value: page,
+    });
+    res.writeHead(200, {
+      'Content-Type':
+        'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8',
+      'request-id': randomUUID(),
+      'client-request-id': String(req.headers['client-request-id'] ?? randomUUID()),
+    });
+    res.end(text);
+    if (fault && 'kind' in fault && fault.kind === 'truncate') res.delivery = 'truncated';
+  }
+
   private quirkyNextLink(
     nextLink: string | undefined,
     url: URL,
@@ -400,6 +487,12 @@ const ASCENDING_UPDATE = 'lastUpdateDateTime asc';
 function isAscendingUpdate(orderby: string | undefined): boolean {
   return /^lastUpdateDateTime\s+asc$/i.test((orderby ?? '').trim());
 }
+
+/** The application permissions each API accepts, as its 403 names them. */
+const REQUIRED_ROLES: Record<'graph' | 'legacy', readonly string[]> = {
+  graph: ['SecurityIncident.Read.All', 'SecurityIncident.ReadWrite.All'],
+  legacy: ['Incident.ReadWrite.All', 'Incident.Read.All'],
+};
 
 const GRAPH_FIELDS: Record<string, (i: Incident) => string | null> = {
   lastUpdateDateTime: (i) => i.lastUpdateTime,

@@ -51,6 +51,10 @@ export interface SimulatedTenantOptions {
   /** Added to every incidents API response (Graph and legacy), as the network and the service would. */
   latencyInMs?: number;
   quirks?: PagingQuirks;
+  /** The application roles admin-consented to the app registration on the incidents APIs (see {@link SimulatedTenant.appRoles}). */
+  appRoles?: readonly string[];
+  /** Alerts per page of `GET /v1.0/security/incidents/{id}/alerts` when the request gives no `$top`. Default 50. */
+  alertsPageSize?: number;
 }
 
 export type { PagingQuirks };
@@ -97,8 +101,18 @@ export class SimulatedTenant {
   afterPage: ((api: 'graph' | 'legacy', pageIndex: number) => void) | undefined;
   /** Every access token issued (tests check that none leaks). */
   readonly issuedTokens: string[] = [];
+  /**
+   * The application roles admin-consented to the app registration, carried in the `roles` claim of the tokens
+   * issued for the incidents APIs from now on (none: the claim is absent, as Entra leaves it). One origin plays
+   * both APIs, so by default the app holds the read permission of each; Graph answers 403 without
+   * SecurityIncident.Read(Write).All, the legacy API without Incident.Read(Write).All.
+   */
+  appRoles: readonly string[];
 
-  private readonly tokens = new Map<string, { audience: string; expiresAt: number; clientId: string }>();
+  private readonly tokens = new Map<
+    string,
+    { audience: string; expiresAt: number; clientId: string; roles: readonly string[] }
+  >();
   private readonly counters: Record<SimulatedApi, number> = { entra: 0, keyvault: 0, graph: 0, legacy: 0 };
   private readonly incidentsRoute: IncidentsRoute;
   private readonly entraContext: EntraContext;
@@ -122,6 +136,7 @@ export class SimulatedTenant {
     this.tokenLifetimeSeconds = options.tokenLifetimeSeconds ?? 3599;
     this.store = options.store ?? new IncidentStore(options.seed ?? 1, this.clock);
     this.quirks = { ...options.quirks };
+    this.appRoles = options.appRoles ?? ['SecurityIncident.Read.All', 'Incident.Read.All'];
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const tenant = this;
     this.entraContext = {
@@ -180,6 +195,7 @@ export class SimulatedTenant {
         },
         clock: () => tenant.clock(),
         tokenFor: (req, audience) => tenant.tokenFor(req, audience),
+        tokenRoles: (req) => tenant.tokenRoles(req),
       },
       options,
     );
@@ -273,15 +289,35 @@ export class SimulatedTenant {
 
   /**
    * An access token for `audience` (this tenant's origin, or Key Vault's), as the token endpoint issues it after
-   * checking the client: for in-memory tests that do not run MSAL. Recorded in {@link issuedTokens}.
+   * checking the client: for in-memory tests that do not run MSAL. Recorded in {@link issuedTokens}. Shaped as
+   * Entra's app-only access tokens (a JWT whose payload carries `aud`, `tid`, `appid` and, for the app on the
+   * incidents APIs, `roles`: https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference),
+   * with a random signature: only this tenant checks it, by lookup.
    */
   issueToken(clientId: string, audience: string): string {
-    const token = `sbx.${randomBytes(24).toString('base64url')}`;
-    this.tokens.set(token, {
-      audience,
-      expiresAt: this.clock() + this.tokenLifetimeSeconds * 1000,
-      clientId,
-    });
+    const issuedAt = this.clock();
+    const expiresAt = issuedAt + this.tokenLifetimeSeconds * 1000;
+    const roles = clientId === this.clientId && audience === this.origin ? [...this.appRoles] : [];
+    const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const token = [
+      part({ typ: 'JWT', alg: 'RS256', kid: 'sandbox' }),
+      part({
+        aud: audience,
+        iss: `https://sts.windows.net/${this.tenantId}/`,
+        iat: Math.floor(issuedAt / 1000),
+        nbf: Math.floor(issuedAt / 1000),
+        exp: Math.floor(expiresAt / 1000),
+        appid: clientId,
+        idtyp: 'app',
+        oid: randomUUID(),
+        ...(roles.length > 0 ? { roles } : {}),
+        sub: randomUUID(),
+        tid: this.tenantId,
+        ver: '1.0',
+      }),
+      randomBytes(32).toString('base64url'),
+    ].join('.');
+    this.tokens.set(token, { audience, expiresAt, clientId, roles });
     this.issuedTokens.push(token);
     return token;
   }
@@ -406,6 +442,12 @@ export class SimulatedTenant {
     const token = this.tokens.get(header.slice(7));
     if (!token || token.audience !== audience || token.expiresAt <= this.clock()) return 'invalid';
     return 'ok';
+  }
+
+  /** The application roles of the request's bearer token (none for an unknown one). */
+  private tokenRoles(req: RouteRequest): readonly string[] {
+    const header = req.headers.authorization;
+    return (header?.startsWith('Bearer ') && this.tokens.get(header.slice(7))?.roles) || [];
   }
 }
 

@@ -38,6 +38,11 @@ export interface ApiClientOptions {
    * `abortSignal` fires (the caller's abort or this client's timeout).
    */
   readonly transport?: ApiTransport;
+  /**
+   * Explains a 401 (after the refresh) or a 403 from the token that was sent, e.g. which application permission
+   * it lacks (src/source/apiPermissions.ts); replaces the generic hint. Must never return the token.
+   */
+  readonly explainRefusal?: (token: string, status: 401 | 403) => string;
 }
 
 /** One GET as a transport sends it. */
@@ -170,7 +175,7 @@ export class ApiClient {
       }
       const retryable =
         status === 429 || status === 500 || status === 502 || status === 503 || status === 504;
-      if (!retryable || attempt >= maxAttempts) throw this.toError(target, response, attempt);
+      if (!retryable || attempt >= maxAttempts) throw this.toError(target, response, attempt, token);
       if (status === 429) this.stats.throttles++;
       const hinted =
         status === 429 || status === 503
@@ -332,7 +337,7 @@ export class ApiClient {
     });
   }
 
-  private toError(target: URL, response: RawResponse, attempts: number): ApiError {
+  private toError(target: URL, response: RawResponse, attempts: number, token?: string): ApiError {
     const text = response.body.toString('utf8');
     let code: string | undefined;
     let message: string | undefined;
@@ -345,7 +350,10 @@ export class ApiClient {
       // Not JSON: the excerpt tells what came back.
     }
     const where = `GET ${describe(target)}`;
-    const hint = HINTS[response.status] ?? (attempts > 1 ? `gave up after ${attempts} attempts` : '');
+    const hint =
+      this.refusal(response.status, token) ??
+      HINTS[response.status] ??
+      (attempts > 1 ? `gave up after ${attempts} attempts` : '');
     return new ApiError(
       `${where} failed with HTTP ${response.status}${code ? ` ${code}` : ''}${message ? `: ${message.slice(0, 300)}` : ''}${hint ? ` (${hint})` : ''}`,
       {
@@ -355,6 +363,16 @@ export class ApiClient {
         responseExcerpt: excerpt(response.body),
       },
     );
+  }
+
+  /** {@link ApiClientOptions.explainRefusal} for a 401 or 403, undefined otherwise or when it fails. */
+  private refusal(status: number, token: string | undefined): string | undefined {
+    if ((status !== 401 && status !== 403) || token === undefined || !this.o.explainRefusal) return undefined;
+    try {
+      return this.o.explainRefusal(token, status);
+    } catch {
+      return undefined;
+    }
   }
 }
 

@@ -3,7 +3,7 @@ import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../e
 import { formatTicks, parseTimestamp, TICKS_PER_MS, type Timestamp } from '../export/timestamp';
 import { ApiError, ExportError } from '../errors';
 import type { Logger } from '../logger';
-import { parseIncidentPage, identifyIncident, type ParsedPage } from './incidentPage';
+import { describeUrl, parseIncidentPage, identifyIncident, type ParsedPage } from './incidentPage';
 import type { JsonGetter } from './jsonGetter';
 import { floorMs, TimeSlicer, type SliceReader } from './timeSlices';
 
@@ -225,7 +225,7 @@ export class GraphIncidentSource implements IncidentSource {
    * Fetches a page, with alerts expanded when asked. `$filter` with `$expand=alerts` has failed persistently
    * with HTTP 500 on large tenants and stalled other exporters for good (Elastic #18144, #18277). So when an
    * expanded page still fails after every retry, the run goes on without `$expand` and reads the alerts of each
-   * incident it exports on its own (in listPages) (`GET /security/incidents/{id}?$expand=alerts`); an incident whose alerts cannot be read
+   * incident it exports on its own (in listPages, {@link withAlerts}); an incident whose alerts cannot be read
    * either is exported without them, and the run says how many.
    */
   private async fetch(url: string, abortSignal?: AbortSignal): Promise<ParsedPage> {
@@ -249,24 +249,53 @@ export class GraphIncidentSource implements IncidentSource {
     return this.get(withoutExpand(url), abortSignal);
   }
 
+  /**
+   * A listed incident with its alerts read on their own from the documented navigation
+   * `GET /v1.0/security/incidents/{id}/alerts` (docs/incidents-api.md#alerts), every page of them: the list item
+   * without OData control annotations, then `alerts` as that endpoint returns them, without theirs. That is the
+   * key order and content of an item of a page with `$expand=alerts`, so the record is the same bytes whichever
+   * way it was read. The alerts are read after the page, so they may already hold a change of a later version
+   * (which is exported in its turn). An incident whose alerts cannot be read is exported without them, counted.
+   */
   private async withAlerts(record: IncidentRecord, abortSignal?: AbortSignal): Promise<IncidentRecord> {
+    const item = withoutControlAnnotations(record.raw);
+    delete item.alerts;
+    let reason: string;
     try {
-      const url = `${this.endpoint}/${encodeURIComponent(record.id)}?$expand=alerts`;
-      const full = await this.o.client.getJson(url, {
-        headers: PREFER,
-        ...(abortSignal ? { abortSignal } : {}),
-      });
-      const version = (full as Record<string, unknown> | null)?.lastUpdateDateTime;
-      if (parseTimestamp(version)?.ticks === record.lastUpdate.ticks) return { ...record, raw: full };
+      return { ...record, raw: { ...item, alerts: await this.readAlerts(record.id, abortSignal) } };
     } catch (thrown) {
       if (abortSignal?.aborted) throw thrown;
+      reason = (thrown instanceof Error ? thrown.message : String(thrown)).slice(0, 300);
     }
     this.withoutAlerts++;
     // One line per incident, to find them; the run warns once with the count.
     this.o.logger.info(
-      `Exporting incident '${record.id}' at ${record.lastUpdate.text} without its alerts: they could not be read.`,
+      `Exporting incident '${record.id}' at ${record.lastUpdate.text} without its alerts: they could not be read (${reason}).`,
     );
-    return record;
+    return { ...record, raw: item };
+  }
+
+  /** Every alert of an incident, page by page along `@odata.nextLink` (origin-checked, never repeated). */
+  private async readAlerts(id: string, abortSignal?: AbortSignal): Promise<Record<string, unknown>[]> {
+    const alerts: Record<string, unknown>[] = [];
+    const followed = new Set<string>();
+    for (let url: string | undefined = `${this.endpoint}/${encodeURIComponent(id)}/alerts`; url;) {
+      if (followed.has(url)) {
+        throw new ExportError(`the @odata.nextLink of the alerts of incident '${id}' repeats a page`);
+      }
+      followed.add(url);
+      const body = await this.o.client.getJson(url, {
+        headers: PREFER,
+        ...(abortSignal ? { abortSignal } : {}),
+      });
+      const page = parseAlertsPage(body, url);
+      if (page.alerts.length === 0 && page.nextLink) {
+        throw new ExportError(`an empty page of the alerts of incident '${id}' has an @odata.nextLink`);
+      }
+      alerts.push(...page.alerts);
+      url = page.nextLink;
+    }
+    return alerts;
   }
 
   private async get(url: string, abortSignal?: AbortSignal): Promise<ParsedPage> {
@@ -285,6 +314,63 @@ function hasAlerts(r: IncidentRecord): boolean {
 
 /** Without it, newer enum members (status 'awaitingAction') arrive as 'unknownFutureValue' (Elastic #12573). */
 const PREFER = { Prefer: 'include-unknown-enum-members' };
+
+/**
+ * OData control information (https://docs.oasis-open.org/odata/odata-json-format/v4.01/odata-json-format-v4.01.html#sec_ControlInformation)
+ * that a collection or an entity response adds to an object and an item of an expanded list does not carry:
+ * `@odata.context`, `@odata.nextLink`, `@odata.etag`, `@odata.count`, … on the object or on one of its properties
+ * (`alerts@odata.nextLink`). `@odata.type` stays: expanded items carry it too.
+ */
+const CONTROL_ANNOTATION =
+  /^[^@]*@odata\.(?:context|metadataEtag|nextLink|deltaLink|count|etag|id|editLink|readLink|navigationLink|associationLink|mediaEditLink|mediaReadLink|mediaContentType|mediaEtag)$/;
+
+/** A copy of an API object without its OData control annotations (see {@link CONTROL_ANNOTATION}). */
+function withoutControlAnnotations(value: unknown): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(value as Record<string, unknown>).filter(([key]) => !CONTROL_ANNOTATION.test(key)),
+  );
+}
+
+/**
+ * One page of `GET /security/incidents/{id}/alerts`: its alert objects without control annotations, and its
+ * nextLink, which must stay on the page's origin (the token goes nowhere else).
+ */
+function parseAlertsPage(
+  body: unknown,
+  url: string,
+): { alerts: Record<string, unknown>[]; nextLink: string | undefined } {
+  const page = body as Record<string, unknown> | null;
+  const value = typeof page === 'object' && page !== null ? page.value : undefined;
+  if (
+    !Array.isArray(value) ||
+    !value.every((a) => typeof a === 'object' && a !== null && !Array.isArray(a))
+  ) {
+    throw new ExportError(
+      `Malformed alerts page ${describeUrl(url)}: expected a 'value' array of alert objects.`,
+    );
+  }
+  const nextLink = page?.['@odata.nextLink'];
+  if (nextLink !== undefined && nextLink !== null && typeof nextLink !== 'string') {
+    throw new ExportError(`Malformed alerts page ${describeUrl(url)}: '@odata.nextLink' is not a string.`);
+  }
+  if (typeof nextLink === 'string' && originOf(nextLink) !== originOf(url)) {
+    throw new ExportError(
+      `Alerts page ${describeUrl(url)} has an @odata.nextLink to another origin (${originOf(nextLink) ?? 'invalid URL'}); it is not followed and no token is sent there.`,
+    );
+  }
+  return {
+    alerts: value.map(withoutControlAnnotations),
+    nextLink: typeof nextLink === 'string' ? nextLink : undefined,
+  };
+}
+
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
 
 function withExpand(url: string): string {
   const u = new URL(url);

@@ -280,8 +280,9 @@ describe('faults and recovery (Graph)', () => {
     const unreadable = (id: string): boolean => Number(id) % 10 === 0;
     world.tenant.intercept = ({ api, url }) => {
       if (api !== 'graph') return undefined;
-      const perIncident = /^\/v1\.0\/security\/incidents\/([^/]+)$/.exec(url.pathname);
-      return url.searchParams.has('$expand') && (!perIncident || unreadable(perIncident[1]!))
+      const alertsOf = /^\/v1\.0\/security\/incidents\/([^/]+)\/alerts$/.exec(url.pathname);
+      return (url.pathname === '/v1.0/security/incidents' && url.searchParams.has('$expand')) ||
+        (alertsOf && unreadable(alertsOf[1]!))
         ? { status: 500, body: '{"error":{"code":"InternalServerError","message":"boom"}}' }
         : undefined;
     };

@@ -74,6 +74,26 @@ describe('ApiClient over an injected transport (the simulated tenant in memory)'
     expect(tenant.issuedTokens).toHaveLength(2);
   });
 
+  it('explains a 401 after the refresh and a 403 from the token that was sent, and nothing else', async () => {
+    const explained: { token: string; status: number }[] = [];
+    const explainRefusal = (token: string, status: number) => {
+      explained.push({ token, status });
+      return `explained ${status}`;
+    };
+    const rejected = setup({ 0: { status: 401 }, 1: { status: 401 } }, { explainRefusal });
+    await expect(rejected.get()).rejects.toThrow(/HTTP 401 .*\(explained 401\)$/);
+    expect(explained).toEqual([{ token: rejected.tenant.issuedTokens.at(-1), status: 401 }]);
+    expect(rejected.tenant.issuedTokens).toHaveLength(2);
+
+    const forbidden = setup({ 0: { status: 403 } }, { explainRefusal });
+    await expect(forbidden.get()).rejects.toThrow(/HTTP 403 .*\(explained 403\)$/);
+    expect(explained.at(-1)).toEqual({ token: forbidden.tenant.issuedTokens.at(-1), status: 403 });
+
+    const missing = setup({ 0: { status: 404 } }, { explainRefusal });
+    await expect(missing.get()).rejects.toThrow(/HTTP 404 .*check DEFENDER_API_URL/);
+    expect(explained).toHaveLength(2);
+  });
+
   it('does not retry a 403, and an abort ends a hang at once', async () => {
     const forbidden = setup({ 0: { status: 403 } });
     await expect(forbidden.get()).rejects.toThrow(/HTTP 403/);
