@@ -24,6 +24,11 @@ import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword
 import { SlidingWindowRateLimiter } from '../source/rateLimiter';
 import type { Logger } from '../logger';
 import type { ExportContainers, Exporter, ExporterRunOptions } from '../operations/exporter';
+import {
+  containerExportReader,
+  VERIFY_GRAPH_SELECT,
+  type ExportBlobReader,
+} from '../operations/verifyExports';
 
 export type { ExportContainers, Exporter, ExporterRunOptions };
 
@@ -125,15 +130,38 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
   };
 }
 
+/** What `defender-export verify` reads: the incidents API, listed lightly, and the export blobs, read only. */
+export interface VerifyPorts {
+  readonly source: IncidentSource;
+  readonly exports: ExportBlobReader;
+}
+
+/**
+ * The ports of `verify`: the same source as a run's (Entra tokens, the HTTP client's retries and time budget,
+ * the legacy API's pacing), asked for the fields verify compares only (Graph: `$select`, no `$expand`; the
+ * legacy API has no `$select` and lists as the export does), and the export container, only ever read: no
+ * container check or creation as a run does, so the Storage Blob Data Reader role is enough.
+ */
+export function createVerifyPorts(config: ExportConfig, options: CompositionOptions): VerifyPorts {
+  const azureCredential = options.azureCredential ?? createAzureCredential(config);
+  const { container } = createContainerClients(config, { ...options, azureCredential });
+  const source = createIncidentSourceFactory(config, options, azureCredential, {
+    select: VERIFY_GRAPH_SELECT,
+  })(options.logger);
+  return { source, exports: containerExportReader(container) };
+}
+
 /**
  * The incidents API of one configuration: the secret (Key Vault or local), Entra tokens, the HTTP client with
  * its retries, timeouts and the run's time budget, the legacy API's pacing, and the Graph or legacy source.
  * The secret cache and the rate limiter live as long as the factory; each call gives one run's source.
+ * `listing.select`: Graph lists only these fields and without alerts (`verify`); the legacy API ignores it.
  */
 export function createIncidentSourceFactory(
   config: ExportConfig,
   options: CompositionOptions,
   azureCredential: TokenCredential = options.azureCredential ?? createAzureCredential(config),
+  listing: { readonly select?: readonly string[] } = {},
 ): (logger: Logger) => IncidentSource {
   const clock = options.clock ?? systemClock;
   const secrets = createSecretProvider(config, azureCredential, options, clock);
@@ -203,10 +231,11 @@ export function createIncidentSourceFactory(
       ? new GraphIncidentSource({
           baseUrl: config.apiUrl,
           client,
-          includeAlerts: config.includeAlerts,
+          includeAlerts: listing.select ? false : config.includeAlerts,
           logger,
           slicer,
           ...page,
+          ...(listing.select ? { select: listing.select } : {}),
         })
       : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger, slicer, ...page });
   };
