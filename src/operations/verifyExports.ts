@@ -69,11 +69,11 @@ export interface VerifyReport {
   readonly from: string;
   readonly to: string;
   /**
-   * The part of the range the export blobs cover, from the earliest window start to the furthest end checkpoint
-   * (exclusive; versions at exactly `to` count when that checkpoint names them): only this part was checked.
-   * Undefined when no blob covers any of the range.
+   * The part of the range the export blobs cover, from the earliest window start to the furthest end checkpoint,
+   * `to` exclusive, and at exactly `to` the versions of the ids that checkpoint names (`idsAtTo`; the next blob
+   * holds the others): only this part was checked. Undefined when no blob covers any of the range.
    */
-  checked: { from: string; to: string } | undefined;
+  checked: { from: string; to: string; idsAtTo: readonly string[] } | undefined;
   /** The parts of the range outside {@link checked}: nothing was compared there. */
   notChecked: { from: string; to: string }[];
   /** Stretches inside {@link checked} that no blob's window covers (a blob removed, a backfill not finished). */
@@ -231,7 +231,11 @@ export async function verifyExports(
 
   const span = coveredSpan(covering, range);
   if (span) {
-    report.checked = { from: formatTicks(span.fromTicks), to: formatTicks(span.toTicks) };
+    report.checked = {
+      from: formatTicks(span.fromTicks),
+      to: formatTicks(span.toTicks),
+      idsAtTo: span.end?.idsAtWatermark ?? [],
+    };
     report.gaps = gapsIn(covering, span);
     if (span.fromTicks > range.fromTicks)
       report.notChecked.push({ from: report.from, to: report.checked.from });
