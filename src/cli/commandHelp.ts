@@ -67,6 +67,28 @@ Options:
 
 Exit codes: 0 fresh, 1 stale or never run (or the status could not be read), 2 bad usage or settings.`,
   },
+  verify: {
+    summary:
+      'audit the exports of a date range against the incidents API: exit 1 when a version is missing or doubled',
+    usage: `Usage: defender-export verify --from DATE|DATETIME [--to DATE|DATETIME] [--json] [--verbose] [--settings FILE]
+
+Reads the export blobs of the range (never writes to storage) and lists the incidents API over the part of the
+range they cover, lightly (Graph: only id and times, without alerts), paced like the export. Every incident
+whose current version (id, last update) the API lists there must be in the exports with exactly that version,
+and no version may be in them twice. Versions the exports hold that the API no longer lists were superseded by
+a later update: fine. The part of the range no export blob covers is reported and not checked.
+
+Options:
+  --from DATE|DATETIME  start of the range: a UTC date (2026-11-24) or a date-time with zone (2026-11-24T06:00:00Z)
+  --to DATE|DATETIME    end of the range: a date includes that whole day, a date-time is exclusive (default now)
+  --json                print the report as JSON on stdout
+  --verbose             also print debug lines (retries)
+  --settings FILE       settings file (default local.settings.json): the same settings as the Function; storage
+                        needs only read access (Storage Blob Data Reader)
+
+Exit codes: 0 complete, 1 a version is missing or exported twice, or a blob could not be read, 2 bad usage or
+settings, 75 a transient failure (network, 5xx, throttling, out of time): run again later, 130 interrupted.`,
+  },
   run: {
     summary: 'run one export cycle with the settings from the environment or local.settings.json',
     usage: `Usage: defender-export run [--settings FILE] [--json] [--verbose]

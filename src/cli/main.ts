@@ -7,6 +7,7 @@ import { commandHelp } from './commandHelp';
 import type * as downloadCommandModule from './downloadCommand';
 import type * as backfillCommandModule from './backfillCommand';
 import type * as statusCommandModule from './statusCommand';
+import type * as verifyCommandModule from './verifyCommand';
 import type * as runCommandModule from './runCommand';
 import type * as sandboxCommandModule from './sandboxCommand';
 
@@ -35,6 +36,10 @@ const COMMANDS: Record<string, CommandEntry> = {
   status: {
     ...commandHelp.status,
     load: () => (require('./statusCommand') as typeof statusCommandModule).statusCommand,
+  },
+  verify: {
+    ...commandHelp.verify,
+    load: () => (require('./verifyCommand') as typeof verifyCommandModule).verifyCommand,
   },
   run: {
     ...commandHelp.run,
@@ -72,9 +77,10 @@ ${Object.entries(COMMANDS)
   start      'sandbox' unless real settings are given (environment or local.settings.json), then 'run'
 
 Run 'defender-export <command> --help' for a command's options.
-Exit codes: 0 success, 1 the command failed and needs you to act (status: the export is stale), 2 bad usage or
-configuration, 3 another run was active, 75 a transient failure (network, 5xx, throttling, Storage unavailable,
-out of time): run the command again later, 130 interrupted (run the command again to resume).`;
+Exit codes: 0 success, 1 the command failed and needs you to act (status: the export is stale; verify: a
+version is missing or exported twice), 2 bad usage or configuration, 3 another run was active, 75 a transient
+failure (network, 5xx, throttling, Storage unavailable, out of time): run the command again later,
+130 interrupted (run the command again to resume).`;
 
 /** A failure a later run gets past by itself: EX_TEMPFAIL of sysexits(3), which schedulers know to retry. */
 export const TRANSIENT_EXIT_CODE = 75;
