@@ -115,7 +115,7 @@ export function describeStorageError(
     return new StorageError(
       `Storage refused to ${action} in container '${container}' (403 ${e.code ?? ''}). Grant the identity in use the ` +
         `'Storage Blob Data Contributor' role on the container ('Storage Blob Data Reader' is enough for the CLI's ` +
-        `download and status): the function's managed identity (AZURE_CLIENT_ID), or your 'az login' account when ` +
+        `download, status and verify): the function's managed identity (AZURE_CLIENT_ID), or your 'az login' account when ` +
         `you run the CLI. With EXPORT_STORAGE_CONNECTION_STRING, check its key or SAS permissions. Check the account's network rules too.`,
       operator,
     );

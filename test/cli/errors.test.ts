@@ -107,7 +107,7 @@ describe('defender-export: usage, settings and storage errors', () => {
           ),
         );
         expect(result.stderr).toMatch(
-          /'Storage Blob Data Reader' is enough for the CLI's download and status/,
+          /'Storage Blob Data Reader' is enough for the CLI's download, status and verify/,
         );
         expect(`${result.stdout}${result.stderr}`).not.toContain(signature);
       }
