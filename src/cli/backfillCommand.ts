@@ -1,3 +1,4 @@
+import { systemClock } from '../export/ports';
 import { createExporter, type CompositionOptions } from '../composition/compositionRoot';
 import { loadConfig } from '../config';
 import { runBackfill } from '../operations/backfill';
@@ -22,7 +23,7 @@ export function createBackfillCommand(composition: Omit<CompositionOptions, 'log
         verbose: { type: 'boolean', default: false },
         settings: { type: 'string', default: 'local.settings.json' },
       });
-      const nowMs = Date.now();
+      const nowMs = (composition.clock ?? systemClock).now();
       const range = parseTimeRange(values.from, values.to, nowMs);
       const config = loadConfig(values.settings, { runner: 'cli' });
       const logger = consoleLogger({ verbose: values.verbose });

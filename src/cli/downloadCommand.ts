@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../export/ports';
 import { resolve } from 'node:path';
 import { createContainerClient } from '../composition/compositionRoot';
 import { loadStorageConfig, type ExportFormat } from '../config';
@@ -12,10 +13,12 @@ import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
 import { formatBytes, ProgressBar } from './progressBar';
 
 /**
- * `defender-export download`: the exports of a range of update times, to local files. `inflate`: the bound on
- * what a gzip blob may inflate to (tests give a small one; the default is maxInflatedBytes in exportReader).
+ * `defender-export download`: the exports of a range of update times, to local files. `options`: the bound on
+ * what a gzip blob may inflate to (tests give a small one; the default is maxInflatedBytes in exportReader), and
+ * the clock an open range ends at.
  */
-export function createDownloadCommand(inflate: InflateOptions = {}): Command {
+export function createDownloadCommand(options: InflateOptions & { clock?: Clock } = {}): Command {
+  const { clock = systemClock, ...inflate } = options;
   return {
     ...commandHelp.download,
     async run(args) {
@@ -31,7 +34,7 @@ export function createDownloadCommand(inflate: InflateOptions = {}): Command {
         json: { type: 'boolean', default: false },
         settings: { type: 'string', default: 'local.settings.json' },
       });
-      const range = parseTimeRange(values.from, values.to, Date.now());
+      const range = parseTimeRange(values.from, values.to, clock.now());
       const format: ExportFormat = values.format === 'jsonl' ? 'jsonl' : 'json';
       const concurrency = Number(values.concurrency);
       const problems: string[] = [];

@@ -3,37 +3,42 @@ import { loadStorageConfig } from '../config';
 import { formatDuration, parseDurationInMs } from '../export/duration';
 import { printable } from '../export/printable';
 import { ConfigError } from '../errors';
+import { systemClock, type Clock } from '../export/ports';
 import { readExportStatus, type ExportStatus } from '../operations/exportStatus';
 import { parseOptions, type Command } from './command';
 import { commandHelp } from './commandHelp';
 
-/** `defender-export status`: the health of the export, for people, cron and monitoring. */
-export const statusCommand: Command = {
-  ...commandHelp.status,
-  async run(args) {
-    const { values } = parseOptions(args, {
-      'max-age': { type: 'string', default: 'PT2H' },
-      days: { type: 'string', default: '3' },
-      runs: { type: 'string', default: '10' },
-      json: { type: 'boolean', default: false },
-      settings: { type: 'string', default: 'local.settings.json' },
-    });
-    const problems: string[] = [];
-    const maxAgeInMs = parseDurationInMs(values['max-age']);
-    if (maxAgeInMs === undefined)
-      problems.push(
-        `--max-age is '${values['max-age']}': expected an ISO-8601 duration such as PT2H or PT90M.`,
-      );
-    const days = wholeNumber(values.days, '--days', 1, 31, problems);
-    const runs = wholeNumber(values.runs, '--runs', 1, 1000, problems);
-    if (problems.length > 0 || maxAgeInMs === undefined) throw new ConfigError(problems);
-    const containers = createContainerClients(loadStorageConfig(values.settings));
+/** `defender-export status`: the health of the export, for people, cron and monitoring; ages on `clock`. */
+export function createStatusCommand(clock: Clock = systemClock): Command {
+  return {
+    ...commandHelp.status,
+    async run(args) {
+      const { values } = parseOptions(args, {
+        'max-age': { type: 'string', default: 'PT2H' },
+        days: { type: 'string', default: '3' },
+        runs: { type: 'string', default: '10' },
+        json: { type: 'boolean', default: false },
+        settings: { type: 'string', default: 'local.settings.json' },
+      });
+      const problems: string[] = [];
+      const maxAgeInMs = parseDurationInMs(values['max-age']);
+      if (maxAgeInMs === undefined)
+        problems.push(
+          `--max-age is '${values['max-age']}': expected an ISO-8601 duration such as PT2H or PT90M.`,
+        );
+      const days = wholeNumber(values.days, '--days', 1, 31, problems);
+      const runs = wholeNumber(values.runs, '--runs', 1, 1000, problems);
+      if (problems.length > 0 || maxAgeInMs === undefined) throw new ConfigError(problems);
+      const containers = createContainerClients(loadStorageConfig(values.settings));
 
-    const status = await readExportStatus(containers, { nowMs: Date.now(), maxAgeInMs, days, runs });
-    process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
-    return status.isStale ? 1 : 0;
-  },
-};
+      const status = await readExportStatus(containers, { nowMs: clock.now(), maxAgeInMs, days, runs });
+      process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+      return status.isStale ? 1 : 0;
+    },
+  };
+}
+
+export const statusCommand: Command = createStatusCommand();
 
 function wholeNumber(text: string, name: string, min: number, max: number, problems: string[]): number {
   const n = Number(text);

@@ -1,3 +1,4 @@
+import { systemClock } from '../export/ports';
 import { createVerifyPorts, type CompositionOptions } from '../composition/compositionRoot';
 import { loadConfig } from '../config';
 import { printable } from '../export/printable';
@@ -23,7 +24,7 @@ export function createVerifyCommand(composition: Omit<CompositionOptions, 'logge
         verbose: { type: 'boolean', default: false },
         settings: { type: 'string', default: 'local.settings.json' },
       });
-      const range = parseTimeRange(values.from, values.to, Date.now());
+      const range = parseTimeRange(values.from, values.to, (composition.clock ?? systemClock).now());
       const config = loadConfig(values.settings, { runner: 'cli' });
       const logger = consoleLogger({ verbose: values.verbose });
       const { source, exports } = createVerifyPorts(config, { ...composition, logger });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as https from 'node:https';
 import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
-import { SecretClient } from '@azure/keyvault-secrets';
+import { SecretClient, type SecretClientOptions } from '@azure/keyvault-secrets';
 import { BlobServiceClient, type ContainerClient, type StoragePipelineOptions } from '@azure/storage-blob';
 import { ApiTokenProvider } from '../source/apiTokenProvider';
 import { BlobCheckpointStore, BlobExportSink, describeStorageError } from '../sink/blobExportStore';
@@ -32,6 +32,27 @@ import {
 
 export type { ExportContainers, Exporter, ExporterRunOptions };
 
+/** How often, and how soon, the Azure SDK clients try a failed request again. */
+export interface AzureRetryOptions {
+  /** Tries in all, the first included. */
+  readonly maxTries: number;
+  readonly retryDelayInMs: number;
+  readonly maxRetryDelayInMs: number;
+}
+
+/** The same retries in the shape of the core pipeline (Key Vault, Entra credentials). */
+function pipelineRetry(o: AzureRetryOptions | undefined): Pick<SecretClientOptions, 'retryOptions'> {
+  return o
+    ? {
+        retryOptions: {
+          maxRetries: Math.max(0, o.maxTries - 1),
+          retryDelayInMs: o.retryDelayInMs,
+          maxRetryDelayInMs: o.maxRetryDelayInMs,
+        },
+      }
+    : {};
+}
+
 /** What the composition root may be given instead of the production defaults (tests, sandbox, CLI). */
 export interface CompositionOptions {
   readonly logger: Logger;
@@ -53,8 +74,11 @@ export interface CompositionOptions {
       | 'random'
     >
   >;
-  /** Storage SDK retry options (tests shorten them). */
-  readonly storageRetry?: StoragePipelineOptions['retryOptions'];
+  /**
+   * Retries of the Azure SDK clients (Storage, Key Vault, the Entra credential) instead of the SDKs' defaults
+   * (up to 4 tries, exponential from 0.8 s for Key Vault and Entra, 4 s for Storage): tests shorten the waits.
+   */
+  readonly azureRetry?: AzureRetryOptions;
   /** Legacy API limits, per app; defaults are the documented 50/min and 1,500/h. */
   readonly legacyLimits?: readonly { limit: number; windowInMs: number }[];
   readonly maxBlobBytes?: number;
@@ -200,7 +224,10 @@ export function createIncidentSourceFactory(
           scope: `${apiOrigin}/.default`,
           secrets,
           logger,
-          credentialOptions: options.ca ? { tlsOptions: { ca: options.ca } } : {},
+          credentialOptions: {
+            ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
+            ...pipelineRetry(options.azureRetry),
+          },
           ...(authorityProxy
             ? { discoveryAgent: new HttpsProxyAgent(authorityProxy, { ...tls, ...tunnelTimeout }) }
             : {}),
@@ -258,9 +285,11 @@ function createAzureCredential(config: Pick<StorageConfig, 'managedIdentityClien
  */
 export function createContainerClients(
   config: StorageConfig,
-  options: Pick<CompositionOptions, 'azureCredential' | 'storageRetry'> = {},
+  options: Pick<CompositionOptions, 'azureCredential' | 'azureRetry'> = {},
 ): ExportContainers {
-  const pipeline: StoragePipelineOptions = options.storageRetry ? { retryOptions: options.storageRetry } : {};
+  const pipeline: StoragePipelineOptions = options.azureRetry
+    ? { retryOptions: { ...options.azureRetry } }
+    : {};
   const service = config.storageConnectionString
     ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
     : new BlobServiceClient(
@@ -279,7 +308,7 @@ export function createContainerClients(
 /** The export container alone (see {@link createContainerClients}). */
 export function createContainerClient(
   config: StorageConfig,
-  options: Pick<CompositionOptions, 'azureCredential' | 'storageRetry'> = {},
+  options: Pick<CompositionOptions, 'azureCredential' | 'azureRetry'> = {},
 ): ContainerClient {
   return createContainerClients(config, options).container;
 }
@@ -297,6 +326,7 @@ function createSecretProvider(
     // The challenge-resource check protects real vaults (*.vault.azure.net); only the local sandbox skips it.
     disableChallengeResourceVerification: isLoopback,
     ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
+    ...pipelineRetry(options.azureRetry),
   });
   return new KeyVaultSecretProvider({
     client,

@@ -3,7 +3,11 @@ import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiTransport, ApiTransportRequest, ApiTransportResponse } from '../source/apiClient';
 import type { Socket } from 'node:net';
-import { ClientSecretCredential, type TokenCredential } from '@azure/identity';
+import {
+  ClientSecretCredential,
+  type ClientSecretCredentialOptions,
+  type TokenCredential,
+} from '@azure/identity';
 import { createLoopbackCertificate } from './certificates';
 import { IncidentStore } from './incidentStore';
 import { IncidentsRoute, type PagingQuirks } from './incidentsRoute';
@@ -278,12 +282,15 @@ export class SimulatedTenant {
     res.end(answer.body);
   }
 
-  /** A real SDK credential for the tenant's managed identity (Key Vault reads). */
-  managedIdentityCredential(): TokenCredential {
+  /** A real SDK credential for the tenant's managed identity (Key Vault reads); tests shorten its retries. */
+  managedIdentityCredential(
+    options: Pick<ClientSecretCredentialOptions, 'retryOptions'> = {},
+  ): TokenCredential {
     return new ClientSecretCredential(this.tenantId, this.identityClientId, this.identitySecret, {
       authorityHost: this.origin,
       disableInstanceDiscovery: true,
       tlsOptions: { ca: this.ca },
+      ...options,
     });
   }
 

@@ -25,8 +25,8 @@ import { TenantTokenProvider } from '../support/memory/tenantTokenProvider';
  * MSAL to the tenant and a real Azurite, so the SDK's create-only writes and ETags stay covered.
  * `npm run test:soak` runs many more cases; a failure prints the seed and the shrunk case to replay it.
  */
-const RUNS = Number(process.env.PROPERTY_RUNS ?? 300);
-const AZURITE_EVERY = Number(process.env.PROPERTY_AZURITE_EVERY ?? 20);
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 200);
+const AZURITE_EVERY = Number(process.env.PROPERTY_AZURITE_EVERY ?? 50);
 /** The cases are split over this many test files, so that jest runs them on its two workers at once. */
 export const SHARDS = 2;
 const REPLAY_PATH = process.env.PROPERTY_PATH;
@@ -386,7 +386,7 @@ export function describeCompleteness(shard: number): void {
                     return Promise.resolve();
                   },
                 },
-                storageRetry: { maxTries: 1 },
+                azureRetry: { maxTries: 1, retryDelayInMs: 20, maxRetryDelayInMs: 50 },
                 checkpointStore,
                 wrapSink,
                 ...storage.composition,

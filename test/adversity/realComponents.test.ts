@@ -133,7 +133,7 @@ describe('faults of the real components', () => {
       await world.run();
       before = await world.checkpoint();
       world.tenant.store.touchRandom(3);
-      await new Promise((r) => setTimeout(r, 1100));
+      world.advance(1100);
     });
     afterEach(async () => {
       expect((await world.checkpoint())!.etag).toBe(before!.etag);

@@ -127,7 +127,7 @@ describe('defender-export backfill', () => {
       segments: [expect.objectContaining({ checkpointBlob: own, status: 'done' })],
     });
     world.tenant.store.touchRandom(5);
-    await new Promise((r) => setTimeout(r, 1100));
+    world.advance(1100);
     expect(await world.run()).toMatchObject({ outcome: 'succeeded', incidents: 5 });
     expect(duplicates(await world.exported())).toEqual([]);
   });

@@ -90,7 +90,7 @@ describe('defender-export download', () => {
     // settings apply from the next one on, so a second batch of updates lands in gzip json lines.
     for (const batch of [world.tenant.store.all().slice(0, 12), world.tenant.store.all().slice(12, 25)]) {
       for (const incident of batch) world.tenant.store.update(incident.id);
-      await new Promise((r) => setTimeout(r, 1100));
+      world.advance(1100);
       expect((await world.run()).outcome).toBe('succeeded');
     }
 
@@ -119,7 +119,9 @@ describe('defender-export download', () => {
     const args = Object.entries(options).flatMap(([name, value]) =>
       value === true ? [`--${name}`] : [`--${name}`, value],
     );
-    return runCli(['download', ...args, '--settings', extra.settings ?? settings], {
+    // The command on the world's clock: an open range ends at the world's now.
+    return runCli([...args, '--settings', extra.settings ?? settings], {
+      command: createDownloadCommand({ clock: world.clock }),
       ...(extra.onStderr ? { onStderr: extra.onStderr } : {}),
     });
   }
@@ -601,7 +603,7 @@ describe('defender-export download', () => {
       await legacy.run();
       const updated = legacy.tenant.store.all().slice(0, 6);
       for (const incident of updated) legacy.tenant.store.update(incident.id);
-      await new Promise((r) => setTimeout(r, 1100));
+      legacy.advance(1100);
       await legacy.run();
       const latest = join(out, 'latest.jsonl');
       const result = await download(

@@ -1,5 +1,6 @@
 import { parseTimestamp } from '../../src/export/timestamp';
-import { runCli, settingsFile } from '../support/cli';
+import { createStatusCommand } from '../../src/cli/statusCommand';
+import { runCli, settingsFile, type CliResult } from '../support/cli';
 import { World } from '../support/world';
 
 const HOUR = 3_600_000;
@@ -18,10 +19,13 @@ describe('defender-export status', () => {
   afterEach(async () => {
     await world.close();
   });
+  /** `defender-export status <args>`, ageing on the world's clock. */
+  const statusCli = (args: string[]): Promise<CliResult> =>
+    runCli(args, { command: createStatusCommand(world.clock) });
 
   it('exits 1 when the export has never run', async () => {
     await world.container.create();
-    const result = await runCli(['status', '--settings', settings]);
+    const result = await statusCli(['--settings', settings]);
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(
       new RegExp(`STALE: no state/checkpoint.json in container '${world.container.containerName}'`),
@@ -33,11 +37,11 @@ describe('defender-export status', () => {
     world.tenant.store.generate(40, { from: new Date(now - 30 * HOUR), to: new Date(now - 2 * HOUR) });
     const first = await world.run();
     const changed = world.tenant.store.touchRandom(4);
-    await new Promise((r) => setTimeout(r, 1100));
+    world.advance(1100);
     const second = await world.run();
     expect(second.incidents).toBe(4);
 
-    const fresh = await runCli(['status', '--max-age', 'PT1H', '--json', '--settings', settings]);
+    const fresh = await statusCli(['--max-age', 'PT1H', '--json', '--settings', settings]);
     expect(fresh.stderr).toBe('');
     expect(fresh.code).toBe(0);
     const status = JSON.parse(fresh.stdout);
@@ -56,15 +60,15 @@ describe('defender-export status', () => {
     expect(status.runs[0]).toMatchObject({ kind: 'live', outcome: 'succeeded', incidents: 4, blobs: 1 });
     expect(status.isStale).toBe(false);
 
-    const human = await runCli(['status', '--settings', settings]);
+    const human = await statusCli(['--settings', settings]);
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/^Container: +test-/m);
     expect(human.stdout).toMatch(/STARTED +KIND +OUTCOME +INCIDENTS +BLOBS +DURATION/);
     expect(human.stdout).toMatch(/ live +succeeded +4 +1 /);
     expect(human.stdout).toMatch(/^OK: the export is .* behind, within 2h\.$/m);
 
-    await new Promise((r) => setTimeout(r, 600));
-    const stale = await runCli(['status', '--max-age', 'PT1S', '--settings', settings]);
+    world.advance(1_100);
+    const stale = await statusCli(['--max-age', 'PT1S', '--settings', settings]);
     expect(stale.code).toBe(1);
     expect(stale.stdout).toMatch(/^STALE: the export is .* behind, more than the allowed 1s\.$/m);
   });
@@ -75,9 +79,9 @@ describe('defender-export status', () => {
     await world.run();
     world.tenant.intercept = ({ api }) => (api === 'graph' ? { status: 500 } : undefined);
     world.tenant.store.touchRandom(2);
-    await new Promise((r) => setTimeout(r, 1100));
+    world.advance(1100);
     await expect(world.run()).rejects.toThrow(/HTTP 500/);
-    const result = await runCli(['status', '--json', '--settings', settings]);
+    const result = await statusCli(['--json', '--settings', settings]);
     expect(result.code).toBe(0);
     const status = JSON.parse(result.stdout);
     expect(status.runs[0]).toMatchObject({ outcome: 'failed', reason: expect.stringMatching(/HTTP 500/) });
@@ -111,7 +115,7 @@ describe('defender-export status', () => {
 
     // eslint-disable-next-line no-control-regex
     const controls = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
-    const human = await runCli(['status', '--settings', settings]);
+    const human = await statusCli(['--settings', settings]);
     expect(human.stderr).toBe('');
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(`unreadable manifest ${badName}`);
@@ -119,7 +123,7 @@ describe('defender-export status', () => {
     expect(human.stdout).toMatch(new RegExp(` live +succeeded `));
     expect(human.stdout).not.toMatch(controls);
 
-    const json = await runCli(['status', '--json', '--settings', settings]);
+    const json = await statusCli(['--json', '--settings', settings]);
     expect(json.code).toBe(0);
     expect(json.stdout).not.toMatch(controls);
     const status = JSON.parse(json.stdout);
@@ -135,7 +139,7 @@ describe('defender-export status', () => {
   });
 
   it('rejects a bad --max-age as a usage error', async () => {
-    const result = await runCli(['status', '--max-age', '2 hours', '--settings', settings]);
+    const result = await statusCli(['--max-age', '2 hours', '--settings', settings]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--max-age is '2 hours': expected an ISO-8601 duration/);
   });

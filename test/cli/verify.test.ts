@@ -36,7 +36,7 @@ describe('defender-export verify', () => {
     world.tenant.store.generate(160, { from: new Date(now - 70 * HOUR), to: new Date(now - 2 * HOUR) });
     expect((await world.run()).outcome).toBe('succeeded');
     for (const incident of world.tenant.store.all().slice(0, 12)) world.tenant.store.update(incident.id);
-    await new Promise((r) => setTimeout(r, 1100)); // past EXPORT_SETTLE_DELAY (PT1S)
+    world.advance(1100); // past EXPORT_SETTLE_DELAY (PT1S)
     expect((await world.run()).outcome).toBe('succeeded');
   });
   afterEach(async () => {

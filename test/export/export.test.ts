@@ -56,7 +56,7 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
     // An incremental run exports only the versions that changed, and nothing twice.
     const changed = world.tenant.store.all().slice(0, 7);
     for (const incident of changed) world.tenant.store.update(incident.id);
-    await new Promise((r) => setTimeout(r, 1100)); // past the settle delay
+    world.advance(1100); // past the settle delay
     const second = await world.run();
     expect(second.outcome).toBe('succeeded');
     expect(second.incidents).toBe(7);
@@ -126,7 +126,7 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
       expect(ids.has(key.split('@')[0]!)).toBe(true);
 
     // The moved ones come with their new version in the next run.
-    await new Promise((r) => setTimeout(r, 1100));
+    world.advance(1100);
     world.tenant.afterPage = undefined;
     await world.run();
     const after = await world.exported();
@@ -161,7 +161,7 @@ describe.each(['graph', 'legacy'] as const)('export from the %s API', (api) => {
       world.tenant.store.generate(20, { from: new Date(now - 4 * HOUR), to: new Date(now - HOUR) });
       await world.run();
       world.tenant.store.touchRandom(5);
-      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      world.advance(1100);
       await world.run();
 
       expect(await world.blobNames('state/')).toEqual([]);

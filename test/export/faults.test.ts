@@ -68,7 +68,7 @@ describe('faults and recovery (Graph)', () => {
     await world.run();
     const before = await world.checkpoint();
     world.tenant.store.touchRandom(3);
-    await new Promise((r) => setTimeout(r, 1100));
+    world.advance(1100);
     world.tenant.intercept = ({ api }) => (api === 'graph' ? { status: 500 } : undefined);
     await expect(world.run()).rejects.toThrow(/HTTP 500.*gave up after 6 attempts/);
     expect((await world.checkpoint())!.etag).toBe(before!.etag);
@@ -121,7 +121,7 @@ describe('faults and recovery (Graph)', () => {
     world.tenant.secrets.set(world.tenant.secretName, 'rotated-secret-value-123');
     const reads = world.tenant.secretReads;
     world.tenant.store.touchRandom(2);
-    await new Promise((r) => setTimeout(r, 1100));
+    world.advance(1100);
     const summary = await world.run();
     expect(summary.outcome).toBe('succeeded');
     expect(world.tenant.secretReads - reads).toBe(1);
@@ -228,7 +228,7 @@ describe('faults and recovery (Graph)', () => {
     const before = await world.checkpoint();
     const blobsBefore = await world.blobNames();
     world.tenant.store.touchRandom(5);
-    await new Promise((r) => setTimeout(r, 1100));
+    world.advance(1100);
     world.tenant.intercept = ({ api }) =>
       api === 'graph' ? { status: 200, body: '{"@odata.context":"x","items":[]}' } : undefined;
     await expect(world.run()).rejects.toThrow(

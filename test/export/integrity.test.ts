@@ -33,7 +33,7 @@ describe.each([
     const first = await world.run();
     expect(first.outcome).toBe('succeeded');
     for (const incident of world.tenant.store.all().slice(0, 15)) world.tenant.store.update(incident.id);
-    await new Promise((r) => setTimeout(r, 1100)); // past the settle delay
+    world.advance(1100); // past the settle delay
     const second = await world.run();
     expect(second).toMatchObject({ outcome: 'succeeded', incidents: 15 });
 

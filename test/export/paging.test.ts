@@ -113,7 +113,7 @@ describe('Graph without a trustworthy @odata.nextLink (item 8)', () => {
     expect(pages).toBeGreaterThan(3);
     expect(await exportedVersions(world)).toEqual(expect.arrayContaining(expectedVersions(world, until)));
     // The moved ones come with their new version in the next run.
-    await new Promise((r) => setTimeout(r, 1100));
+    world.advance(1100);
     world.tenant.afterPage = undefined;
     expect((await world.run()).outcome).toBe('succeeded');
     expect(await exportedVersions(world)).toEqual(

@@ -82,7 +82,7 @@ describe('export window bounds (initialWatermark, windowEnd)', () => {
     world.tenant.store.generate(20, { from: new Date(now - 10 * HOUR), to: new Date(now - HOUR) });
     const first = await world.run();
     world.tenant.store.touchRandom(3);
-    await new Promise((r) => setTimeout(r, 1100));
+    world.advance(1100);
     await world.run();
     expect((await world.checkpoint())!.document.exportStart).toBe(first.windowFrom);
   });

@@ -51,6 +51,7 @@ describe('exportIncidents handler', () => {
       const handler = createExportIncidentsHandler(() => world.config, createExporter, {
         ca: world.tenant.ca,
         azureCredential: world.tenant.managedIdentityCredential(),
+        clock: world.clock,
       });
       const hour = 3_600_000;
       world.tenant.store.generate(30, {
@@ -59,7 +60,7 @@ describe('exportIncidents handler', () => {
       });
       await handler(timer, context([])); // loads every module first, so the watch below sees only the run
       world.tenant.store.touchRandom(10);
-      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      world.advance(1100);
 
       const writers = [
         'writeFile',

@@ -76,6 +76,19 @@ export function freshContainer(
 }
 
 /**
+ * The clock of a world: the host's, plus the time a test moved it on. The simulated tenant (its `Date` header
+ * and the update times it stamps) and the exporter both read it, so a test passes the settle delay with
+ * {@link World.advance} instead of sleeping.
+ */
+export class WorldClock {
+  private offsetInMs = 0;
+  readonly now = (): number => Date.now() + this.offsetInMs;
+  advance(ms: number): void {
+    this.offsetInMs += ms;
+  }
+}
+
+/**
  * A test world: the simulated tenant, a fresh container and the real exporter wired by the composition
  * root, exactly as the Function and the CLI wire it, with short retry waits.
  */
@@ -91,17 +104,26 @@ export class World {
   constructor(
     readonly tenant: SimulatedTenant,
     private readonly connectionString: string = azuriteConnectionString(),
+    /** The clock the tenant reads too (a tenant given to {@link start} keeps its own). */
+    readonly clock: WorldClock = new WorldClock(),
   ) {
     this.container = freshContainer('test', connectionString);
+  }
+
+  /** Moves the world's time on (the tenant's and the exporter's), e.g. past EXPORT_SETTLE_DELAY. */
+  advance(ms: number): void {
+    this.clock.advance(ms);
   }
 
   /** A world on a new simulated tenant (or the given one) and the shared Azurite (or the given one). */
   static async start(
     options: WorldOptions & { tenant?: SimulatedTenant; connectionString?: string } = {},
   ): Promise<World> {
+    const clock = new WorldClock();
     const tenant =
-      options.tenant ?? (await SimulatedTenant.start({ seed: 7, legacyLimits: SCALED_LEGACY_LIMITS }));
-    return new World(tenant, options.connectionString).configure(options);
+      options.tenant ??
+      (await SimulatedTenant.start({ seed: 7, legacyLimits: SCALED_LEGACY_LIMITS, clock: clock.now }));
+    return new World(tenant, options.connectionString, clock).configure(options);
   }
 
   /** (Re)builds config and exporter on the same container. */
@@ -127,16 +149,21 @@ export class World {
   composition(options: WorldOptions = {}): CompositionOptions {
     return {
       logger: this.logs,
+      clock: this.clock,
       ca: this.tenant.ca,
-      azureCredential: this.tenant.managedIdentityCredential(),
+      azureCredential: this.tenant.managedIdentityCredential({
+        retryOptions: { maxRetries: 1, retryDelayInMs: 20, maxRetryDelayInMs: 50 },
+      }),
       http: {
+        // Waits (retry back-off, Retry-After, the legacy API's pacing) pass on the world's clock, not the host's.
         sleep: (ms) => {
           this.sleeps.push(ms);
-          return new Promise((resolve) => setTimeout(resolve, Math.min(ms, 5)));
+          this.clock.advance(ms);
+          return new Promise((resolve) => setImmediate(resolve));
         },
         timeoutInMs: 2_000,
       },
-      storageRetry: { maxTries: 2, retryDelayInMs: 20, maxRetryDelayInMs: 50 },
+      azureRetry: { maxTries: 2, retryDelayInMs: 20, maxRetryDelayInMs: 50 },
       legacyLimits: [
         { limit: SCALED_LEGACY_LIMITS.perMinute, windowInMs: SCALED_LEGACY_LIMITS.minuteInMs },
         { limit: SCALED_LEGACY_LIMITS.perHour, windowInMs: SCALED_LEGACY_LIMITS.hourInMs },
