@@ -3,7 +3,7 @@ import { createExporter, type CompositionOptions } from '../composition/composit
 import { loadConfig } from '../config';
 import { runBackfill } from '../operations/backfill';
 import { parseTimeRange } from '../operations/timeRange';
-import { parseOptions, type Command } from './command';
+import { parseOptions, RANGE_COMMAND_OPTIONS, type Command } from './command';
 import { commandHelp } from './commandHelp';
 import { consoleLogger } from './consoleLogger';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
@@ -16,13 +16,7 @@ export function createBackfillCommand(composition: Omit<CompositionOptions, 'log
   return {
     ...commandHelp.backfill,
     async run(args) {
-      const { values } = parseOptions(args, {
-        from: { type: 'string' },
-        to: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        verbose: { type: 'boolean', default: false },
-        settings: { type: 'string', default: 'local.settings.json' },
-      });
+      const { values } = parseOptions(args, RANGE_COMMAND_OPTIONS);
       const nowMs = (composition.clock ?? systemClock).now();
       const range = parseTimeRange(values.from, values.to, nowMs);
       const config = loadConfig(values.settings, { runner: 'cli' });

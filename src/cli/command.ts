@@ -19,3 +19,12 @@ export function parseOptions<const O extends NonNullable<ParseArgsConfig['option
     throw new ConfigError([(thrown as Error).message]);
   }
 }
+
+/** The options of the commands that work on a range of update times against the Function's settings. */
+export const RANGE_COMMAND_OPTIONS = {
+  from: { type: 'string' },
+  to: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  verbose: { type: 'boolean', default: false },
+  settings: { type: 'string', default: 'local.settings.json' },
+} as const;

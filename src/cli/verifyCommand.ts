@@ -4,7 +4,7 @@ import { loadConfig } from '../config';
 import { printable } from '../export/printable';
 import { parseTimeRange } from '../operations/timeRange';
 import { verifyExports, type VerifyReport } from '../operations/verifyExports';
-import { parseOptions, type Command } from './command';
+import { parseOptions, RANGE_COMMAND_OPTIONS, type Command } from './command';
 import { commandHelp } from './commandHelp';
 import { consoleLogger } from './consoleLogger';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
@@ -17,13 +17,7 @@ export function createVerifyCommand(composition: Omit<CompositionOptions, 'logge
   return {
     ...commandHelp.verify,
     async run(args) {
-      const { values } = parseOptions(args, {
-        from: { type: 'string' },
-        to: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        verbose: { type: 'boolean', default: false },
-        settings: { type: 'string', default: 'local.settings.json' },
-      });
+      const { values } = parseOptions(args, RANGE_COMMAND_OPTIONS);
       const range = parseTimeRange(values.from, values.to, (composition.clock ?? systemClock).now());
       const config = loadConfig(values.settings, { runner: 'cli' });
       const logger = consoleLogger({ verbose: values.verbose });

@@ -5,8 +5,7 @@ import { toGraph, toLegacy } from './incidentWire';
 import { compileFilter, FilterSyntaxError } from './odataFilter';
 import { Random } from './random';
 import { graphError, json } from './routeReplies';
-import type { RouteRequest, RouteResponse } from './routeExchange';
-import type { Fault } from './simulatedTenant';
+import type { Fault, RouteRequest, RouteResponse } from './routeExchange';
 
 /** Paging misbehaviours of the incidents APIs, reported or possible (all off by default). */
 export interface PagingQuirks {

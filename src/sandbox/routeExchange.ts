@@ -54,3 +54,13 @@ export class RouteResponse {
     for (const callback of this.sentCallbacks) callback();
   }
 }
+
+/** What a test can make the simulated tenant do instead of answering normally. */
+export type Fault =
+  | { status: number; headers?: Record<string, string>; body?: string }
+  | { kind: 'reset' }
+  | { kind: 'hang' }
+  | { kind: 'truncate' }
+  | { kind: 'nextLink'; url: string }
+  /** Answer normally, but let the test change the page document first (hostile content). */
+  | { kind: 'corrupt'; mutate: (document: { value: Record<string, unknown>[] }) => void };

@@ -18,15 +18,8 @@ import { RouteResponse, type RouteRequest } from './routeExchange';
 
 export type SimulatedApi = 'entra' | 'keyvault' | 'graph' | 'legacy';
 
-/** What a test can make the simulated tenant do instead of answering normally. */
-export type Fault =
-  | { status: number; headers?: Record<string, string>; body?: string }
-  | { kind: 'reset' }
-  | { kind: 'hang' }
-  | { kind: 'truncate' }
-  | { kind: 'nextLink'; url: string }
-  /** Answer normally, but let the test change the page document first (hostile content). */
-  | { kind: 'corrupt'; mutate: (document: { value: Record<string, unknown>[] }) => void };
+import type { Fault } from './routeExchange';
+export type { Fault };
 
 export interface SimulatedRequest {
   readonly api: SimulatedApi;
