@@ -145,6 +145,8 @@ async function main(): Promise<number> {
           `${fixed(floor.durationInMs / 1000)} s for ${floor.pages} pages, ${floor.incidents} incidents`,
         ],
         ['export / fetch floor', fixed(exported.durationInMs / floor.durationInMs, 3)],
+        // Time slices ask again when a slice comes back full: the price of depending on no order.
+        ['requests / floor pages', fixed(exported.requests / Math.max(1, floor.pages), 2)],
         [
           'peak RSS of the exporter',
           `${fixed(exported.maxRssBytes / MB, 0)} MB (fetch floor process: ${fixed(floor.maxRssBytes / MB, 0)} MB)`,
