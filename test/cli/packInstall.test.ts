@@ -1,8 +1,9 @@
 // The operators' CLI as an operator installs it, on a machine that never cloned the repository: `npm pack` of a
 // copy of the sources (its prepack builds dist/), `npm install -g` of the tarball into a temporary prefix with
 // the production dependencies only, and the installed `defender-export` run as a child process from a folder
-// outside the repository, with no NODE_PATH, against the Azurite of this test run and an export the real
-// exporter wrote. The development dependencies (selfsigned, azurite, …) are not installed at all.
+// outside the repository, with no NODE_PATH: status and download against the Azurite of this test run and an
+// export the real exporter wrote; verify, run and backfill against the simulated tenant too. The development
+// dependencies (selfsigned, azurite, …) are not installed at all.
 import { spawn } from 'node:child_process';
 import {
   cpSync,
@@ -14,11 +15,12 @@ import {
   realpathSync,
   rmSync,
   symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative, sep } from 'node:path';
 import { settingsFile } from '../support/cli';
-import { World } from '../support/world';
+import { duplicates, World } from '../support/world';
 import type { RunSummary } from '../../src/export/exportRun';
 
 const root = join(__dirname, '..', '..');
@@ -93,7 +95,11 @@ describe('defender-export installed from the packed tarball', () => {
     });
     if (pack.code !== 0) throw new Error(`npm pack failed (exit ${pack.code}):\n${pack.stderr}`);
     const tarballs = readdirSync(work).filter((name) => name.endsWith('.tgz'));
-    expect(tarballs).toEqual(['defender-incident-export-0.1.0.tgz']);
+    const { name, version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Record<
+      string,
+      string
+    >;
+    expect(tarballs).toEqual([`${name}-${version}.tgz`]);
 
     // As the README tells operators; --prefer-offline takes what the npm cache holds (`npm ci` filled it).
     const install = await exec(
@@ -122,8 +128,26 @@ describe('defender-export installed from the packed tarball', () => {
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   /** Runs the installed `defender-export`, from a folder outside the repository, with a bare environment. */
-  function cli(...args: string[]): Promise<Exec> {
-    return exec(bin, args, { cwd, env: { PATH, HOME: home } });
+  function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Exec> {
+    return exec(bin, args, { cwd, env: { PATH, HOME: home, ...env } });
+  }
+
+  /**
+   * Settings and environment that reach a world's simulated tenant from a child process: the client secret
+   * itself instead of the vault (a child has no managed identity to read the vault with), and the tenant's
+   * certificate authority through NODE_EXTRA_CA_CERTS
+   * (https://nodejs.org/api/cli.html#node_extra_ca_certsfile).
+   */
+  function reaching(world: World): { settings: string; env: NodeJS.ProcessEnv } {
+    const ca = join(work, `ca-${world.container.containerName}.pem`);
+    writeFileSync(ca, world.tenant.ca);
+    const settings = Object.fromEntries(
+      Object.entries(world.settings).filter(([name]) => name !== 'KEY_VAULT_URL'),
+    );
+    return {
+      settings: settingsFile({ ...settings, DEFENDER_CLIENT_SECRET: world.tenant.clientSecret }),
+      env: { NODE_EXTRA_CA_CERTS: ca },
+    };
   }
 
   it('installs the built CLI and the production dependencies, and none of the development ones', () => {
@@ -141,7 +165,7 @@ describe('defender-export installed from the packed tarball', () => {
   });
 
   it('prints the top-level help', async () => {
-    const result = await cli('--help');
+    const result = await cli(['--help']);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     for (const name of ['download', 'backfill', 'status', 'verify', 'run', 'sandbox'])
@@ -151,7 +175,7 @@ describe('defender-export installed from the packed tarball', () => {
   it.each(['status', 'download', 'verify', 'backfill', 'run', 'sandbox'])(
     'prints %s --help',
     async (name) => {
-      const result = await cli(name, '--help');
+      const result = await cli([name, '--help']);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
       expect(result.stdout).toMatch(new RegExp(`^Usage: defender-export ${name}`));
@@ -159,7 +183,7 @@ describe('defender-export installed from the packed tarball', () => {
   );
 
   it.each([['sandbox'], ['start']])('%s says what to install and exits 2', async (name) => {
-    const result = await cli(name);
+    const result = await cli([name]);
     expect(result.stdout).toBe('');
     expect(result.stderr).toMatch(
       /^Cannot find module 'azurite': the sandbox needs the development dependencies: run `npm ci` in a clone of the repository/,
@@ -187,7 +211,7 @@ describe('defender-export installed from the packed tarball', () => {
     });
 
     it('status reports the checkpoint and the run, and exits 0 while fresh', async () => {
-      const result = await cli('status', '--settings', settings, '--json');
+      const result = await cli(['status', '--settings', settings, '--json']);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
       const status = JSON.parse(result.stdout) as {
@@ -204,7 +228,7 @@ describe('defender-export installed from the packed tarball', () => {
       const out = join(work, 'exports');
       const latest = join(work, 'latest.json');
       const from = new Date(now - 5 * HOUR).toISOString().slice(0, 10);
-      const result = await cli(
+      const result = await cli([
         'download',
         '--from',
         from,
@@ -215,7 +239,7 @@ describe('defender-export installed from the packed tarball', () => {
         '--json',
         '--settings',
         settings,
-      );
+      ]);
       expect(result.code).toBe(0);
       const download = JSON.parse(result.stdout) as Record<string, unknown>;
       const dataBlobs = (await world.dataBlobNames()).length;
@@ -231,5 +255,55 @@ describe('defender-export installed from the packed tarball', () => {
       const ids = (JSON.parse(readFileSync(latest, 'utf8')) as { id: string }[]).map((i) => i.id).sort();
       expect(ids).toEqual([...new Set((await world.exported()).map((v) => v.id))].sort());
     });
+
+    it('verify audits the export against the incidents API and finds it complete', async () => {
+      const from = new Date(now - 5 * HOUR).toISOString().slice(0, 10);
+      const { settings: apiSettings, env } = reaching(world);
+      const result = await cli(['verify', '--from', from, '--json', '--settings', apiSettings], env);
+      expect(result.code).toBe(0);
+      expect(JSON.parse(result.stdout)).toMatchObject({
+        listed: 12,
+        exported: 12,
+        missing: { count: 0 },
+        duplicated: { count: 0 },
+        isComplete: true,
+      });
+      expect(result.stdout + result.stderr).not.toContain(world.tenant.clientSecret);
+    });
+  });
+
+  it('run exports one cycle as the Function does, and backfill the history before it', async () => {
+    const world = await World.start();
+    try {
+      const now = Date.now();
+      // Two within the first run's reach (EXPORT_INITIAL_LOOKBACK, PT48H by default), three before it.
+      world.tenant.store.generate(5, { from: new Date(now - 3 * HOUR), to: new Date(now - HOUR) });
+      world.tenant.store.generate(3, { from: new Date(now - 70 * HOUR), to: new Date(now - 60 * HOUR) });
+      const ids = world.tenant.store
+        .all()
+        .map((i) => String(i.id))
+        .sort();
+      const { settings, env } = reaching(world);
+
+      const run = await cli(['run', '--json', '--settings', settings], env);
+      expect(run.code).toBe(0);
+      const summary = JSON.parse(run.stdout) as RunSummary;
+      expect(summary).toMatchObject({ outcome: 'succeeded', incidents: 5 });
+      expect(run.stderr).toMatch(/export summary /);
+      expect((await world.checkpoint())?.document).toMatchObject({ runId: summary.runId });
+
+      const from = new Date(now - 72 * HOUR).toISOString().slice(0, 10);
+      const backfill = await cli(['backfill', '--from', from, '--json', '--settings', settings], env);
+      expect(backfill.code).toBe(0);
+      expect(JSON.parse(backfill.stdout)).toMatchObject({ outcome: 'complete', incidents: 3 });
+
+      const exported = await world.exported();
+      expect(exported.map((v) => v.id).sort()).toEqual(ids);
+      expect(duplicates(exported)).toEqual([]);
+      for (const output of [run.stdout, run.stderr, backfill.stdout, backfill.stderr])
+        expect(output).not.toContain(world.tenant.clientSecret);
+    } finally {
+      await world.close();
+    }
   });
 });
