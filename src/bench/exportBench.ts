@@ -145,8 +145,12 @@ async function main(): Promise<number> {
           `${fixed(floor.durationInMs / 1000)} s for ${floor.pages} pages, ${floor.incidents} incidents`,
         ],
         ['export / fetch floor', fixed(exported.durationInMs / floor.durationInMs, 3)],
-        // Time slices ask again when a slice comes back full: the price of depending on no order.
-        ['requests / floor pages', fixed(exported.requests / Math.max(1, floor.pages), 2)],
+        // Time slices aim at 70% of a page and ask again when one comes back full: the price of depending on no
+        // order (a page holds 50).
+        [
+          'incidents per request',
+          `${fixed(exported.incidents / Math.max(1, exported.requests), 1)} of 50 a page holds`,
+        ],
         [
           'peak RSS of the exporter',
           `${fixed(exported.maxRssBytes / MB, 0)} MB (fetch floor process: ${fixed(floor.maxRssBytes / MB, 0)} MB)`,
@@ -185,7 +189,7 @@ async function main(): Promise<number> {
           ],
           [
             'legacy export',
-            `${fixed(exported.durationInMs / 1000)} s, ${exported.incidents} incidents, ${exported.requests} requests, outcome ${exported.outcome}`,
+            `${fixed(exported.durationInMs / 1000)} s, ${exported.incidents} incidents, ${exported.requests} requests (${fixed(exported.incidents / Math.max(1, exported.requests), 1)} per request of 100 a page holds), outcome ${exported.outcome}`,
           ],
           [
             'achieved / allowed rate',

@@ -139,12 +139,12 @@ export class TimeSlicer {
   }
 
   /**
-   * The next span from the density the slice just read showed: wide enough for about 60% of a page (growing at
+   * The next span from the density the slice just read showed: wide enough for about 70% of a page (growing at
    * most fourfold at a time). A slice cut short by the window's end tells little about a wider span: it only
    * shrinks the span when it was dense itself.
    */
   private adapt(count: number, size: number, width: bigint, cutShort: boolean): void {
-    const target = Math.max(1, Math.floor(size * 0.6));
+    const target = Math.max(1, Math.floor(size * 0.7));
     let next = count === 0 ? width * 4n : (width * BigInt(target)) / BigInt(count);
     if (next > width * 4n) next = width * 4n;
     if (cutShort && count <= target && next < this.span) next = this.span;
