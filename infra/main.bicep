@@ -12,12 +12,12 @@ targetScope = 'resourceGroup'
 @description('Azure region of every resource. Flex Consumption must be available there (az functionapp list-flexconsumption-locations).')
 param location string = resourceGroup().location
 
-@description('Short name that prefixes every resource name (letters and digits, 2-10 characters).')
+@description('Short name that prefixes every resource name: 2-10 letters and digits, starting with a letter (storage account and Key Vault naming rules).')
 @minLength(2)
 @maxLength(10)
 param namePrefix string = 'dix'
 
-@description('azd environment name; tags the resources so azd finds them. Leave empty outside azd.')
+@description('azd environment name; tags the resources so azd finds them, and is part of the Key Vault name (a new environment name gets a new vault). Leave empty outside azd.')
 param environmentName string = ''
 
 @description('Entra tenant ID of the app registration that reads incidents (DEFENDER_TENANT_ID). Empty: the tenant of the subscription.')
@@ -120,18 +120,27 @@ param deleteAfterDays int = 0
 @maxValue(146000)
 param immutabilityDays int = 0
 
+@description('true once the WORM policy is locked: the deployment then leaves the policy alone (Azure updates only an unlocked policy), and immutabilityDays must be the locked retention. Extend a locked policy with az storage container immutability-policy extend (docs/deploy.md).')
+param immutabilityPolicyLocked bool = false
+
 @description('Days that deleted blobs and containers stay recoverable (soft delete).')
 @minValue(1)
 @maxValue(365)
 param softDeleteDays int = 14
 
-@description('E-mail address that receives the alerts (a failed run; no successful run for staleAfterHours). Empty: the alert rules exist but notify no one.')
+@description('E-mail address that receives the alerts (a failed run; exports older than staleAfterHours; no run for staleAfterHours). Empty: the alert rules exist but notify no one.')
 param alertEmail string = ''
 
-@description('Hours without a successful run after which the export counts as stopped and an alert fires.')
+@description('Hours after which the export counts as behind (the exported-until time is older) or stopped (no run), and an alert fires. Must exceed the time between two runs of exportSchedule plus exportSettleDelay and exportMaxRunDuration.')
 @minValue(2)
 @maxValue(48)
 param staleAfterHours int = 3
+
+@description('Do not set: the time of this deployment. The "no run" alert waits staleAfterHours after it, so a fresh deployment does not alert before its first run is due.')
+param deploymentTime string = utcNow('yyyy-MM-ddTHH:mm:ssZ')
+
+@description('true disables the exportIncidents function (app setting AzureWebJobs.exportIncidents.Disabled). Every deployment sets all app settings, so disable and enable the function with this parameter, not in the portal.')
+param exportFunctionDisabled bool = false
 
 @description('Days of log retention in the Log Analytics workspace.')
 @minValue(30)
@@ -151,11 +160,17 @@ param instanceMemoryMB int = 2048
 // ---------------------------------------------------------------------------------------------------------
 
 var suffix = uniqueString(subscription().id, resourceGroup().id, namePrefix)
+// Purge protection keeps a deleted vault's name for 90 days (softDeleteRetentionInDays): with azd, a new
+// environment name gives a new vault name, so `azd down` followed by a new environment provisions cleanly.
+// Outside azd (environmentName empty) the name is what it always was.
+var vaultSuffix = empty(environmentName)
+  ? suffix
+  : uniqueString(subscription().id, resourceGroup().id, namePrefix, environmentName)
 var tags = empty(environmentName) ? {} : { 'azd-env-name': environmentName }
-var functionAppName = '${namePrefix}-func-${suffix}'
-var hostStorageName = take('${toLower(namePrefix)}host${suffix}', 24)
-var exportStorageName = take('${toLower(namePrefix)}data${suffix}', 24)
-var keyVaultName = take('${namePrefix}-kv-${suffix}', 24)
+var functionAppName = '${prefix}-func-${suffix}'
+var hostStorageName = take('${toLower(prefix)}host${suffix}', 24)
+var exportStorageName = take('${toLower(prefix)}data${suffix}', 24)
+var keyVaultName = take('${prefix}-kv-${vaultSuffix}', 24)
 var deploymentContainerName = 'app-package-${take(suffix, 8)}'
 var stateContainerName = '${exportContainerName}-state'
 
@@ -169,11 +184,96 @@ var roles = {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Guards: a combination of parameters that Azure would refuse, or that would export wrongly, stops the
+// deployment before anything changes, with a message that names the parameters
+// (fail(): https://learn.microsoft.com/azure/azure-resource-manager/bicep/bicep-functions-flow-control).
+// Each guard is the value that the resources then use, so it is always evaluated. test/infra/guards.test.ts
+// deploys parameter files that must fail and ones that must pass through the real Bicep CLI.
+// ---------------------------------------------------------------------------------------------------------
+
+@description('true when text is one or more ASCII characters, all of them in allowed.')
+func onlyCharacters(text string, allowed string) bool =>
+  !empty(text) && empty(filter(range(0, length(text)), i => !contains(allowed, substring(text, i, 1))))
+
+@description('Seconds in an ISO-8601 duration such as PT25M (dateTimeAdd parses it).')
+func durationSeconds(duration string) int =>
+  dateTimeToEpoch(dateTimeAdd('2000-01-01T00:00:00Z', duration)) - dateTimeToEpoch('2000-01-01T00:00:00Z')
+
+@description('n for a field \'*/n\' (every n-th), otherwise 0.')
+func everyNth(field string) int =>
+  startsWith(field, '*/') ? (onlyCharacters(substring(field, 2), '0123456789') ? int(substring(field, 2)) : 0) : 0
+
+@description('Longest gap in minutes between two runs of a 6-field NCRONTAB schedule of a simple form (a fixed second; a fixed minute or */n; every hour, */n hours or a fixed hour; every day); 0 for any other form.')
+func scheduleIntervalMinutes(fields array) int =>
+  length(fields) != 6
+    ? 0
+    : !onlyCharacters(fields[0], '0123456789') || fields[3] != '*' || fields[4] != '*' || fields[5] != '*'
+        ? 0
+        : fields[2] == '*'
+            ? (fields[1] == '*' ? 1 : onlyCharacters(fields[1], '0123456789') ? 60 : everyNth(fields[1]))
+            : !onlyCharacters(fields[1], '0123456789')
+                ? 0
+                : everyNth(fields[2]) > 0 ? 60 * everyNth(fields[2]) : onlyCharacters(fields[2], '0123456789') ? 1440 : 0
+
+var letters = 'abcdefghijklmnopqrstuvwxyz'
+var prefix = onlyCharacters(toLower(namePrefix), '${letters}0123456789') && contains(letters, toLower(first(namePrefix)))
+  ? namePrefix
+  : fail('namePrefix \'${namePrefix}\' must be 2-10 letters and digits, starting with a letter: it starts the storage account names (lowercase letters and digits only) and the Key Vault name (which must start with a letter)')
+
+// host.json functionTimeout (00:30:00) less the 5 minutes a run needs after its budget (src/config.ts).
+var functionTimeoutMinutes = 30
+var maxRunDurationMinutes = functionTimeoutMinutes - 5
+var runDurationSeconds = durationSeconds(exportMaxRunDuration)
+var maxRunDuration = runDurationSeconds > maxRunDurationMinutes * 60
+  ? fail('exportMaxRunDuration \'${exportMaxRunDuration}\' exceeds ${maxRunDurationMinutes} minutes: host.json stops the function after functionTimeout (${functionTimeoutMinutes} minutes), and a run needs 5 minutes after its budget to write the checkpoint. Set exportMaxRunDuration to PT${maxRunDurationMinutes}M or less; the next run resumes where this one stopped')
+  : exportMaxRunDuration
+
+var scheduleFields = filter(split(exportSchedule, ' '), field => !empty(field))
+var runIntervalMinutes = scheduleIntervalMinutes(scheduleFields)
+// Just before a run ends, a healthy export is behind by the schedule's interval, the settle delay and the run.
+var healthyLagMinutes = runIntervalMinutes + durationSeconds(exportSettleDelay) / 60 + runDurationSeconds / 60
+var schedule = length(scheduleFields) != 6
+  ? fail('exportSchedule \'${exportSchedule}\' must be an NCRONTAB expression with 6 fields (second minute hour day month weekday), e.g. \'0 0 * * * *\'')
+  : runIntervalMinutes > 0 && staleAfterHours * 60 <= healthyLagMinutes
+      ? fail('staleAfterHours (${staleAfterHours}) must exceed ${healthyLagMinutes} minutes: exportSchedule \'${exportSchedule}\' runs every ${runIntervalMinutes} minutes, and exportSettleDelay (${exportSettleDelay}) and exportMaxRunDuration (${exportMaxRunDuration}) add to how far behind a healthy export is. Otherwise the alerts fire between two healthy runs')
+      : exportSchedule
+
+// Lifecycle days: each tier after the one before, delete last, never while WORM retention lasts.
+var archiveOnZoneRedundant = colderAfterDays > 0 && colderTier == 'Archive' && contains(
+  [
+    'Standard_ZRS'
+    'Standard_GZRS'
+    'Standard_RAGZRS'
+  ],
+  exportStorageSku
+)
+var tierDays = filter(
+  [
+    coolAfterDays
+    colderAfterDays
+    deleteAfterDays
+  ],
+  days => days > 0
+)
+var tierDaysInOrder = empty(filter(range(1, max(length(tierDays) - 1, 0)), i => tierDays[i] <= tierDays[i - 1]))
+var lifecycleChecked = archiveOnZoneRedundant
+  ? fail('colderTier \'Archive\' is not available with exportStorageSku \'${exportStorageSku}\': the Archive tier needs Standard_LRS, Standard_GRS or Standard_RAGRS. Choose colderTier \'Cold\', another exportStorageSku, or colderAfterDays 0')
+  : !tierDaysInOrder
+      ? fail('coolAfterDays (${coolAfterDays}), colderAfterDays (${colderAfterDays}) and deleteAfterDays (${deleteAfterDays}) must increase in this order (0 leaves a step out): a blob moves to Cool, then to colderTier, then is deleted')
+      : deleteAfterDays > 0 && deleteAfterDays < immutabilityDays
+          ? fail('deleteAfterDays (${deleteAfterDays}) is shorter than immutabilityDays (${immutabilityDays}): WORM retention refuses the lifecycle delete until it ends. Set deleteAfterDays to ${immutabilityDays} or more, or 0')
+          : true
+
+var immutabilityPolicyDeployed = immutabilityPolicyLocked && immutabilityDays == 0
+  ? fail('immutabilityPolicyLocked is true but immutabilityDays is 0: set immutabilityDays to the retention of the locked policy (az storage container immutability-policy show)')
+  : immutabilityDays > 0 && !immutabilityPolicyLocked
+
+// ---------------------------------------------------------------------------------------------------------
 // Identity
 // ---------------------------------------------------------------------------------------------------------
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' = {
-  name: '${namePrefix}-id-${suffix}'
+  name: '${prefix}-id-${suffix}'
   location: location
   tags: tags
 }
@@ -183,7 +283,7 @@ resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' 
 // ---------------------------------------------------------------------------------------------------------
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2025-02-01' = {
-  name: '${namePrefix}-log-${suffix}'
+  name: '${prefix}-log-${suffix}'
   location: location
   tags: tags
   properties: {
@@ -198,7 +298,7 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2025-02-01' = {
 }
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
-  name: '${namePrefix}-appi-${suffix}'
+  name: '${prefix}-appi-${suffix}'
   location: location
   tags: tags
   kind: 'web'
@@ -210,11 +310,11 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
-  name: '${namePrefix}-ag-${suffix}'
+  name: '${prefix}-ag-${suffix}'
   location: 'Global'
   tags: tags
   properties: {
-    groupShortName: take('${namePrefix}export', 12)
+    groupShortName: take('${prefix}export', 12)
     enabled: true
     emailReceivers: [
       {
@@ -230,7 +330,7 @@ var alertActions = empty(alertEmail) ? [] : [actionGroup.id]
 
 // A run that throws is a failed invocation of exportIncidents in the requests table.
 resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
-  name: '${namePrefix}-run-failed-${suffix}'
+  name: '${prefix}-run-failed-${suffix}'
   location: location
   tags: tags
   properties: {
@@ -264,15 +364,34 @@ resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
   }
 }
 
-// No successful run for staleAfterHours: the export has stopped, whatever the reason (disabled function,
-// lost permission, a host that no longer starts).
-resource exportStaleAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
-  name: '${namePrefix}-export-stale-${suffix}'
+// The export is behind: the exported-until time of the latest run (its export summary line, src/export/exportRun.ts)
+// is older than staleAfterHours. Runs that end 'partial' (time budget) or 'concurrent' succeed as invocations,
+// so only this sees an export that falls behind. A failed run that never read the checkpoint logs age 0 and is
+// skipped. Before the first run there is no summary line, so a fresh deployment does not alert. tolong, not
+// toint: watermarkAgeInMs passes 2^31 after 24.8 days.
+var staleAfterMs = staleAfterHours * 3600000
+var exportBehindQuery = join(
+  [
+    'traces'
+    '| where message startswith "export summary "'
+    '| extend s = parse_json(substring(message, strlen("export summary ")))'
+    '| extend outcome = tostring(s.outcome), watermarkAgeInMs = tolong(s.watermarkAgeInMs)'
+    '| where outcome != "failed" or watermarkAgeInMs > 0'
+    '| top 1 by timestamp desc'
+    '| extend exportedUntilAgeInMs = watermarkAgeInMs + datetime_diff("millisecond", now(), timestamp)'
+    '| where exportedUntilAgeInMs > ${staleAfterMs}'
+    '| project timestamp, outcome, watermarkAgeInMs, exportedUntilAgeInMs'
+  ],
+  '\n'
+)
+
+resource exportBehindAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
+  name: '${prefix}-export-behind-${suffix}'
   location: location
   tags: tags
   properties: {
-    displayName: 'Defender incident export: no successful run for ${staleAfterHours} hours'
-    description: 'No exportIncidents run has succeeded within the window. Check the function app, its last errors and the export summary lines (docs/deploy.md).'
+    displayName: 'Defender incident export: exports are more than ${staleAfterHours} hours behind'
+    description: 'The latest export summary says the export is more than ${staleAfterHours} hours behind (watermarkAgeInMs), whatever its outcome: runs that end partial or concurrent, or fail. Check the summary lines and errors (docs/deploy.md, troubleshooting).'
     severity: 1
     enabled: true
     scopes: [
@@ -283,10 +402,60 @@ resource exportStaleAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = 
     criteria: {
       allOf: [
         {
-          query: 'requests | where operation_Name =~ "exportIncidents" and success == true'
+          query: exportBehindQuery
           timeAggregation: 'Count'
-          operator: 'LessThan'
-          threshold: 1
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: alertActions
+    }
+  }
+}
+
+// The export has stopped: no invocation of exportIncidents at all for staleAfterHours (a disabled function, a
+// host that no longer starts, a broken package). It counts from this deployment on (deploymentTime), so a
+// fresh deployment does not alert before its first run is due. Its name is the one of the former "no successful
+// run" rule, so a redeployment replaces that rule.
+var exportNotRunningQuery = join(
+  [
+    'requests'
+    '| where operation_Name =~ "exportIncidents"'
+    '| summarize invocations = count()'
+    '| where invocations == 0 and now() > datetime(${deploymentTime}) + ${staleAfterHours}h'
+  ],
+  '\n'
+)
+
+resource exportNotRunningAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
+  name: '${prefix}-export-stale-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'Defender incident export: no run for ${staleAfterHours} hours'
+    description: 'exportIncidents has not run within the window: the function is disabled in the portal, the host does not start, or the package is broken. Check the function app (docs/deploy.md, troubleshooting).'
+    severity: 1
+    // A function disabled on purpose (exportFunctionDisabled) does not page anyone.
+    enabled: !exportFunctionDisabled
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT${staleAfterHours}H'
+    criteria: {
+      allOf: [
+        {
+          query: exportNotRunningQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1
@@ -405,7 +574,9 @@ resource exportContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
 
 // Export blobs are written once, create-only, and never changed: a time-based retention policy fits them.
 // Created unlocked, so a mistake can still be undone; lock it with az storage container immutability-policy lock.
-resource exportImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-01-01' = if (immutabilityDays > 0) {
+// Azure updates only an unlocked policy, so once it is locked (immutabilityPolicyLocked) the deployment no longer
+// sends it; az storage container immutability-policy extend lengthens it (docs/deploy.md, Immutable exports).
+resource exportImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-01-01' = if (immutabilityPolicyDeployed) {
   parent: exportContainer
   name: 'default'
   properties: {
@@ -432,7 +603,7 @@ var tierActions = union(
   deleteAfterDays > 0 ? { delete: { daysAfterCreationGreaterThan: deleteAfterDays } } : {}
 )
 
-resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-01-01' = if (!empty(tierActions)) {
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-01-01' = if (lifecycleChecked && !empty(tierActions)) {
   parent: exportStorage
   name: 'default'
   properties: {
@@ -585,7 +756,7 @@ resource appInsightsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-0
 // ---------------------------------------------------------------------------------------------------------
 
 resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
-  name: '${namePrefix}-plan-${suffix}'
+  name: '${prefix}-plan-${suffix}'
   location: location
   tags: tags
   kind: 'functionapp'
@@ -612,11 +783,11 @@ var exportSettings = union(
     EXPORT_STORAGE_ACCOUNT_URL: exportStorage.properties.primaryEndpoints.blob
     EXPORT_CONTAINER: exportContainer.name
     EXPORT_STATE_CONTAINER: stateContainer.name
-    EXPORT_SCHEDULE: exportSchedule
+    EXPORT_SCHEDULE: schedule
     EXPORT_INITIAL_LOOKBACK: exportInitialLookback
     EXPORT_SETTLE_DELAY: exportSettleDelay
     EXPORT_REREAD_WINDOW: exportRereadWindow
-    EXPORT_MAX_RUN_DURATION: exportMaxRunDuration
+    EXPORT_MAX_RUN_DURATION: maxRunDuration
     EXPORT_FORMAT: exportFormat
     EXPORT_COMPRESSION: exportCompression
     EXPORT_INCLUDE_ALERTS: exportIncludeAlerts ? 'true' : 'false'
@@ -631,6 +802,9 @@ var hostSettings = {
   AzureWebJobsStorage__clientId: identity.properties.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+  // Set on every deployment like every other setting, so a provision keeps a disabled function disabled
+  // (https://learn.microsoft.com/azure/azure-functions/disable-function).
+  'AzureWebJobs.exportIncidents.Disabled': exportFunctionDisabled ? 'true' : 'false'
 }
 
 resource functionApp 'Microsoft.Web/sites@2025-03-01' = {

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDurationInMs } from '../../src/export/duration';
-import { SETTINGS } from '../../src/config';
+import { FUNCTION_TIMEOUT_IN_MS, SETTINGS } from '../../src/config';
 
 // Structural checks of the deployment against the code. The real Bicep compiler and linter run in .ci/run
 // (infra/scripts/check-bicep.sh); these tests hold what a compiler cannot know: that the deployment and the
@@ -26,9 +26,11 @@ function block(text: string, marker: string, openers = /[{(]/): string {
   throw new Error(`unbalanced '${open}' after '${marker}'`);
 }
 
-/** Property names set in an object literal (one per line, Bicep style). */
+/** Property names set in an object literal (one per line, Bicep style; quoted names may have dots). */
 function keys(objectText: string): string[] {
-  return [...objectText.matchAll(/(?:^\s*|\{\s*)'?([A-Za-z_]\w*)'?\s*:/gm)].map((m) => m[1]!);
+  return [...objectText.matchAll(/(?:^\s*|\{\s*)(?:'([A-Za-z_][\w.]*)'|([A-Za-z_]\w*))\s*:/gm)].map(
+    (m) => (m[1] ?? m[2])!,
+  );
 }
 
 /** Each resource declaration: symbol, type, API version and its body. */
@@ -62,6 +64,8 @@ const HOST_SETTINGS = [
   'AzureWebJobsStorage__clientId',
   'APPLICATIONINSIGHTS_CONNECTION_STRING',
   'APPLICATIONINSIGHTS_AUTHENTICATION_STRING',
+  // Set by every deployment (exportFunctionDisabled), so a provision does not re-enable a disabled function.
+  'AzureWebJobs.exportIncidents.Disabled',
 ];
 
 describe('the deployment agrees with the code', () => {
@@ -111,6 +115,9 @@ describe('the deployment agrees with the code', () => {
     expect(parseDurationInMs(deployedBudget)).toBeLessThan(timeoutInMs);
     expect(parseDurationInMs(SETTINGS.EXPORT_MAX_RUN_DURATION.default)).toBeLessThan(timeoutInMs);
     expect(deployedBudget).toBe(SETTINGS.EXPORT_MAX_RUN_DURATION.default);
+    // The template's guard on exportMaxRunDuration counts from the same timeout (test/infra/guards.test.ts).
+    expect(Number(/^var functionTimeoutMinutes = (\d+)$/m.exec(bicep)?.[1]) * 60_000).toBe(timeoutInMs);
+    expect(FUNCTION_TIMEOUT_IN_MS).toBe(timeoutInMs);
   });
 
   it('deploys with the code defaults for every setting it exposes as a parameter', () => {
@@ -138,6 +145,17 @@ describe('the deployment agrees with the code', () => {
     expect(Object.keys(azd.parameters).filter((n) => !names.includes(n))).toEqual([]);
     const required = params.filter((p) => p.default === undefined).map((p) => p.name);
     expect(required.filter((n) => !(n in azd.parameters))).toEqual([]);
+    // What an operator sets after the first deployment reaches the azd path too (docs/deploy.md, step 4).
+    for (const name of [
+      'immutabilityDays',
+      'immutabilityPolicyLocked',
+      'exportFunctionDisabled',
+      'staleAfterHours',
+    ]) {
+      const value = (azd.parameters[name] as { value: string } | undefined)?.value;
+      expect([name, value]).toEqual([name, expect.stringMatching(/^\$\{[A-Z_]+=[^}]+\}$/)]);
+      expect(read('docs/deploy.md')).toContain(`| \`${/\$\{([A-Z_]+)=/.exec(value!)![1]}\` | \`${name}\` |`);
+    }
   });
 });
 
@@ -207,16 +225,28 @@ describe('the deployment passes a security review', () => {
     }
   });
 
-  it('sends telemetry with Entra only, and alerts on a failed run and on a stopped export', () => {
+  it('sends telemetry with Entra only, and alerts on a failed run, an export behind and a stopped export', () => {
     expect(ofType('Microsoft.Insights/components')[0]!.body).toMatch(/DisableLocalAuth: true/);
     const alerts = ofType('Microsoft.Insights/scheduledQueryRules');
-    expect(alerts).toHaveLength(2);
+    expect(alerts.map((a) => a.symbol).sort()).toEqual([
+      'exportBehindAlert',
+      'exportNotRunningAlert',
+      'runFailedAlert',
+    ]);
     expect(alerts.some((a) => /success == false/.test(a.body) && /GreaterThan/.test(a.body))).toBe(true);
-    expect(
-      alerts.some(
-        (a) => /success == true/.test(a.body) && /LessThan/.test(a.body) && /staleAfterHours/.test(a.body),
-      ),
-    ).toBe(true);
+    // Freshness from the export summary line (src/export/exportRun.ts), whatever the run's outcome.
+    const behind = block(bicep, 'var exportBehindQuery = join(');
+    expect(behind).toContain('message startswith "export summary "');
+    expect(behind).toContain('tolong(s.watermarkAgeInMs)');
+    expect(behind).toContain('tostring(s.outcome)');
+    expect(bicep).not.toMatch(/toint\(/);
+    expect(read('src/export/exportRun.ts')).toContain('`export summary ${JSON.stringify(this.summary');
+    // No run since the deployment: quiet until the first run is due.
+    expect(block(bicep, 'var exportNotRunningQuery = join(')).toMatch(
+      /datetime\(\$\{deploymentTime\}\) \+ \$\{staleAfterHours\}h/,
+    );
+    for (const symbol of ['exportBehindAlert', 'exportNotRunningAlert'])
+      expect(alerts.find((a) => a.symbol === symbol)!.body).toMatch(/windowSize: 'PT\$\{staleAfterHours\}H'/);
     expect(ofType('Microsoft.Insights/actionGroups')[0]!.body).toMatch(/emailReceivers/);
   });
 

@@ -1,0 +1,7 @@
+// expect: colderTier 'Archive' is not available with exportStorageSku 'Standard_ZRS'
+using '../../../../infra/main.bicep'
+
+param defenderClientId = '00000000-0000-0000-0000-000000000001'
+param deploymentTime = '2026-12-01T10:00:00Z'
+param exportStorageSku = 'Standard_ZRS'
+param colderTier = 'Archive'

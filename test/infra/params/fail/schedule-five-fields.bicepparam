@@ -1,0 +1,6 @@
+// expect: exportSchedule '0 * * * *' must be an NCRONTAB expression with 6 fields
+using '../../../../infra/main.bicep'
+
+param defenderClientId = '00000000-0000-0000-0000-000000000001'
+param deploymentTime = '2026-12-01T10:00:00Z'
+param exportSchedule = '0 * * * *'
