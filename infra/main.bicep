@@ -123,7 +123,7 @@ param immutabilityDays int = 0
 @description('true once the WORM policy is locked: the deployment then leaves the policy alone (Azure updates only an unlocked policy), and immutabilityDays must be the locked retention. Extend a locked policy with az storage container immutability-policy extend (docs/deploy.md).')
 param immutabilityPolicyLocked bool = false
 
-@description('Days that deleted blobs and containers stay recoverable (soft delete).')
+@description('Days that deleted blobs and containers stay recoverable (soft delete), and that previous blob versions are kept.')
 @minValue(1)
 @maxValue(365)
 param softDeleteDays int = 14
@@ -553,6 +553,8 @@ resource exportBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-
   parent: exportStorage
   name: 'default'
   properties: {
+    // The identity may delete and overwrite blobs: versioning keeps what was there (prune-versions below).
+    isVersioningEnabled: true
     deleteRetentionPolicy: {
       enabled: true
       days: softDeleteDays
@@ -603,35 +605,100 @@ var tierActions = union(
   deleteAfterDays > 0 ? { delete: { daysAfterCreationGreaterThan: deleteAfterDays } } : {}
 )
 
-resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-01-01' = if (lifecycleChecked && !empty(tierActions)) {
+var ageExportsRule = {
+  name: 'age-exports'
+  enabled: true
+  type: 'Lifecycle'
+  definition: {
+    filters: {
+      blobTypes: [
+        'blockBlob'
+      ]
+      // Exports and run manifests age; the checkpoint (another container) never does.
+      prefixMatch: [
+        '${exportContainerName}/incidents/'
+        '${exportContainerName}/runs/'
+        '${exportContainerName}/quarantine/'
+      ]
+    }
+    actions: {
+      baseBlob: tierActions
+    }
+  }
+}
+
+// Every run rewrites the checkpoint, so versioning keeps one version per run: previous versions go after
+// softDeleteDays, as long as deleted blobs stay recoverable.
+var pruneVersionsRule = {
+  name: 'prune-versions'
+  enabled: true
+  type: 'Lifecycle'
+  definition: {
+    filters: {
+      blobTypes: [
+        'blockBlob'
+      ]
+    }
+    actions: {
+      version: {
+        delete: {
+          daysAfterCreationGreaterThan: softDeleteDays
+        }
+      }
+    }
+  }
+}
+
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-01-01' = if (lifecycleChecked) {
   parent: exportStorage
   name: 'default'
   properties: {
     policy: {
-      rules: [
-        {
-          name: 'age-exports'
-          enabled: true
-          type: 'Lifecycle'
-          definition: {
-            filters: {
-              blobTypes: [
-                'blockBlob'
-              ]
-              // Exports and run manifests age; the checkpoint (another container) never does.
-              prefixMatch: [
-                '${exportContainerName}/incidents/'
-                '${exportContainerName}/runs/'
-                '${exportContainerName}/quarantine/'
-              ]
-            }
-            actions: {
-              baseBlob: tierActions
-            }
-          }
-        }
-      ]
+      rules: concat(empty(tierActions) ? [] : [ageExportsRule], [pruneVersionsRule])
     }
+  }
+}
+
+// Audit trail in the Log Analytics workspace (logRetentionDays): every read, write and delete of export blobs
+// (table StorageBlobLogs), and every Key Vault operation (table AZKVAuditLogs)
+// (https://learn.microsoft.com/azure/azure-monitor/essentials/diagnostic-settings). 2021-05-01-preview is the newest
+// version of diagnosticSettings; the linter's only alternative, 2016-09-01, is the legacy shape.
+#disable-next-line use-recent-api-versions
+resource exportBlobAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit'
+  scope: exportBlobService
+  properties: {
+    workspaceId: workspace.id
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+#disable-next-line use-recent-api-versions
+resource vaultAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit'
+  scope: vault
+  properties: {
+    workspaceId: workspace.id
+    logAnalyticsDestinationType: 'Dedicated'
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
   }
 }
 

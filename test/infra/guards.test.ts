@@ -211,6 +211,11 @@ if (!bicep && process.env.CI) {
         tierToCool: { daysAfterCreationGreaterThan: 30 },
         tierToCold: { daysAfterCreationGreaterThan: 90 },
       });
+      // Versioning keeps one checkpoint version per run; they go after softDeleteDays.
+      expect(props(policy).policy.rules[1]).toMatchObject({
+        name: 'prune-versions',
+        definition: { actions: { version: { delete: { daysAfterCreationGreaterThan: 14 } } } },
+      });
     });
 
     it('alerts on a failed run, on exports older than staleAfterHours, and on no run since the deployment', () => {

@@ -293,6 +293,22 @@ describe('the deployment passes a security review', () => {
     expect(bicep).not.toMatch(/scope: subscription\(\)|targetScope = 'subscription'/);
   });
 
+  it('keeps an audit trail: blob reads, writes and deletes, Key Vault events, and blob versions', () => {
+    const audits = ofType('Microsoft.Insights/diagnosticSettings');
+    const categories = (scope: string) =>
+      audits
+        .filter((a) => a.body.includes(`scope: ${scope}\n`))
+        .flatMap((a) => [...a.body.matchAll(/category: '(\w+)'/g)].map((m) => m[1]));
+    expect(categories('exportBlobService')).toEqual(['StorageRead', 'StorageWrite', 'StorageDelete']);
+    expect(categories('vault')).toEqual(['AuditEvent']);
+    for (const { body } of audits) expect(body).toMatch(/workspaceId: workspace.id/);
+    const exportBlobService = all.find((r) => r.symbol === 'exportBlobService')!.body;
+    expect(exportBlobService).toMatch(/isVersioningEnabled: true/);
+    expect(block(bicep, 'var pruneVersionsRule =')).toMatch(
+      /version: \{\s*delete: \{\s*daysAfterCreationGreaterThan: softDeleteDays/,
+    );
+  });
+
   it('uses one user-assigned identity for everything', () => {
     expect(ofType('Microsoft.ManagedIdentity/userAssignedIdentities')).toHaveLength(1);
     expect(bicep).not.toMatch(/SystemAssigned/);
