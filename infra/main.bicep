@@ -474,7 +474,7 @@ resource exportNotRunningAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-0
 // Host storage: the Functions host's locks and timer status, and the Flex deployment package
 // ---------------------------------------------------------------------------------------------------------
 
-resource hostStorage 'Microsoft.Storage/storageAccounts@2025-01-01' = {
+resource hostStorage 'Microsoft.Storage/storageAccounts@2025-08-01' = {
   name: hostStorageName
   location: location
   tags: tags
@@ -498,7 +498,7 @@ resource hostStorage 'Microsoft.Storage/storageAccounts@2025-01-01' = {
   }
 }
 
-resource hostBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-01-01' = {
+resource hostBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-08-01' = {
   parent: hostStorage
   name: 'default'
   properties: {
@@ -513,7 +513,7 @@ resource hostBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-01
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-08-01' = {
   parent: hostBlobService
   name: deploymentContainerName
   properties: {
@@ -525,7 +525,7 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 // Export storage: the exports (optionally WORM), the checkpoint, lifecycle
 // ---------------------------------------------------------------------------------------------------------
 
-resource exportStorage 'Microsoft.Storage/storageAccounts@2025-01-01' = {
+resource exportStorage 'Microsoft.Storage/storageAccounts@2025-08-01' = {
   name: exportStorageName
   location: location
   tags: tags
@@ -549,7 +549,7 @@ resource exportStorage 'Microsoft.Storage/storageAccounts@2025-01-01' = {
   }
 }
 
-resource exportBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-01-01' = {
+resource exportBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-08-01' = {
   parent: exportStorage
   name: 'default'
   properties: {
@@ -566,7 +566,7 @@ resource exportBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-
   }
 }
 
-resource exportContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+resource exportContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-08-01' = {
   parent: exportBlobService
   name: exportContainerName
   properties: {
@@ -578,7 +578,7 @@ resource exportContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
 // Created unlocked, so a mistake can still be undone; lock it with az storage container immutability-policy lock.
 // Azure updates only an unlocked policy, so once it is locked (immutabilityPolicyLocked) the deployment no longer
 // sends it; az storage container immutability-policy extend lengthens it (docs/deploy.md, Immutable exports).
-resource exportImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-01-01' = if (immutabilityPolicyDeployed) {
+resource exportImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2025-08-01' = if (immutabilityPolicyDeployed) {
   parent: exportContainer
   name: 'default'
   properties: {
@@ -588,7 +588,7 @@ resource exportImmutability 'Microsoft.Storage/storageAccounts/blobServices/cont
 }
 
 // The checkpoint is rewritten every run, so it lives apart from a WORM export container.
-resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-08-01' = {
   parent: exportBlobService
   name: stateContainerName
   properties: {
@@ -649,7 +649,7 @@ var pruneVersionsRule = {
   }
 }
 
-resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-01-01' = if (lifecycleChecked) {
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2025-08-01' = if (lifecycleChecked) {
   parent: exportStorage
   name: 'default'
   properties: {
@@ -972,8 +972,10 @@ output KEY_VAULT_URL string = vault.properties.vaultUri
 @description('Name of the Key Vault secret to set with the client secret.')
 output KEY_VAULT_SECRET_NAME string = keyVaultSecretName
 
+// Not named AZURE_CLIENT_ID: azd writes the outputs to .azure/<env>/.env, and that variable in an operator's shell
+// would switch the CLI (and every Azure SDK) to a managed identity that a workstation does not have.
 @description('Client ID of the managed identity (grant nothing else to it).')
-output AZURE_CLIENT_ID string = identity.properties.clientId
+output MANAGED_IDENTITY_CLIENT_ID string = identity.properties.clientId
 
 @description('Name of the Application Insights component.')
 output APPLICATION_INSIGHTS_NAME string = appInsights.name

@@ -205,6 +205,9 @@ describe('the deployment passes a security review', () => {
     expect(secretParam.default).toBe("''");
     const outputs = [...bicep.matchAll(/^output .+$/gm)].map((m) => m[0]);
     expect(outputs.length).toBeGreaterThanOrEqual(4);
+    // azd writes outputs to .azure/<env>/.env: AZURE_CLIENT_ID there would switch a workstation's SDKs to a
+    // managed identity (docs/deploy.md, step 4).
+    expect(outputs.filter((o) => /^output AZURE_CLIENT_ID /.test(o))).toEqual([]);
     expect(outputs.filter((o) => /defenderClientSecret|listKeys|ConnectionString|\.value/.test(o))).toEqual(
       [],
     );
