@@ -123,6 +123,9 @@ param immutabilityDays int = 0
 @description('true once the WORM policy is locked: the deployment then leaves the policy alone (Azure updates only an unlocked policy), and immutabilityDays must be the locked retention. Extend a locked policy with az storage container immutability-policy extend (docs/deploy.md).')
 param immutabilityPolicyLocked bool = false
 
+@description('true creates an Event Grid system topic on the export account, so a SIEM or a data pipeline can subscribe to BlobCreated events of new exports (docs/deploy.md, React to new exports). Off by default.')
+param exportEvents bool = false
+
 @description('Days that deleted blobs and containers stay recoverable (soft delete), and that previous blob versions are kept.')
 @minValue(1)
 @maxValue(365)
@@ -702,6 +705,19 @@ resource vaultAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' =
   }
 }
 
+// The export account's events (BlobCreated when a run commits an export blob), for subscribers to filter on
+// incidents/ (https://learn.microsoft.com/azure/event-grid/event-schema-blob-storage). No subscription here: the
+// endpoint (Event Hubs, a queue, a webhook) is the subscriber's.
+resource exportEventsTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' = if (exportEvents) {
+  name: '${prefix}-events-${suffix}'
+  location: location
+  tags: tags
+  properties: {
+    source: exportStorage.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Key Vault: RBAC only, purge protection; the secret only when given
 // ---------------------------------------------------------------------------------------------------------
@@ -976,6 +992,9 @@ output KEY_VAULT_SECRET_NAME string = keyVaultSecretName
 // would switch the CLI (and every Azure SDK) to a managed identity that a workstation does not have.
 @description('Client ID of the managed identity (grant nothing else to it).')
 output MANAGED_IDENTITY_CLIENT_ID string = identity.properties.clientId
+
+@description('Name of the Event Grid system topic of the export account (exportEvents), empty without it.')
+output EXPORT_EVENTS_TOPIC string = exportEvents ? exportEventsTopic.name : ''
 
 @description('Name of the Application Insights component.')
 output APPLICATION_INSIGHTS_NAME string = appInsights.name

@@ -202,6 +202,10 @@ if (!bicep && process.env.CI) {
       expect(settings['AzureWebJobs.exportIncidents.Disabled']).toBe('false');
     });
 
+    it('creates no Event Grid topic unless asked', () => {
+      expect(ofType(resources, 'Microsoft.EventGrid/systemTopics')).toEqual([]);
+    });
+
     it('sends no WORM policy, and ages exports to Cool, then Cold', () => {
       expect(
         ofType(resources, 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies'),
@@ -274,6 +278,14 @@ if (!bicep && process.env.CI) {
     const settings = appSettings(resources);
     expect(settings.EXPORT_MAX_RUN_DURATION).toBe('PT25M');
     expect(settings['AzureWebJobs.exportIncidents.Disabled']).toBe('true');
+    const [topic] = ofType(resources, 'Microsoft.EventGrid/systemTopics');
+    const [account] = ofType(resources, 'Microsoft.Storage/storageAccounts').filter((r) =>
+      r.name.includes('data'),
+    );
+    expect(props(topic)).toEqual({
+      source: `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-defender-export/providers/Microsoft.Storage/storageAccounts/${account!.name}`,
+      topicType: 'Microsoft.Storage.StorageAccounts',
+    });
     expect(parseConfig(settings, { runner: 'function' }).schedule).toBe('0 */15 * * * *');
     // A function disabled on purpose pages no one; the other alerts stay on.
     const rules = alerts(resources);

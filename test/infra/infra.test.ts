@@ -151,6 +151,7 @@ describe('the deployment agrees with the code', () => {
       'immutabilityPolicyLocked',
       'exportFunctionDisabled',
       'staleAfterHours',
+      'exportEvents',
     ]) {
       const value = (azd.parameters[name] as { value: string } | undefined)?.value;
       expect([name, value]).toEqual([name, expect.stringMatching(/^\$\{[A-Z_]+=[^}]+\}$/)]);

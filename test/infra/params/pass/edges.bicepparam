@@ -1,5 +1,5 @@
 // Each guard at its limit: the longest run budget, every 15 minutes with the shortest alert window, an unlocked
-// WORM policy as long as the deletion, tiers one day apart, a disabled function.
+// WORM policy as long as the deletion, tiers one day apart, a disabled function, Event Grid on.
 using '../../../../infra/main.bicep'
 
 param defenderClientId = '00000000-0000-0000-0000-000000000001'
@@ -13,3 +13,4 @@ param colderAfterDays = 2
 param deleteAfterDays = 30
 param immutabilityDays = 30
 param exportFunctionDisabled = true
+param exportEvents = true
