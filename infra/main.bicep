@@ -427,12 +427,13 @@ resource exportBehindAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' =
 // host that no longer starts, a broken package). It counts from this deployment on (deploymentTime), so a
 // fresh deployment does not alert before its first run is due. Its name is the one of the former "no successful
 // run" rule, so a redeployment replaces that rule.
+var deployedAt = dateTimeAdd(deploymentTime, 'PT0S', 'yyyy-MM-ddTHH:mm:ssZ') // a date-time, or the deployment stops
 var exportNotRunningQuery = join(
   [
     'requests'
     '| where operation_Name =~ "exportIncidents"'
     '| summarize invocations = count()'
-    '| where invocations == 0 and now() > datetime(${deploymentTime}) + ${staleAfterHours}h'
+    '| where invocations == 0 and now() > datetime(${deployedAt}) + ${staleAfterHours}h'
   ],
   '\n'
 )

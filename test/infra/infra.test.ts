@@ -246,8 +246,9 @@ describe('the deployment passes a security review', () => {
     expect(bicep).not.toMatch(/toint\(/);
     expect(read('src/export/exportRun.ts')).toContain('`export summary ${JSON.stringify(this.summary');
     // No run since the deployment: quiet until the first run is due.
+    expect(bicep).toMatch(/^var deployedAt = dateTimeAdd\(deploymentTime, /m);
     expect(block(bicep, 'var exportNotRunningQuery = join(')).toMatch(
-      /datetime\(\$\{deploymentTime\}\) \+ \$\{staleAfterHours\}h/,
+      /datetime\(\$\{deployedAt\}\) \+ \$\{staleAfterHours\}h/,
     );
     for (const symbol of ['exportBehindAlert', 'exportNotRunningAlert'])
       expect(alerts.find((a) => a.symbol === symbol)!.body).toMatch(/windowSize: 'PT\$\{staleAfterHours\}H'/);
