@@ -37,8 +37,11 @@ interface Resource {
 type Snapshot = { ok: true; resources: Resource[] } | { ok: false; output: string };
 
 const bicep = findBicep();
-const work = mkdtempSync(join(tmpdir(), 'infra-guards-'));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+// Made only where Bicep runs, so a skipped suite leaves nothing behind.
+const work = bicep ? mkdtempSync(join(tmpdir(), 'infra-guards-')) : '';
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
 
 /** Snapshots a parameter file from a copy in a temporary folder, so nothing is written into the repository. */
 function runSnapshot(file: string): Promise<Snapshot> {
