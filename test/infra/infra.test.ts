@@ -115,7 +115,7 @@ describe('the deployment agrees with the code', () => {
     expect(parseDurationInMs(deployedBudget)).toBeLessThan(timeoutInMs);
     expect(parseDurationInMs(SETTINGS.EXPORT_MAX_RUN_DURATION.default)).toBeLessThan(timeoutInMs);
     expect(deployedBudget).toBe(SETTINGS.EXPORT_MAX_RUN_DURATION.default);
-    // The template's guard on exportMaxRunDuration counts from the same timeout (test/infra/guards.test.ts).
+    // The template's guard on exportMaxRunDuration counts from the same timeout (test/infra/guards.infra.ts).
     expect(Number(/^var functionTimeoutMinutes = (\d+)$/m.exec(bicep)?.[1]) * 60_000).toBe(timeoutInMs);
     expect(FUNCTION_TIMEOUT_IN_MS).toBe(timeoutInMs);
   });
