@@ -296,7 +296,28 @@ export function versionKey(incident: Incident): string {
 
 /** The exact position of an incident's last update. */
 export function lastUpdateOf(incident: Incident): Timestamp {
-  return parseTimestamp(incident.lastUpdateTime)!;
+  return parsedTime(incident.lastUpdateTime);
+}
+
+/** The exact position of an incident's creation. */
+export function createdOf(incident: Incident): Timestamp {
+  return parsedTime(incident.createdTime);
+}
+
+/**
+ * Timestamps parsed once per text: the routes sort and filter the whole store on every request, and parsing
+ * dominated a busy case's time (a store of thousands, changed on every page).
+ */
+const PARSED = new Map<string, Timestamp>();
+
+function parsedTime(text: string): Timestamp {
+  let parsed = PARSED.get(text);
+  if (!parsed) {
+    parsed = parseTimestamp(text)!;
+    if (PARSED.size > 200_000) PARSED.clear();
+    PARSED.set(text, parsed);
+  }
+  return parsed;
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { parseTimestamp } from '../export/timestamp';
-import { lastUpdateOf, type Incident, type IncidentStore } from './incidentStore';
+import { createdOf, lastUpdateOf, type Incident, type IncidentStore } from './incidentStore';
 import { toGraph, toLegacy } from './incidentWire';
 import { compileFilter, FilterSyntaxError } from './odataFilter';
 import { Random } from './random';
@@ -516,7 +516,7 @@ function order(orderby: string | undefined): (a: Incident, b: Incident) => numbe
   const key =
     field === 'lastUpdateDateTime'
       ? (i: Incident) => lastUpdateOf(i).ticks
-      : (i: Incident) => parseTimestamp(i.createdTime)!.ticks;
+      : (i: Incident) => createdOf(i).ticks;
   const sign = direction.toLowerCase() === 'asc' ? 1 : -1;
   const keys = new Map<Incident, bigint>();
   const keyOf = (i: Incident): bigint => {

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import * as fc from 'fast-check';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
@@ -36,6 +37,7 @@ if (VIA !== undefined && VIA !== 'azurite' && VIA !== 'memory')
   throw new Error(`PROPERTY_VIA must be 'azurite' or 'memory', not '${VIA}'.`);
 /** A counterexample as printed (JSON), run alone; edit `viaAzurite` to run it on the other path. */
 const REPLAY_CASE = process.env.PROPERTY_CASE;
+const TRACE = process.env.PROPERTY_TRACE;
 const GIVEN_SEED = process.env.PROPERTY_SEED ? Number(process.env.PROPERTY_SEED) : undefined;
 const SETTLE_MS = 5 * 60_000;
 const LEGACY_LIMITS = { perMinute: 50, perHour: 1500 };
@@ -277,6 +279,9 @@ export function describeCompleteness(shard: number): void {
         await fc.assert(
           fc.asyncProperty(scenario, async (generated) => {
             const c = VIA === undefined ? generated : { ...generated, viaAzurite: VIA === 'azurite' };
+            // A case that never ends cannot be reported by fast-check: PROPERTY_TRACE=<file> keeps the case in
+            // progress in <file>.<shard>, to replay with PROPERTY_CASE.
+            if (TRACE) writeFileSync(`${TRACE}.${shard}`, JSON.stringify(c));
             totals.cases++;
             totals.byApi[c.api]++;
             if (c.hostile) totals.hostileCases++;
