@@ -123,6 +123,13 @@ const ofType = (resources: Resource[], type: string) => resources.filter((r) => 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 const props = (resource: Resource | undefined) => resource!.properties as Record<string, Json>;
+/** The container WORM policies the deployment sends. */
+const wormPolicies = (resources: Resource[]) =>
+  ofType(resources, 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies');
+/** The tiering and deletion of the export blobs (the lifecycle policy's first rule). */
+const baseBlobActions = (resources: Resource[]): unknown =>
+  props(ofType(resources, 'Microsoft.Storage/storageAccounts/managementPolicies')[0]).policy.rules[0]
+    .definition.actions.baseBlob;
 /** The alert rules by their name without prefix and suffix: 'run-failed', 'export-behind', 'export-stale'. */
 function alerts(resources: Resource[]): Map<string, Record<string, Json>> {
   return new Map(
@@ -210,11 +217,9 @@ if (!bicep && process.env.CI) {
     });
 
     it('sends no WORM policy, and ages exports to Cool, then Cold', () => {
-      expect(
-        ofType(resources, 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies'),
-      ).toEqual([]);
+      expect(wormPolicies(resources)).toEqual([]);
       const [policy] = ofType(resources, 'Microsoft.Storage/storageAccounts/managementPolicies');
-      expect(props(policy).policy.rules[0].definition.actions.baseBlob).toEqual({
+      expect(baseBlobActions(resources)).toEqual({
         tierToCool: { daysAfterCreationGreaterThan: 30 },
         tierToCold: { daysAfterCreationGreaterThan: 90 },
       });
@@ -253,11 +258,8 @@ if (!bicep && process.env.CI) {
   it('leaves a locked WORM policy alone, and names the vault after the azd environment', async () => {
     const resources = await evaluated('worm-locked-archive.bicepparam');
     const defaults = await evaluated('defaults.bicepparam');
-    expect(
-      ofType(resources, 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies'),
-    ).toEqual([]);
-    const [policy] = ofType(resources, 'Microsoft.Storage/storageAccounts/managementPolicies');
-    expect(props(policy).policy.rules[0].definition.actions.baseBlob).toEqual({
+    expect(wormPolicies(resources)).toEqual([]);
+    expect(baseBlobActions(resources)).toEqual({
       tierToCool: { daysAfterCreationGreaterThan: 30 },
       tierToArchive: { daysAfterCreationGreaterThan: 90 },
       delete: { daysAfterCreationGreaterThan: 365 },
