@@ -65,10 +65,18 @@ export function isExportBlobName(name: string): boolean {
   return EXPORT_BLOB_NAME.test(name);
 }
 
+/**
+ * A run id as blob names and metadata carry it: letters, digits and dashes only, at most 64 (an invocation id
+ * or a UUID passes unchanged).
+ */
+export function safeRunId(runId: string): string {
+  return runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64);
+}
+
 /** The manifest of one run: `runs/YYYY/MM/DD/HHMMSSmmm-<runId>.json`. */
 export function manifestBlobName(startedAtMs: number, runId: string): string {
   const iso = new Date(startedAtMs).toISOString();
-  const safeId = runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64) || 'run';
+  const safeId = safeRunId(runId) || 'run';
   return `${MANIFEST_PREFIX}${iso.slice(0, 10).replace(/-/g, '/')}/${iso.slice(11, 23).replace(/[:.]/g, '')}-${safeId}.json`;
 }
 
@@ -132,7 +140,7 @@ export function encodeBlobMetadata(m: ExportBlobMetadata): Record<string, string
     windowfrom: m.windowFrom.text,
     windowto: m.windowTo.text,
     ...(m.windowUntil !== undefined ? { windowuntil: m.windowUntil.text } : {}),
-    runid: m.runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64),
+    runid: safeRunId(m.runId),
     endcheckpoint: encodeCheckpoint(m.endCheckpoint),
   };
 }

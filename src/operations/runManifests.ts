@@ -1,6 +1,6 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import { describeStorageError } from '../sink/blobExportStore';
-import { MANIFEST_PREFIX } from '../export/blobLayout';
+import { MANIFEST_PREFIX, safeRunId } from '../export/blobLayout';
 import type { ManifestBlob } from '../export/exportRun';
 import { printable } from '../export/printable';
 import { toError } from '../errors';
@@ -105,7 +105,7 @@ async function readManifest(
 function checkManifest(value: unknown, runId: string): { blobs?: Map<string, ManifestBlob> } | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'it is not a JSON object';
   const m = value as Record<string, unknown>;
-  if (typeof m.runId !== 'string' || m.runId.replace(/[^A-Za-z0-9-]/g, '').slice(0, 64) !== runId)
+  if (typeof m.runId !== 'string' || safeRunId(m.runId) !== runId)
     return `its 'runId' is not the run id '${runId}' in its name`;
   if (m.committedBlobs === undefined) return {};
   if (!Array.isArray(m.committedBlobs)) return "its 'committedBlobs' is not a list";

@@ -3,7 +3,13 @@ import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../e
 import { formatTicks, parseTimestamp, TICKS_PER_MS, type Timestamp } from '../export/timestamp';
 import { ApiError, ExportError } from '../errors';
 import type { Logger } from '../logger';
-import { describeUrl, parseIncidentPage, identifyIncident, type ParsedPage } from './incidentPage';
+import {
+  describeUrl,
+  identifyIncident,
+  nextLinkOf,
+  parseIncidentPage,
+  type ParsedPage,
+} from './incidentPage';
 import type { JsonGetter } from './jsonGetter';
 import { floorMs, TimeSlicer, type SliceReader } from './timeSlices';
 
@@ -381,27 +387,11 @@ function parseAlertsPage(
       `Malformed alerts page ${describeUrl(url)}: expected a 'value' array of alert objects.`,
     );
   }
-  const nextLink = page?.['@odata.nextLink'];
-  if (nextLink !== undefined && nextLink !== null && typeof nextLink !== 'string') {
-    throw new ExportError(`Malformed alerts page ${describeUrl(url)}: '@odata.nextLink' is not a string.`);
-  }
-  if (typeof nextLink === 'string' && originOf(nextLink) !== originOf(url)) {
-    throw new ExportError(
-      `Alerts page ${describeUrl(url)} has an @odata.nextLink to another origin (${originOf(nextLink) ?? 'invalid URL'}); it is not followed and no token is sent there.`,
-    );
-  }
+  const nextLink = nextLinkOf(page as Record<string, unknown>, url, `Alerts page ${describeUrl(url)}`);
   return {
     alerts: value.map(withoutControlAnnotations),
-    nextLink: typeof nextLink === 'string' ? nextLink : undefined,
+    nextLink,
   };
-}
-
-function originOf(url: string): string | undefined {
-  try {
-    return new URL(url).origin;
-  } catch {
-    return undefined;
-  }
 }
 
 function withExpand(url: string): string {

@@ -18,18 +18,21 @@ export interface ParsedPage {
 }
 
 /**
- * Validates one page of the incidents API and maps it to records. Pure. A malformed page throws an
- * ExportError that names the URL, the position and (when known) the incident, and nothing of it is exported.
+ * The `@odata.nextLink` of a page (`where` names the page in messages), checked: a string on the page's own
+ * origin. The bearer token must never go to another origin; a nextLink that leaves the API is hostile or
+ * misconfigured. Shared by incident pages and the alerts pages of one incident.
  */
-export function parseIncidentPage(body: unknown, api: DefenderApi, url: string): ParsedPage {
-  const page = parseBody(body, api, url);
-  // The bearer token must never go to another origin; a nextLink that leaves the API is hostile or misconfigured.
-  if (page.nextLink !== undefined && originOf(page.nextLink) !== originOf(url)) {
+export function nextLinkOf(page: Record<string, unknown>, url: string, where: string): string | undefined {
+  const link = page['@odata.nextLink'];
+  if (link === undefined || link === null) return undefined;
+  if (typeof link !== 'string')
+    throw new ExportError(`${where} is malformed: '@odata.nextLink' is not a string.`);
+  if (originOf(link) !== originOf(url)) {
     throw new ExportError(
-      `${FIELDS[api].label} page ${describeUrl(url)} has an @odata.nextLink to another origin (${originOf(page.nextLink) ?? 'invalid URL'}); it is not followed and no token is sent there.`,
+      `${where} has an @odata.nextLink to another origin (${originOf(link) ?? 'invalid URL'}); it is not followed and no token is sent there.`,
     );
   }
-  return page;
+  return link;
 }
 
 function originOf(url: string): string | undefined {
@@ -40,7 +43,11 @@ function originOf(url: string): string | undefined {
   }
 }
 
-function parseBody(body: unknown, api: DefenderApi, url: string): ParsedPage {
+/**
+ * Validates one page of the incidents API and maps it to records. Pure. A malformed page throws an
+ * ExportError that names the URL, the position and (when known) the incident, and nothing of it is exported.
+ */
+export function parseIncidentPage(body: unknown, api: DefenderApi, url: string): ParsedPage {
   const f = FIELDS[api];
   const where = `${f.label} page ${describeUrl(url)}`;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -49,10 +56,7 @@ function parseBody(body: unknown, api: DefenderApi, url: string): ParsedPage {
   const page = body as Record<string, unknown>;
   const value = page.value;
   if (!Array.isArray(value)) throw new ExportError(`Malformed ${where}: the response has no 'value' array.`);
-  const nextLinkValue = page['@odata.nextLink'];
-  if (nextLinkValue !== undefined && nextLinkValue !== null && typeof nextLinkValue !== 'string') {
-    throw new ExportError(`Malformed ${where}: '@odata.nextLink' is not a string.`);
-  }
+  const nextLink = nextLinkOf(page, url, where);
   const records: IncidentRecord[] = [];
   const rejected: RejectedRecord[] = [];
   value.forEach((item: unknown, index) => {
@@ -60,7 +64,7 @@ function parseBody(body: unknown, api: DefenderApi, url: string): ParsedPage {
     if (typeof result === 'string') rejected.push({ reason: `${where}: item ${index} ${result}`, raw: item });
     else records.push(result);
   });
-  return { records, rejected, nextLink: typeof nextLinkValue === 'string' ? nextLinkValue : undefined };
+  return { records, rejected, nextLink };
 }
 
 /**
