@@ -20,6 +20,13 @@ param namePrefix string = 'dix'
 @description('azd environment name; tags the resources so azd finds them, and is part of the Key Vault name (a new environment name gets a new vault). Leave empty outside azd.')
 param environmentName string = ''
 
+@description('Extra seed for every resource name. Empty (the default): names depend on subscription, group and namePrefix only. Set it (azd: DEFENDER_NAME_SEED) to put a second deployment, such as a second azd environment, in the same resource group. Changing it on a running deployment creates new resources beside the old ones: the exports and the checkpoint stay in the old storage account.')
+@maxLength(64)
+param nameSeed string = ''
+
+@description('Origins allowed to call the function app from a browser (CORS). The default is the Azure portal of the deployment\'s cloud, which the portal\'s Test/Run needs; [] allows none.')
+param corsAllowedOrigins array = [environment().portal]
+
 @description('Entra tenant ID of the app registration that reads incidents (DEFENDER_TENANT_ID). Empty: the tenant of the subscription.')
 param defenderTenantId string = ''
 
@@ -162,13 +169,17 @@ param instanceMemoryMB int = 2048
 // Names
 // ---------------------------------------------------------------------------------------------------------
 
-var suffix = uniqueString(subscription().id, resourceGroup().id, namePrefix)
+var suffix = empty(nameSeed)
+  ? uniqueString(subscription().id, resourceGroup().id, namePrefix)
+  : uniqueString(subscription().id, resourceGroup().id, namePrefix, nameSeed)
 // Purge protection keeps a deleted vault's name for 90 days (softDeleteRetentionInDays): with azd, a new
 // environment name gives a new vault name, so `azd down` followed by a new environment provisions cleanly.
 // Outside azd (environmentName empty) the name is what it always was.
 var vaultSuffix = empty(environmentName)
   ? suffix
-  : uniqueString(subscription().id, resourceGroup().id, namePrefix, environmentName)
+  : empty(nameSeed)
+      ? uniqueString(subscription().id, resourceGroup().id, namePrefix, environmentName)
+      : uniqueString(subscription().id, resourceGroup().id, namePrefix, nameSeed, environmentName)
 var tags = empty(environmentName) ? {} : { 'azd-env-name': environmentName }
 var functionAppName = '${prefix}-func-${suffix}'
 var hostStorageName = take('${toLower(prefix)}host${suffix}', 24)
@@ -910,6 +921,12 @@ resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      // The portal's Test/Run calls the host's admin endpoint from the browser
+      // (https://learn.microsoft.com/azure/azure-functions/functions-how-to-use-azure-function-app-settings#cors).
+      cors: {
+        allowedOrigins: corsAllowedOrigins
+        supportCredentials: false
+      }
     }
     functionAppConfig: {
       deployment: {

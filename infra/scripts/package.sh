@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Builds the deployment package for the az CLI path (docs/deploy.md): host.json, package.json and the bundled
-# function (dist/bundle: one file and its source map, no node_modules), zipped at .deploy/defender-incident-export.zip.
+# Builds the deployment package for the az CLI path (docs/deploy.md): npm run build stages it in dist/package
+# (host.json, a package.json with "main" and "type" only, and the bundled function: one file and its source map,
+# no node_modules; the same folder azd deploys), zipped here at .deploy/defender-incident-export.zip.
 # Usage: bash infra/scripts/package.sh   then   az functionapp deployment source config-zip --src <zip> ...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-stage=.deploy/package
+stage=dist/package
 zipfile="$PWD/.deploy/defender-incident-export.zip"
-rm -rf .deploy && mkdir -p "$stage/dist"
+rm -rf .deploy && mkdir -p .deploy
 
 npm run --silent build
-cp host.json package.json "$stage/"
-cp -R dist/bundle "$stage/dist/bundle"
 
 # The package must load on its own, without node_modules: checked in a copy outside the repository, where no
 # parent folder's node_modules can help (outside the host the library only warns that it registers nothing).

@@ -9,7 +9,7 @@ jest.mock(
 );
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -40,5 +40,29 @@ describe('the deployed bundle', () => {
       schedule: '%EXPORT_SCHEDULE%',
       runOnStartup: false,
     });
+  });
+
+  it('stages the package that azd deploys: host.json, the bundle and a package.json without dependencies', () => {
+    const bundleDir = join(out, 'staged-bundle');
+    const stage = join(out, 'package');
+    execFileSync(process.execPath, [join(root, 'infra', 'scripts', 'bundle.mjs'), bundleDir, stage], {
+      stdio: 'pipe',
+    });
+    const pkg = JSON.parse(readFileSync(join(stage, 'package.json'), 'utf8')) as Record<string, unknown>;
+    const rootPkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Record<string, unknown>;
+    expect(pkg).toMatchObject({ main: rootPkg.main, type: rootPkg.type });
+    expect(Object.keys(pkg).filter((k) => /dependencies|scripts/i.test(k))).toEqual([]);
+    expect(readFileSync(join(stage, 'host.json'), 'utf8')).toBe(
+      readFileSync(join(root, 'host.json'), 'utf8'),
+    );
+    expect(readdirSync(join(stage, 'dist', 'bundle', 'functions'))).toEqual(
+      readdirSync(join(bundleDir, 'functions')),
+    );
+    // azd uploads the folder the default build stages, built locally (no platform npm install).
+    const azureYaml = readFileSync(join(root, 'azure.yaml'), 'utf8');
+    expect(azureYaml).toMatch(/^\s+dist: dist\/package$/m);
+    expect(azureYaml).toMatch(/^\s+remoteBuild: false$/m);
+    // azd refuses remoteBuild: false while a .funcignore at the project root excludes node_modules.
+    expect(existsSync(join(root, '.funcignore'))).toBe(false);
   });
 });

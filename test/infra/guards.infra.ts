@@ -28,6 +28,7 @@ function findBicep(): string | undefined {
 }
 
 interface Resource {
+  id?: string;
   type: string;
   name: string;
   tags?: Record<string, string>;
@@ -175,6 +176,7 @@ if (!bicep && process.env.CI) {
     expect(files('pass').map((f) => basename(f))).toEqual([
       'defaults.bicepparam',
       'edges.bicepparam',
+      'second-environment.bicepparam',
       'worm-locked-archive.bicepparam',
     ]);
   });
@@ -271,6 +273,21 @@ if (!bicep && process.env.CI) {
     );
     expect(name(resources, 'Microsoft.KeyVault/vaults')).toMatch(/^dix-kv-[a-z0-9]{13}$/);
     expect(appSettings(resources).EXPORT_SCHEDULE).toBe('0 30 2 * * *');
+  });
+
+  it('gives a second deployment with a nameSeed its own names, and lets the portal call the app by default', async () => {
+    const second = await evaluated('second-environment.bicepparam');
+    const defaults = await evaluated('defaults.bicepparam');
+    // Every resource, child and extension resources too, has another ID than in the first deployment.
+    const defaultIds = new Set(defaults.map((r) => r.id));
+    expect(second.length).toBe(defaults.length);
+    expect(second.filter((r) => r.id === undefined || defaultIds.has(r.id)).map((r) => r.type)).toEqual([]);
+    const cors = (r: Resource[]) =>
+      (props(ofType(r, 'Microsoft.Web/sites')[0]) as { siteConfig: { cors: { allowedOrigins: string[] } } })
+        .siteConfig.cors.allowedOrigins;
+    // The snapshot leaves the cloud's values to Azure: the portal of the cloud deployed to (portal.azure.com).
+    expect(cors(defaults)).toEqual(['[environment().portal]']);
+    expect(cors(second)).toEqual([]);
   });
 
   it('deploys each guard at its limit, and the code accepts what the guards let through', async () => {
