@@ -203,9 +203,8 @@ export class FederatedApiCredential implements ApiCredential {
     this.identityFailure = undefined;
     let token: string | undefined;
     try {
-      token = (
-        await this.o.identity.getToken(`${this.o.audience}/.default`, abortSignal ? { abortSignal } : {})
-      )?.token;
+      token = (await identity.getToken(`${this.o.audience}/.default`, abortSignal ? { abortSignal } : {}))
+        ?.token;
     } catch (thrown) {
       this.identityFailure = this.describeIdentityFailure(thrown);
       throw this.identityFailure;
