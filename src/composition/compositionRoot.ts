@@ -341,7 +341,7 @@ export function createApiCredential(
     const identityClientId = config.managedIdentityClientId ?? '';
     return new FederatedApiCredential({
       ...base,
-      createIdentity: () => createManagedIdentityCredential(identityClientId, options),
+      identity: createManagedIdentityCredential(identityClientId, options),
       identityClientId,
       audience: config.federationAudience,
     });

@@ -156,8 +156,8 @@ interface PresentedClaims {
 }
 
 export interface FederatedApiCredentialOptions extends ApiCredentialOptions {
-  /** Makes the user-assigned managed identity's credential (a ManagedIdentityCredential for AZURE_CLIENT_ID). */
-  readonly createIdentity: () => TokenCredential;
+  /** The user-assigned managed identity (a ManagedIdentityCredential for AZURE_CLIENT_ID). */
+  readonly identity: TokenCredential;
   readonly identityClientId: string;
   /** The token exchange audience, e.g. api://AzureADTokenExchange (the scope is it plus `/.default`). */
   readonly audience: string;
@@ -175,19 +175,15 @@ export class FederatedApiCredential implements ApiCredential {
   readonly location: string;
   private presented: PresentedClaims | undefined;
   private identityFailure: Error | undefined;
-  private identity: TokenCredential | undefined;
 
   constructor(private readonly o: FederatedApiCredentialOptions) {
     this.location = `the managed identity AZURE_CLIENT_ID ${o.identityClientId} as a federated credential`;
   }
-  readonly rereading =
-    "Entra found the managed identity's token outside its validity; asking the identity for a fresh one.";
+  readonly rereading = '';
 
   create(options: { reread: boolean; abortSignal?: AbortSignal }): Promise<TokenCredential> {
     const abortSignal = options.abortSignal;
-    // A new identity credential has an empty token cache: `reread` gets a token the identity issues now.
-    if (options.reread || !this.identity) this.identity = this.o.createIdentity();
-    const identity = this.identity;
+    const identity = this.o.identity;
     return Promise.resolve(
       new ClientAssertionCredential(
         this.o.tenantId,
@@ -221,9 +217,13 @@ export class FederatedApiCredential implements ApiCredential {
     return token;
   }
 
-  isRejected(message: string): boolean {
-    // An assertion outside its validity (clock skew, a stale token): one fresh token from the identity.
-    return /AADSTS700024/.test(message);
+  /**
+   * Nothing to re-read: the identity's token cannot be fetched afresh on demand, because @azure/msal-node
+   * (7.2.3) keeps managed identity tokens in a process-wide cache and @azure/identity passes no forceRefresh;
+   * MSAL renews them itself before they expire.
+   */
+  isRejected(): boolean {
+    return false;
   }
 
   explain(_message: string, codes: ReadonlySet<string>): Error | undefined {
@@ -268,7 +268,7 @@ export class FederatedApiCredential implements ApiCredential {
     }
     if (codes.has('700024')) {
       return new ExportError(
-        `Entra found the managed identity's token outside its validity (AADSTS700024), even after a fresh one: check the clock of this host. A later run retries.`,
+        `Entra found the managed identity's token outside its validity (AADSTS700024): check the clock of this host. A later run retries with a token the identity renews.`,
         { isTransient: true },
       );
     }
