@@ -73,6 +73,9 @@ export interface SimulatedTenantOptions {
 
 export type { PagingQuirks };
 
+/** The name of the app's certificate in the simulated vault, in `certificate` mode. */
+export const SANDBOX_CERTIFICATE = 'defender-export-cert';
+
 /**
  * A simulated Defender tenant: Entra (OIDC discovery and client-credentials tokens, entraRoute.ts), Key Vault
  * (challenge flow and secrets, keyVaultRoute.ts), Microsoft Graph `/v1.0/security/incidents` and the legacy
@@ -366,6 +369,28 @@ export class SimulatedTenant {
   /** The issuer of the managed identity's tokens: this tenant's v2.0 issuer (Entra's for the global cloud). */
   get identityIssuer(): string {
     return `${this.origin}/${this.tenantId}/v2.0`;
+  }
+
+  /**
+   * The settings of one DEFENDER_CREDENTIAL mode against this tenant, as a deployment sets them: `secret` reads
+   * the vault's client secret, `federated` names only the managed identity, `certificate` names the vault and
+   * the certificate ({@link SANDBOX_CERTIFICATE} unless given; {@link createCertificate} makes it).
+   */
+  credentialSettings(mode: string, certificateName = SANDBOX_CERTIFICATE): Record<string, string> {
+    switch (mode) {
+      case 'federated':
+        return { DEFENDER_CREDENTIAL: 'federated', AZURE_CLIENT_ID: this.identityClientId };
+      case 'certificate':
+        return {
+          DEFENDER_CREDENTIAL: 'certificate',
+          KEY_VAULT_URL: this.origin,
+          KEY_VAULT_CERTIFICATE_NAME: certificateName,
+        };
+      case 'secret':
+        return { KEY_VAULT_URL: this.origin };
+      default:
+        return { DEFENDER_CREDENTIAL: mode, KEY_VAULT_URL: this.origin };
+    }
   }
 
   /** The app trusts the managed identity as a federated credential again (the default), replacing all others. */

@@ -12,7 +12,7 @@ import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
 import type { CheckpointStore, ExportBlobWriter, ExportSink } from '../../src/export/ports';
 import { readExportBlob } from '../../src/operations/exportReader';
 import type { Logger } from '../../src/logger';
-import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
+import { SANDBOX_CERTIFICATE, SimulatedTenant } from '../../src/sandbox/simulatedTenant';
 
 /** The legacy API's 50/min and 1,500/h, with time running 100 times faster, on both sides. */
 export const SCALED_LEGACY_LIMITS = { perMinute: 50, perHour: 1500, minuteInMs: 600, hourInMs: 36_000 };
@@ -50,7 +50,7 @@ export interface ExportedVersion {
 }
 
 /** The certificate of `certificate` mode in a world's vault. */
-export const WORLD_CERTIFICATE = 'defender-export-cert';
+export const WORLD_CERTIFICATE = SANDBOX_CERTIFICATE;
 
 export interface WorldOptions {
   api?: 'graph' | 'legacy';
@@ -142,7 +142,7 @@ export class World {
       DEFENDER_API: options.api ?? 'graph',
       DEFENDER_API_URL: this.tenant.origin,
       DEFENDER_AUTHORITY_HOST: this.tenant.origin,
-      ...credentialSettings(this.tenant, options.credential ?? 'secret'),
+      ...this.tenant.credentialSettings(options.credential ?? 'secret'),
       EXPORT_STORAGE_CONNECTION_STRING: this.connectionString,
       EXPORT_CONTAINER: this.container.containerName,
       EXPORT_SETTLE_DELAY: 'PT1S',
@@ -225,22 +225,6 @@ export class World {
   async close(): Promise<void> {
     await this.container.deleteIfExists();
     await this.tenant.close();
-  }
-}
-
-/** The settings of one DEFENDER_CREDENTIAL mode against a simulated tenant, as a deployment would set them. */
-export function credentialSettings(tenant: SimulatedTenant, mode: CredentialMode): Record<string, string> {
-  switch (mode) {
-    case 'federated':
-      return { DEFENDER_CREDENTIAL: 'federated', AZURE_CLIENT_ID: tenant.identityClientId };
-    case 'certificate':
-      return {
-        DEFENDER_CREDENTIAL: 'certificate',
-        KEY_VAULT_URL: tenant.origin,
-        KEY_VAULT_CERTIFICATE_NAME: WORLD_CERTIFICATE,
-      };
-    default:
-      return { KEY_VAULT_URL: tenant.origin };
   }
 }
 
