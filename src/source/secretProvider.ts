@@ -134,7 +134,7 @@ export class KeyVaultSecretProvider implements SecretProvider {
     }
     if (e.statusCode === 404) {
       return new ExportError(
-        `${this.o.kind === 'certificate' ? 'Certificate' : 'Secret'} '${this.o.secretName}' was not found in Key Vault ${this.o.vaultUrl}. Create it (${this.create}) ` +
+        `${this.o.kind === 'certificate' ? "Certificate '" : "Secret '"}${this.o.secretName}' was not found in Key Vault ${this.o.vaultUrl}. Create it (${this.create}) ` +
           `or set ${this.setting} to the right name.`,
         { cause: thrown },
       );
