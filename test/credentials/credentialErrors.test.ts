@@ -4,6 +4,22 @@ import { World } from '../support/world';
 
 const HOUR = 3_600_000;
 
+/** The problems parseConfig reports for `settings` over a valid app and storage account. */
+function problemsOf(settings: Record<string, string>): readonly string[] {
+  try {
+    parseConfig({
+      DEFENDER_TENANT_ID: '11111111-1111-1111-1111-111111111111',
+      DEFENDER_CLIENT_ID: '22222222-2222-2222-2222-222222222222',
+      EXPORT_STORAGE_ACCOUNT_URL: 'https://st.blob.core.windows.net',
+      ...settings,
+    });
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
 /** A world in `credential` mode with a few incidents to export. */
 async function startWorld(
   credential: 'federated' | 'certificate',
@@ -118,22 +134,13 @@ describe('federated mode: what to fix', () => {
   });
 
   it('reports a cross-cloud audience, federated without AZURE_CLIENT_ID and secret settings, all at once', () => {
-    let problems: readonly string[] = [];
-    try {
-      parseConfig({
-        DEFENDER_TENANT_ID: '11111111-1111-1111-1111-111111111111',
-        DEFENDER_CLIENT_ID: '22222222-2222-2222-2222-222222222222',
-        DEFENDER_CREDENTIAL: 'federated',
-        DEFENDER_FEDERATION_AUDIENCE: 'api://AzureADTokenExchangeUSGov',
-        DEFENDER_CLIENT_SECRET: 'abc~not-shown-0123456789',
-        KEY_VAULT_URL: 'https://kv.vault.azure.net',
-        KEY_VAULT_CERTIFICATE_NAME: 'cert',
-        EXPORT_STORAGE_ACCOUNT_URL: 'https://st.blob.core.windows.net',
-      });
-    } catch (e) {
-      expect(e).toBeInstanceOf(ConfigError);
-      problems = (e as ConfigError).problems;
-    }
+    const problems = problemsOf({
+      DEFENDER_CREDENTIAL: 'federated',
+      DEFENDER_FEDERATION_AUDIENCE: 'api://AzureADTokenExchangeUSGov',
+      DEFENDER_CLIENT_SECRET: 'abc~not-shown-0123456789',
+      KEY_VAULT_URL: 'https://kv.vault.azure.net',
+      KEY_VAULT_CERTIFICATE_NAME: 'cert',
+    });
     const text = problems.join('\n');
     expect(problems).toHaveLength(5);
     expect(text).toMatch(
@@ -202,18 +209,10 @@ describe('certificate mode: what to fix', () => {
   });
 
   it('certificate without KEY_VAULT_URL or KEY_VAULT_CERTIFICATE_NAME, with a secret setting, reported at once', () => {
-    let problems: readonly string[] = [];
-    try {
-      parseConfig({
-        DEFENDER_TENANT_ID: '11111111-1111-1111-1111-111111111111',
-        DEFENDER_CLIENT_ID: '22222222-2222-2222-2222-222222222222',
-        DEFENDER_CREDENTIAL: 'certificate',
-        KEY_VAULT_SECRET_NAME: 'defender-client-secret',
-        EXPORT_STORAGE_ACCOUNT_URL: 'https://st.blob.core.windows.net',
-      });
-    } catch (e) {
-      problems = (e as ConfigError).problems;
-    }
+    const problems = problemsOf({
+      DEFENDER_CREDENTIAL: 'certificate',
+      KEY_VAULT_SECRET_NAME: 'defender-client-secret',
+    });
     expect(problems).toEqual([
       expect.stringMatching(/^KEY_VAULT_SECRET_NAME is set, but DEFENDER_CREDENTIAL=certificate/),
       expect.stringMatching(/^KEY_VAULT_URL is missing: DEFENDER_CREDENTIAL=certificate needs/),
