@@ -216,5 +216,6 @@ function checkFederatedAssertion(t: AssertionContext, jwt: Jwt): AssertionRefusa
       description: 'Assertion failed signature validation. [Reason - The key was not found.]',
     };
   }
-  return timeRefusal(jwt, t.clock());
+  // The identity's tokens are dated by the host's clock (SimulatedTenant.issueIdentityToken).
+  return timeRefusal(jwt, Date.now());
 }

@@ -15,7 +15,6 @@ export interface IdentityContext {
   /** False: the identity is not assigned to the (simulated) function app. */
   readonly identityAssigned: boolean;
   readonly tokenLifetimeSeconds: number;
-  clock(): number;
   issueIdentityToken(resource: string): string;
 }
 
@@ -45,7 +44,8 @@ export function answerIdentity(t: IdentityContext, req: RouteRequest, res: Route
     return;
   }
   const token = t.issueIdentityToken(resource);
-  const now = Math.floor(t.clock() / 1000);
+  // The host's clock, as the token's own dates (SimulatedTenant.issueIdentityToken).
+  const now = Math.floor(Date.now() / 1000);
   json(res, 200, {
     access_token: token,
     client_id: t.identityClientId,

@@ -140,7 +140,14 @@ export class SimulatedTenant {
 
   private readonly tokens = new Map<
     string,
-    { audience: string; expiresAt: number; clientId: string; roles: readonly string[] }
+    {
+      audience: string;
+      expiresAt: number;
+      clientId: string;
+      roles: readonly string[];
+      /** The managed identity's: dated and judged by the host's clock (see issueIdentityToken). */
+      onHostClock?: boolean;
+    }
   >();
   private readonly counters: Record<SimulatedApi, number> = {
     entra: 0,
@@ -213,7 +220,6 @@ export class SimulatedTenant {
       get tokenLifetimeSeconds() {
         return tenant.tokenLifetimeSeconds;
       },
-      clock: () => tenant.clock(),
       issueIdentityToken: (resource) => tenant.issueIdentityToken(resource),
     };
     this.keyVaultContext = {
@@ -432,10 +438,12 @@ export class SimulatedTenant {
   /**
    * A token of the managed identity for `resource`, as its endpoint issues it: a JWT signed (RS256) by the
    * tenant's key with the identity's principal ID as subject and object ID, recorded in {@link issuedTokens}.
-   * `issuedAt` dates it (a test makes an expired one).
+   * `issuedAt` dates it (a test makes an expired one). Dated and judged by the host's clock, not the tenant's:
+   * @azure/msal-node keeps managed identity tokens in a process-wide cache on the host's clock, so a test that
+   * moves the tenant's clock on would otherwise be served tokens the tenant refuses.
    */
   issueIdentityToken(resource: string, options: { issuedAt?: number } = {}): string {
-    const issuedAt = options.issuedAt ?? this.clock();
+    const issuedAt = options.issuedAt ?? Date.now();
     const expiresAt = issuedAt + this.tokenLifetimeSeconds * 1000;
     const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
     const signed = [
@@ -457,7 +465,13 @@ export class SimulatedTenant {
     ].join('.');
     const signature = sign('sha256', Buffer.from(signed), this.identitySigningKey()).toString('base64url');
     const token = `${signed}.${signature}`;
-    this.tokens.set(token, { audience: resource, expiresAt, clientId: this.identityClientId, roles: [] });
+    this.tokens.set(token, {
+      audience: resource,
+      expiresAt,
+      clientId: this.identityClientId,
+      roles: [],
+      onHostClock: true,
+    });
     this.issuedTokens.push(token);
     return token;
   }
@@ -620,7 +634,8 @@ export class SimulatedTenant {
     const header = req.headers.authorization;
     if (!header?.startsWith('Bearer ')) return 'missing';
     const token = this.tokens.get(header.slice(7));
-    if (!token || token.audience !== audience || token.expiresAt <= this.clock()) return 'invalid';
+    const now = token?.onHostClock ? Date.now() : this.clock();
+    if (!token || token.audience !== audience || token.expiresAt <= now) return 'invalid';
     return 'ok';
   }
 
