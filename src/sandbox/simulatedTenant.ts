@@ -1,6 +1,7 @@
 import {
   createHash,
   createPrivateKey,
+  generateKeyPair,
   generateKeyPairSync,
   randomBytes,
   randomUUID,
@@ -271,6 +272,7 @@ export class SimulatedTenant {
     const tenant = SimulatedTenant.prepare(options);
     const { cert, key } = await createLoopbackCertificate();
     tenant.ca = cert;
+    tenant.signingKey = await sharedSigningKey();
     const server = https.createServer({ cert, key }, (req, res) => {
       void tenant.serve(req, res);
     });
@@ -429,7 +431,10 @@ export class SimulatedTenant {
     return { certificate: cert, privateKey, thumbprint };
   }
 
-  /** The key that signs the managed identity's tokens (made on first use: an RSA key takes some milliseconds). */
+  /**
+   * The key that signs the managed identity's tokens: one per process, made off the event loop when a tenant
+   * starts (an RSA key takes up to a second on a busy machine); an in-memory tenant makes it on first use.
+   */
   private identitySigningKey(): KeyObject {
     this.signingKey ??= generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
     return this.signingKey;
@@ -644,6 +649,18 @@ export class SimulatedTenant {
     const header = req.headers.authorization;
     return (header?.startsWith('Bearer ') && this.tokens.get(header.slice(7))?.roles) || [];
   }
+}
+
+let signingKey: Promise<KeyObject> | undefined;
+
+/** The RSA key of the simulated identities' tokens, generated once per process in the thread pool. */
+function sharedSigningKey(): Promise<KeyObject> {
+  signingKey ??= new Promise((resolve, reject) => {
+    generateKeyPair('rsa', { modulusLength: 2048 }, (error, _publicKey, privateKey) =>
+      error ? reject(error) : resolve(privateKey),
+    );
+  });
+  return signingKey;
 }
 
 /** The started tenants, by the client ID of their managed identity, newest last. */
