@@ -48,11 +48,25 @@ param defenderApiUrl string = ''
 @description('Entra authority host (DEFENDER_AUTHORITY_HOST). The default follows the cloud of the deployment.')
 param defenderAuthorityHost string = environment().authentication.loginEndpoint
 
-@description('Client secret of the app registration. Stored in Key Vault only, never in app settings or outputs. Leave empty and set it afterwards with az keyvault secret set (docs/deploy.md).')
+@description('How the app registration authenticates (DEFENDER_CREDENTIAL): secret (a client secret in Key Vault), federated (the managed identity is the app\'s federated identity credential: no secret and no Key Vault; add the credential with the FEDERATION_* outputs, docs/deploy.md) or certificate (a Key Vault certificate, keyVaultCertificateName).')
+@allowed([
+  'secret'
+  'federated'
+  'certificate'
+])
+param credentialMode string = 'secret'
+
+@description('credentialMode certificate: name of the certificate in the Key Vault (KEY_VAULT_CERTIFICATE_NAME), created after the deployment with az keyvault certificate create (docs/deploy.md).')
+param keyVaultCertificateName string = 'defender-export-cert'
+
+@description('credentialMode federated only: audience of the managed identity\'s token (DEFENDER_FEDERATION_AUDIENCE). Empty: the cloud\'s (api://AzureADTokenExchange, or the USGov or China value).')
+param federationAudience string = ''
+
+@description('credentialMode secret only: client secret of the app registration. Stored in Key Vault only, never in app settings or outputs. Leave empty and set it afterwards with az keyvault secret set (docs/deploy.md).')
 @secure()
 param defenderClientSecret string = ''
 
-@description('Name of the Key Vault secret that holds the client secret (KEY_VAULT_SECRET_NAME).')
+@description('credentialMode secret: name of the Key Vault secret that holds the client secret (KEY_VAULT_SECRET_NAME).')
 param keyVaultSecretName string = 'defender-client-secret'
 
 @description('Container for the exports (EXPORT_CONTAINER).')
@@ -205,6 +219,14 @@ var roles = {
 // deploys parameter files that must fail and ones that must pass through the real Bicep CLI.
 // ---------------------------------------------------------------------------------------------------------
 
+@description('The cloud of an Entra authority host URL, as src/config.ts cloudOfAuthority reads it: global, usgov or china.')
+func cloudOfAuthority(url string) string =>
+  toLower(split(url, '/')[2]) == 'login.microsoftonline.us'
+    ? 'usgov'
+    : (contains(['login.chinacloudapi.cn', 'login.partner.microsoftonline.cn'], toLower(split(url, '/')[2]))
+        ? 'china'
+        : 'global')
+
 @description('true when text is one or more ASCII characters, all of them in allowed.')
 func onlyCharacters(text string, allowed string) bool =>
   !empty(text) && empty(filter(range(0, length(text)), i => !contains(allowed, substring(text, i, 1))))
@@ -235,6 +257,46 @@ var prefix = onlyCharacters(toLower(namePrefix), '${letters}0123456789') && cont
   : fail('namePrefix \'${namePrefix}\' must be 2-10 letters and digits, starting with a letter: it starts the storage account names (lowercase letters and digits only) and the Key Vault name (which must start with a letter)')
 
 // host.json functionTimeout (00:30:00) less the 5 minutes a run needs after its budget (src/config.ts).
+// The credential mode. The identity lives in the deployment's cloud and token exchange does not cross clouds,
+// so in federated mode the authority host must be that cloud's; the token exchange audience follows it
+// (https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity).
+var authorityCloud = cloudOfAuthority(defenderAuthorityHost)
+var exchangeAudiences = {
+  global: 'api://AzureADTokenExchange'
+  usgov: 'api://AzureADTokenExchangeUSGov'
+  china: 'api://AzureADTokenExchangeChina'
+}
+var deploymentCloud = cloudOfAuthority(environment().authentication.loginEndpoint)
+var audienceCloud = federationAudience == exchangeAudiences.usgov
+  ? 'usgov'
+  : (federationAudience == exchangeAudiences.china
+      ? 'china'
+      : (federationAudience == exchangeAudiences.global ? 'global' : ''))
+var federatedCredentialAudience = empty(federationAudience) ? exchangeAudiences[authorityCloud] : federationAudience
+// Nested conditions, each evaluated only when reached: what-if and `bicep snapshot` can check them offline.
+var credential = credentialMode != 'federated'
+  ? (empty(federationAudience)
+      ? credentialMode
+      : fail('federationAudience is given but credentialMode is \'${credentialMode}\': it applies to credentialMode \'federated\' only'))
+  : (empty(audienceCloud) || audienceCloud == authorityCloud
+      ? credentialMode
+      : fail('federationAudience \'${federationAudience}\' is the ${audienceCloud} cloud\'s, but defenderAuthorityHost \'${defenderAuthorityHost}\' is in the ${authorityCloud} cloud: token exchange across clouds is not supported. Leave federationAudience empty'))
+// The deployment's cloud is known only to Azure Resource Manager (environment()), so this one is checked when
+// the app settings are: at deployment.
+var deployedCredential = credential == 'federated' && authorityCloud != deploymentCloud
+  ? fail('credentialMode \'federated\' with defenderAuthorityHost \'${defenderAuthorityHost}\' (the ${authorityCloud} cloud) in a ${deploymentCloud}-cloud deployment: the managed identity can be the federated credential only of an app in its own cloud (token exchange across clouds is not supported). Deploy in the app\'s cloud, or use credentialMode \'certificate\'')
+  : credential
+// A client secret only in secret mode (evaluated by the secret's condition).
+var storesSecret = credentialMode == 'secret'
+  ? !empty(defenderClientSecret)
+  : (empty(defenderClientSecret)
+      ? false
+      : fail('defenderClientSecret is given but credentialMode is \'${credentialMode}\', which uses no client secret: remove defenderClientSecret (and delete the secret from the app registration once the new mode works)'))
+// The vault's condition evaluates the guards of `credential` in every deployment.
+var usesVault = credential != 'federated'
+// The vault's URI, known before it exists (the vault is conditional, so its properties are not read here).
+var vaultUri = 'https://${keyVaultName}${environment().suffixes.keyvaultDns}/'
+
 var functionTimeoutMinutes = 30
 var maxRunDurationMinutes = functionTimeoutMinutes - 5
 var runDurationSeconds = durationSeconds(exportMaxRunDuration)
@@ -702,7 +764,7 @@ resource exportBlobAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-previ
 }
 
 #disable-next-line use-recent-api-versions
-resource vaultAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+resource vaultAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (usesVault) {
   name: 'audit'
   scope: vault
   properties: {
@@ -731,10 +793,10 @@ resource exportEventsTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' = if (e
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Key Vault: RBAC only, purge protection; the secret only when given
+// Key Vault: RBAC only, purge protection; the secret only when given. None in federated mode: nothing to keep.
 // ---------------------------------------------------------------------------------------------------------
 
-resource vault 'Microsoft.KeyVault/vaults@2026-02-01' = {
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' = if (usesVault) {
   name: keyVaultName
   location: location
   tags: tags
@@ -759,7 +821,7 @@ resource vault 'Microsoft.KeyVault/vaults@2026-02-01' = {
   }
 }
 
-resource clientSecret 'Microsoft.KeyVault/vaults/secrets@2026-02-01' = if (!empty(defenderClientSecret)) {
+resource clientSecret 'Microsoft.KeyVault/vaults/secrets@2026-02-01' = if (storesSecret) {
   parent: vault
   name: keyVaultSecretName
   properties: {
@@ -823,7 +885,8 @@ resource stateContainerContributor 'Microsoft.Authorization/roleAssignments@2022
   }
 }
 
-resource vaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+// secret and certificate: the client secret, or the certificate's key through the certificate's secret.
+resource vaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (usesVault) {
   name: guid(vault.id, identity.id, roles.keyVaultSecretsUser)
   scope: vault
   properties: {
@@ -865,15 +928,22 @@ resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
 }
 
 // Exactly the settings the code reads (src/config.ts SETTINGS), plus the host's own. No secret among them:
-// the client secret is read from Key Vault at run time, storage and telemetry use the identity.
+// the client secret or certificate is read from Key Vault at run time (none in federated mode), storage and
+// telemetry use the identity.
+var credentialSettings = union(
+  credentialMode == 'federated' ? {} : { KEY_VAULT_URL: vaultUri },
+  credentialMode == 'secret' ? { KEY_VAULT_SECRET_NAME: keyVaultSecretName } : {},
+  credentialMode == 'certificate' ? { KEY_VAULT_CERTIFICATE_NAME: keyVaultCertificateName } : {},
+  credentialMode == 'federated' && !empty(federationAudience) ? { DEFENDER_FEDERATION_AUDIENCE: federationAudience } : {}
+)
 var exportSettings = union(
+  credentialSettings,
   {
     DEFENDER_TENANT_ID: empty(defenderTenantId) ? subscription().tenantId : defenderTenantId
     DEFENDER_CLIENT_ID: defenderClientId
     DEFENDER_API: defenderApi
     DEFENDER_AUTHORITY_HOST: defenderAuthorityHost
-    KEY_VAULT_URL: vault.properties.vaultUri
-    KEY_VAULT_SECRET_NAME: keyVaultSecretName
+    DEFENDER_CREDENTIAL: deployedCredential
     AZURE_CLIENT_ID: identity.properties.clientId
     EXPORT_STORAGE_ACCOUNT_URL: exportStorage.properties.primaryEndpoints.blob
     EXPORT_CONTAINER: exportContainer.name
@@ -997,14 +1067,31 @@ output EXPORT_CONTAINER string = exportContainer.name
 @description('Container of the checkpoint.')
 output EXPORT_STATE_CONTAINER string = stateContainer.name
 
-@description('Name of the Key Vault.')
-output KEY_VAULT_NAME string = vault.name
+@description('The credential mode deployed (DEFENDER_CREDENTIAL).')
+output DEFENDER_CREDENTIAL string = credentialMode
 
-@description('URI of the Key Vault that holds the client secret.')
-output KEY_VAULT_URL string = vault.properties.vaultUri
+@description('Name of the Key Vault; empty in federated mode (no vault).')
+output KEY_VAULT_NAME string = usesVault ? vault.name : ''
 
-@description('Name of the Key Vault secret to set with the client secret.')
-output KEY_VAULT_SECRET_NAME string = keyVaultSecretName
+@description('URI of the Key Vault that holds the client secret or the certificate; empty in federated mode.')
+output KEY_VAULT_URL string = usesVault ? vaultUri : ''
+
+@description('secret mode: name of the Key Vault secret to set with the client secret; empty otherwise.')
+output KEY_VAULT_SECRET_NAME string = credentialMode == 'secret' ? keyVaultSecretName : ''
+
+@description('certificate mode: name of the Key Vault certificate to create; empty otherwise.')
+output KEY_VAULT_CERTIFICATE_NAME string = credentialMode == 'certificate' ? keyVaultCertificateName : ''
+
+// The federated identity credential that makes the identity the app's credential (federated mode; given in every
+// mode, so a secret deployment can move over): az ad app federated-credential create, docs/deploy.md.
+@description('Issuer of the federated identity credential: the identity\'s tenant in the deployment\'s cloud.')
+output FEDERATION_ISSUER string = '${environment().authentication.loginEndpoint}${subscription().tenantId}/v2.0'
+
+@description('Subject of the federated identity credential: the principal (object) ID of the managed identity.')
+output FEDERATION_SUBJECT string = identity.properties.principalId
+
+@description('Audience of the federated identity credential.')
+output FEDERATION_AUDIENCE string = federatedCredentialAudience
 
 // Not named AZURE_CLIENT_ID: azd writes the outputs to .azure/<env>/.env, and that variable in an operator's shell
 // would switch the CLI (and every Azure SDK) to a managed identity that a workstation does not have.

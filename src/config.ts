@@ -6,6 +6,13 @@ import type { DefenderApi, ExportCompression, ExportFormat } from './export/port
 
 export type { DefenderApi, ExportCompression, ExportFormat };
 
+/**
+ * How the app registration proves itself to Entra: a client secret (Key Vault or, locally, a setting), the
+ * user-assigned managed identity as its federated identity credential (no secret at all), or a Key Vault
+ * certificate whose key signs the client assertion.
+ */
+export type CredentialMode = 'secret' | 'federated' | 'certificate';
+
 /** The storage settings alone: what the operators' CLI needs to read the exports (download, status). */
 export interface StorageConfig {
   readonly managedIdentityClientId: string | undefined;
@@ -44,9 +51,15 @@ export interface ExportConfig extends StorageConfig {
   /** Base URL of the incidents API, without a trailing slash. */
   readonly apiUrl: string;
   readonly authorityHost: string;
+  /** How the app authenticates to Entra (DEFENDER_CREDENTIAL). */
+  readonly credential: CredentialMode;
   readonly keyVaultUrl: string | undefined;
   readonly keyVaultSecretName: string;
+  /** The Key Vault certificate of `certificate` mode. */
+  readonly keyVaultCertificateName: string | undefined;
   readonly clientSecret: string | undefined;
+  /** The audience of the managed identity's token that `federated` mode presents (per cloud, or the override). */
+  readonly federationAudience: string;
   readonly schedule: string;
   readonly initialLookbackInMs: number;
   readonly settleDelayInMs: number;
@@ -77,15 +90,36 @@ export const SETTINGS = {
     meaning: 'base URL of the incidents API; the token scope is `<origin>/.default`',
   },
   DEFENDER_AUTHORITY_HOST: { default: 'https://login.microsoftonline.com', meaning: 'Entra authority host' },
-  KEY_VAULT_URL: { default: undefined, meaning: 'vault that holds the client secret' },
-  KEY_VAULT_SECRET_NAME: { default: 'defender-client-secret', meaning: 'name of the secret in the vault' },
+  DEFENDER_CREDENTIAL: {
+    default: 'secret',
+    meaning:
+      'how the app authenticates: `secret` (client secret in Key Vault), `federated` (the managed identity AZURE_CLIENT_ID as its federated credential: no secret) or `certificate` (a Key Vault certificate)',
+  },
+  DEFENDER_FEDERATION_AUDIENCE: {
+    default: undefined,
+    meaning:
+      "`federated` only: audience of the managed identity's token; default from DEFENDER_AUTHORITY_HOST: `api://AzureADTokenExchange` (`…USGov` on login.microsoftonline.us, `…China` on login.chinacloudapi.cn)",
+  },
+  KEY_VAULT_URL: {
+    default: undefined,
+    meaning: 'vault that holds the client secret (`secret`) or the certificate (`certificate`)',
+  },
+  KEY_VAULT_SECRET_NAME: {
+    default: 'defender-client-secret',
+    meaning: '`secret` only: name of the secret in the vault',
+  },
+  KEY_VAULT_CERTIFICATE_NAME: {
+    default: undefined,
+    meaning: '`certificate` only: name of the certificate in the vault (PEM content type, exportable key)',
+  },
   DEFENDER_CLIENT_SECRET: {
     default: undefined,
-    meaning: 'the client secret itself, for local development only',
+    meaning: '`secret` only: the client secret itself, for local development only',
   },
   AZURE_CLIENT_ID: {
     default: undefined,
-    meaning: 'client ID of the user-assigned managed identity (Key Vault and Storage)',
+    meaning:
+      "client ID of the user-assigned managed identity (Storage, Key Vault, and in `federated` mode the app's credential)",
   },
   EXPORT_STORAGE_ACCOUNT_URL: {
     default: undefined,
@@ -309,6 +343,130 @@ function readStorageSettings({ problems, get, url }: SettingsReader): StorageCon
   return { managedIdentityClientId, storageAccountUrl, storageConnectionString, container, stateContainer };
 }
 
+/** Token exchange audiences per cloud (https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity). */
+export const FEDERATION_AUDIENCES = {
+  global: 'api://AzureADTokenExchange',
+  usgov: 'api://AzureADTokenExchangeUSGov',
+  china: 'api://AzureADTokenExchangeChina',
+} as const;
+
+/** The cloud of an Entra authority host; any other host (a sovereign proxy, the local sandbox) counts as global. */
+export function cloudOfAuthority(authorityHost: string): keyof typeof FEDERATION_AUDIENCES {
+  const host = new URL(authorityHost).hostname.toLowerCase();
+  if (host === 'login.microsoftonline.us') return 'usgov';
+  if (host === 'login.chinacloudapi.cn' || host === 'login.partner.microsoftonline.cn') return 'china';
+  return 'global';
+}
+
+type CredentialSettings = Pick<
+  ExportConfig,
+  | 'credential'
+  | 'keyVaultUrl'
+  | 'keyVaultSecretName'
+  | 'keyVaultCertificateName'
+  | 'clientSecret'
+  | 'federationAudience'
+>;
+
+/**
+ * DEFENDER_CREDENTIAL and the settings each mode needs, validated into the reader's problem list: a setting
+ * another mode uses is reported by name (in `federated` mode there must be no secret anywhere, so a Key Vault
+ * or secret setting is a mistake worth stopping for, not something to ignore).
+ */
+function readCredentialSettings(
+  reader: SettingsReader,
+  authorityHost: string | undefined,
+): CredentialSettings {
+  const { problems, get, url, oneOf } = reader;
+  const credential = oneOf<CredentialMode>('DEFENDER_CREDENTIAL', ['secret', 'federated', 'certificate']);
+  const keyVaultUrl = url('KEY_VAULT_URL', undefined);
+  const keyVaultSecretName = get('KEY_VAULT_SECRET_NAME') ?? SETTINGS.KEY_VAULT_SECRET_NAME.default;
+  const keyVaultCertificateName = get('KEY_VAULT_CERTIFICATE_NAME');
+  const clientSecret = get('DEFENDER_CLIENT_SECRET');
+  const cloud = authorityHost ? cloudOfAuthority(authorityHost) : 'global';
+  const federationAudience = get('DEFENDER_FEDERATION_AUDIENCE') ?? FEDERATION_AUDIENCES[cloud];
+  const mode = `DEFENDER_CREDENTIAL=${credential}`;
+  const notIn = (name: SettingName, why: string) => {
+    if (get(name) !== undefined) problems.push(`${name} is set, but ${mode} ${why}: remove it.`);
+  };
+  if (keyVaultCertificateName !== undefined && !SECRET_NAME.test(keyVaultCertificateName)) {
+    problems.push(
+      `KEY_VAULT_CERTIFICATE_NAME is ${showValue(keyVaultCertificateName, 'a certificate name')}: expected 1-127 letters, digits and hyphens.`,
+    );
+  }
+  if (credential !== 'federated') notIn('DEFENDER_FEDERATION_AUDIENCE', 'uses no token exchange');
+  if (credential === 'secret') {
+    notIn(
+      'KEY_VAULT_CERTIFICATE_NAME',
+      'authenticates with the client secret (set DEFENDER_CREDENTIAL=certificate to use it)',
+    );
+    if (keyVaultUrl === undefined && clientSecret === undefined && get('KEY_VAULT_URL') === undefined) {
+      problems.push(
+        'KEY_VAULT_URL is missing: set it to the vault that holds the client secret (https://<vault>.vault.azure.net), ' +
+          'or, for local development only, set DEFENDER_CLIENT_SECRET; or use DEFENDER_CREDENTIAL=federated, which needs no secret.',
+      );
+    }
+  }
+  if (credential === 'federated') {
+    const why = 'uses no secret, certificate or Key Vault (the managed identity is the credential)';
+    for (const name of [
+      'DEFENDER_CLIENT_SECRET',
+      'KEY_VAULT_URL',
+      'KEY_VAULT_SECRET_NAME',
+      'KEY_VAULT_CERTIFICATE_NAME',
+    ] as const) {
+      notIn(name, why);
+    }
+    if (get('AZURE_CLIENT_ID') === undefined) {
+      problems.push(
+        'AZURE_CLIENT_ID is missing: DEFENDER_CREDENTIAL=federated needs the client ID (a GUID) of the user-assigned managed identity that the app registration trusts as its federated credential (a system-assigned identity cannot be one).',
+      );
+    }
+    const given = get('DEFENDER_FEDERATION_AUDIENCE');
+    const known = Object.entries(FEDERATION_AUDIENCES).find(
+      ([, value]) => value.toLowerCase() === given?.toLowerCase(),
+    );
+    if (given !== undefined && known === undefined && !/^api:\/\/[\w.-]+$/.test(given)) {
+      problems.push(
+        `DEFENDER_FEDERATION_AUDIENCE is ${showValue(given, 'a token exchange audience')}: expected ${Object.values(FEDERATION_AUDIENCES).join(', ')} (without /.default).`,
+      );
+    } else if (known !== undefined && known[0] !== cloud) {
+      problems.push(
+        `DEFENDER_FEDERATION_AUDIENCE is '${given}', the ${known[0]} cloud's, but DEFENDER_AUTHORITY_HOST is in the ${cloud} cloud: token exchange across clouds is not supported. ` +
+          `Use '${FEDERATION_AUDIENCES[cloud]}' (or remove the setting), with the app registration and the managed identity in the same cloud.`,
+      );
+    }
+  }
+  if (credential === 'certificate') {
+    const why = 'authenticates with the certificate';
+    notIn('DEFENDER_CLIENT_SECRET', why);
+    notIn('KEY_VAULT_SECRET_NAME', `${why} (KEY_VAULT_CERTIFICATE_NAME names it)`);
+    if (get('KEY_VAULT_URL') === undefined) {
+      problems.push(
+        'KEY_VAULT_URL is missing: DEFENDER_CREDENTIAL=certificate needs the vault that holds the certificate (https://<vault>.vault.azure.net).',
+      );
+    }
+    if (keyVaultCertificateName === undefined) {
+      problems.push(
+        'KEY_VAULT_CERTIFICATE_NAME is missing: DEFENDER_CREDENTIAL=certificate needs the name of the certificate in KEY_VAULT_URL.',
+      );
+    }
+  }
+  if (!SECRET_NAME.test(keyVaultSecretName)) {
+    problems.push(
+      `KEY_VAULT_SECRET_NAME is ${showValue(keyVaultSecretName, 'a secret name')}: expected 1-127 letters, digits and hyphens.`,
+    );
+  }
+  return {
+    credential,
+    keyVaultUrl,
+    keyVaultSecretName,
+    keyVaultCertificateName,
+    clientSecret,
+    federationAudience,
+  };
+}
+
 /**
  * Validates the storage settings alone (account URL or connection string, container, AZURE_CLIENT_ID) and
  * returns them frozen: what reading the exports needs, without the Defender settings. Pure, like
@@ -355,20 +513,7 @@ export function parseConfig(
     problems.push(`DEFENDER_AUTHORITY_HOST is '${authorityHost}': Entra requires https, even on 127.0.0.1.`);
   }
 
-  const keyVaultUrl = url('KEY_VAULT_URL', undefined);
-  const keyVaultSecretName = get('KEY_VAULT_SECRET_NAME') ?? SETTINGS.KEY_VAULT_SECRET_NAME.default;
-  if (!SECRET_NAME.test(keyVaultSecretName)) {
-    problems.push(
-      `KEY_VAULT_SECRET_NAME is ${showValue(keyVaultSecretName, 'a secret name')}: expected 1-127 letters, digits and hyphens.`,
-    );
-  }
-  const clientSecret = get('DEFENDER_CLIENT_SECRET');
-  if (keyVaultUrl === undefined && clientSecret === undefined && get('KEY_VAULT_URL') === undefined) {
-    problems.push(
-      'KEY_VAULT_URL is missing: set it to the vault that holds the client secret (https://<vault>.vault.azure.net), ' +
-        'or, for local development only, set DEFENDER_CLIENT_SECRET.',
-    );
-  }
+  const credentials = readCredentialSettings(reader, authorityHost);
   const storage = readStorageSettings(reader);
 
   const schedule = get('EXPORT_SCHEDULE') ?? SETTINGS.EXPORT_SCHEDULE.default;
@@ -401,9 +546,7 @@ export function parseConfig(
     api,
     apiUrl,
     authorityHost: authorityHost ?? SETTINGS.DEFENDER_AUTHORITY_HOST.default,
-    keyVaultUrl,
-    keyVaultSecretName,
-    clientSecret,
+    ...credentials,
     ...storage,
     schedule,
     initialLookbackInMs,

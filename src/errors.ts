@@ -143,8 +143,10 @@ const SECRET_PATTERNS: RegExp[] = [
   // Authorization headers and bearer tokens.
   /(authorization["']?\s*[:=]\s*["']?)(?:bearer\s+)?[^\s"',}]+/gi,
   /\bbearer\s+[A-Za-z0-9\-._~+/]{16,}=*/gi,
-  // JWT-shaped strings.
-  /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g,
+  // JWT-shaped strings (tokens, client assertions), also cut short before the signature (a truncated excerpt).
+  /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}(?:\.[A-Za-z0-9_-]*)?/g,
+  // PEM private keys (a certificate's secret), also cut short.
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
   // Form or JSON fields that carry secrets.
   /((?:client_secret|access_token|refresh_token|client_assertion|password|AccountKey|SharedAccessSignature|sig)["']?\s*[=:]\s*["']?)[^&\s"';,}]+/gi,
 ];

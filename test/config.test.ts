@@ -264,6 +264,64 @@ describe('redaction registry', () => {
   });
 });
 
+describe('DEFENDER_CREDENTIAL', () => {
+  const federated = {
+    ...valid,
+    KEY_VAULT_URL: '',
+    DEFENDER_CREDENTIAL: 'federated',
+    AZURE_CLIENT_ID: '5a1c9e2f-3b4d-4e6f-8a7b-9c0d1e2f3a4b',
+  };
+
+  it('defaults to secret, exactly as before: the Key Vault secret', () => {
+    expect(parseConfig(valid)).toMatchObject({
+      credential: 'secret',
+      keyVaultUrl: 'https://kv-soc.vault.azure.net',
+      keyVaultSecretName: 'defender-client-secret',
+      keyVaultCertificateName: undefined,
+    });
+  });
+
+  it.each([
+    ['https://login.microsoftonline.com', 'api://AzureADTokenExchange'],
+    ['https://login.microsoftonline.us', 'api://AzureADTokenExchangeUSGov'],
+    ['https://login.chinacloudapi.cn', 'api://AzureADTokenExchangeChina'],
+  ])('federated on %s: audience %s, overridable', (authority, audience) => {
+    expect(parseConfig({ ...federated, DEFENDER_AUTHORITY_HOST: authority })).toMatchObject({
+      credential: 'federated',
+      federationAudience: audience,
+      keyVaultUrl: undefined,
+    });
+    expect(
+      parseConfig({
+        ...federated,
+        DEFENDER_AUTHORITY_HOST: authority,
+        DEFENDER_FEDERATION_AUDIENCE: 'api://contoso-exchange',
+      }).federationAudience,
+    ).toBe('api://contoso-exchange');
+  });
+
+  it('reports settings of another mode by name', () => {
+    expect(
+      problems({ ...valid, KEY_VAULT_CERTIFICATE_NAME: 'cert', DEFENDER_FEDERATION_AUDIENCE: 'api://x' }),
+    ).toEqual([
+      expect.stringMatching(/^DEFENDER_FEDERATION_AUDIENCE is set, but DEFENDER_CREDENTIAL=secret/),
+      expect.stringMatching(
+        /^KEY_VAULT_CERTIFICATE_NAME is set, but DEFENDER_CREDENTIAL=secret .*DEFENDER_CREDENTIAL=certificate/,
+      ),
+    ]);
+    expect(problems({ ...valid, DEFENDER_CREDENTIAL: 'managed' })).toEqual([
+      "DEFENDER_CREDENTIAL is 'managed': expected one of 'secret', 'federated', 'certificate'.",
+    ]);
+    expect(
+      parseConfig({
+        ...valid,
+        DEFENDER_CREDENTIAL: 'certificate',
+        KEY_VAULT_CERTIFICATE_NAME: 'defender-cert',
+      }),
+    ).toMatchObject({ credential: 'certificate', keyVaultCertificateName: 'defender-cert' });
+  });
+});
+
 describe('parseStorageConfig', () => {
   it('needs only the storage settings, and applies the same defaults', () => {
     const c = parseStorageConfig({ EXPORT_STORAGE_ACCOUNT_URL: 'https://stsoc.blob.core.windows.net/' });

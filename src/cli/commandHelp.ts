@@ -106,14 +106,17 @@ Options:
   sandbox: {
     summary:
       'run one export cycle against the built-in local sandbox (Azurite and a simulated Defender tenant)',
-    usage: `Usage: defender-export sandbox [--api graph|legacy] [--dir DIR] [--reset]
+    usage: `Usage: defender-export sandbox [--api graph|legacy] [--credential secret|federated|certificate] [--dir DIR] [--reset]
 
-Starts Azurite and a simulated Defender tenant (Entra, Key Vault, Graph and legacy incidents APIs over HTTPS on
-127.0.0.1), runs one export cycle through the same handler the Azure Function uses, and prints what it wrote.
+Starts Azurite and a simulated Defender tenant (Entra, a managed identity endpoint, Key Vault, Graph and legacy
+incidents APIs over HTTPS on 127.0.0.1), runs one export cycle through the same handler the Azure Function uses, and prints what it wrote.
 Run it again for an incremental run. Nothing leaves this machine.
 
 Options:
   --api graph|legacy  which incidents API the export reads (default graph)
+  --credential MODE   how the app authenticates (DEFENDER_CREDENTIAL): secret (default; the Key Vault secret),
+                      federated (the managed identity as the app's federated credential: no secret, no Key Vault)
+                      or certificate (a Key Vault certificate)
   --dir DIR           where the sandbox keeps its state and copies of the exports (default .sandbox)
   --reset             forget the sandbox's state and start over`,
   },

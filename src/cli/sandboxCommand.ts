@@ -7,7 +7,8 @@ import { decodeExportBlob } from '../operations/exportReader';
 import { createExportIncidentsHandler } from '../functions/exportIncidentsHandler';
 import { startAzurite } from '../sandbox/azurite';
 import { defenderTime, type Incident } from '../sandbox/incidentStore';
-import { SimulatedTenant } from '../sandbox/simulatedTenant';
+import { SANDBOX_CERTIFICATE, SimulatedTenant } from '../sandbox/simulatedTenant';
+import type { CredentialMode } from '../config';
 import { parseOptions, type Command } from './command';
 import { commandHelp } from './commandHelp';
 
@@ -32,6 +33,7 @@ export const sandboxCommand: Command = {
   async run(args) {
     const { values } = parseOptions(args, {
       api: { type: 'string', default: 'graph' },
+      credential: { type: 'string', default: 'secret' },
       dir: { type: 'string', default: '.sandbox' },
       reset: { type: 'boolean', default: false },
     });
@@ -68,20 +70,29 @@ export const sandboxCommand: Command = {
         );
       }
 
+      const credential = String(values.credential);
       const config = parseConfig({
         DEFENDER_TENANT_ID: tenant.tenantId,
         DEFENDER_CLIENT_ID: tenant.clientId,
         DEFENDER_API: String(values.api),
         DEFENDER_API_URL: tenant.origin,
         DEFENDER_AUTHORITY_HOST: tenant.origin,
-        KEY_VAULT_URL: tenant.origin,
+        ...tenant.credentialSettings(credential),
         EXPORT_STORAGE_CONNECTION_STRING: azurite.connectionString,
         EXPORT_SETTLE_DELAY: SETTLE,
       });
-      const handler = createExportIncidentsHandler(() => config, createExporter, {
+      if (config.credential === 'certificate') await tenant.createCertificate(SANDBOX_CERTIFICATE);
+      if (config.credential !== 'secret') {
+        // Nothing else to authenticate with: the app accepts no secret and the vault holds none.
+        tenant.validClientSecrets.clear();
+        tenant.secrets.delete(tenant.secretName);
+      }
+      const composition = {
         ca: tenant.ca,
         azureCredential: tenant.managedIdentityCredential(),
-      });
+        identityEndpoint: tenant.identityEndpoint,
+      };
+      const handler = createExportIncidentsHandler(() => config, createExporter, composition);
       const context = new InvocationContext({
         invocationId: `sandbox-${new Date(now).toISOString().replace(/[-:.]/g, '').slice(0, 15)}`,
         functionName: 'exportIncidents',
@@ -97,10 +108,12 @@ export const sandboxCommand: Command = {
       print(`Export cycle (${config.api} API, settle delay ${SETTLE}), log lines on stderr:`);
       const summary = await handler(timer, context);
 
+      const requests = (api: string) => tenant.requests.filter((r) => r.api === api).length;
+      print('');
+      print(describeCredential(tenant, config.credential, requests));
       const container = createExporter(config, {
         logger: { debug() {}, info() {}, warn() {}, error() {} },
-        ca: tenant.ca,
-        azureCredential: tenant.managedIdentityCredential(),
+        ...composition,
       }).container;
       print('');
       print(
@@ -144,6 +157,27 @@ export const sandboxCommand: Command = {
     }
   },
 };
+
+/** How the app authenticated in this cycle, and what it asked of the identity endpoint and Key Vault. */
+function describeCredential(
+  tenant: SimulatedTenant,
+  mode: CredentialMode,
+  requests: (api: string) => number,
+): string {
+  const counts = `${requests('identity')} managed identity token request(s), ${requests('keyvault')} Key Vault request(s), ${requests('entra')} Entra request(s)`;
+  switch (mode) {
+    case 'federated':
+      return (
+        `Credential: federated. The managed identity ${tenant.identityClientId} (principal ID ${tenant.identityPrincipalId}) got a token for api://AzureADTokenExchange ` +
+        `and presented it as the app's client assertion; Entra matched it with the app's federated credential (issuer ${tenant.identityIssuer}, subject ${tenant.identityPrincipalId}). ` +
+        `No secret exists: ${counts}.`
+      );
+    case 'certificate':
+      return `Credential: certificate. The key of Key Vault certificate '${SANDBOX_CERTIFICATE}' (read through its secret, in memory) signed the client assertion; Entra checked it with the public certificate uploaded to the app: ${counts}.`;
+    default:
+      return `Credential: secret. The client secret came from Key Vault secret '${tenant.secretName}': ${counts}.`;
+  }
+}
 
 /** Analysts worked the queue since the last run: some incidents updated, a few new ones, stamped in between. */
 function simulateActivity(

@@ -1,11 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import * as https from 'node:https';
-import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
+import {
+  DefaultAzureCredential,
+  ManagedIdentityCredential,
+  type TokenCredential,
+  type TokenCredentialOptions,
+} from '@azure/identity';
+import type { HttpClient } from '@azure/core-rest-pipeline';
 import { SecretClient, type SecretClientOptions } from '@azure/keyvault-secrets';
 import { BlobServiceClient, type ContainerClient, type StoragePipelineOptions } from '@azure/storage-blob';
 import { ApiTokenProvider } from '../source/apiTokenProvider';
 import { BlobCheckpointStore, BlobExportSink, describeStorageError } from '../sink/blobExportStore';
 import { KeyVaultSecretProvider, StaticSecretProvider, type SecretProvider } from '../source/secretProvider';
+import { KeyVaultCertificateProvider } from '../source/certificateProvider';
+import {
+  CertificateApiCredential,
+  FederatedApiCredential,
+  SecretApiCredential,
+  type ApiCredential,
+} from '../source/apiCredential';
 import { LEGACY_API_RETIREMENT_DATE, type ExportConfig, type StorageConfig } from '../config';
 import { registerSecret } from '../errors';
 import { runExport } from '../export/exportRun';
@@ -61,6 +74,12 @@ export interface CompositionOptions {
   readonly ca?: string;
   /** Credential for Key Vault and Storage. Default: the managed identity (AZURE_CLIENT_ID), else DefaultAzureCredential. */
   readonly azureCredential?: TokenCredential;
+  /**
+   * Sends the managed identity's token requests instead of the SDK's own HTTP client: the sandbox's simulated
+   * identity endpoint (SimulatedTenant.identityEndpoint). The managed identity credentials stay the SDK's real
+   * ones; nothing in `process.env` changes.
+   */
+  readonly identityEndpoint?: HttpClient;
   /** Overrides of the HTTP client's retry and timeout behaviour. */
   readonly http?: Partial<
     Pick<
@@ -102,7 +121,7 @@ export interface CompositionOptions {
 /** Builds the real SDK clients and credentials from the validated config. The one composition root. */
 export function createExporter(config: ExportConfig, options: CompositionOptions): Exporter {
   const clock = options.clock ?? systemClock;
-  const azureCredential = options.azureCredential ?? createAzureCredential(config);
+  const azureCredential = options.azureCredential ?? createAzureCredential(config, options);
   const { container, stateContainer } = createContainerClients(config, { ...options, azureCredential });
   const incidents = createIncidentSourceFactory(config, options, azureCredential);
 
@@ -167,7 +186,7 @@ export interface VerifyPorts {
  * container check or creation as a run does, so the Storage Blob Data Reader role is enough.
  */
 export function createVerifyPorts(config: ExportConfig, options: CompositionOptions): VerifyPorts {
-  const azureCredential = options.azureCredential ?? createAzureCredential(config);
+  const azureCredential = options.azureCredential ?? createAzureCredential(config, options);
   const { container } = createContainerClients(config, { ...options, azureCredential });
   const source = createIncidentSourceFactory(config, options, azureCredential, {
     select: VERIFY_GRAPH_SELECT,
@@ -184,11 +203,14 @@ export function createVerifyPorts(config: ExportConfig, options: CompositionOpti
 export function createIncidentSourceFactory(
   config: ExportConfig,
   options: CompositionOptions,
-  azureCredential: TokenCredential = options.azureCredential ?? createAzureCredential(config),
+  azureCredential: TokenCredential = options.azureCredential ?? createAzureCredential(config, options),
   listing: { readonly select?: readonly string[] } = {},
 ): (logger: Logger) => IncidentSource {
   const clock = options.clock ?? systemClock;
-  const secrets = createSecretProvider(config, azureCredential, options, clock);
+  const credential = createApiCredential(config, config.tenantId, config.clientId, {
+    ...options,
+    azureCredential,
+  });
   const apiUrl = new URL(config.apiUrl);
   const apiOrigin = apiUrl.origin;
   // The SDK clients (Entra, Key Vault, Storage) honour HTTPS_PROXY and NO_PROXY themselves; the incidents
@@ -222,12 +244,9 @@ export function createIncidentSourceFactory(
           clientId: config.clientId,
           authorityHost: config.authorityHost,
           scope: `${apiOrigin}/.default`,
-          secrets,
+          credential,
           logger,
-          credentialOptions: {
-            ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
-            ...pipelineRetry(options.azureRetry),
-          },
+          ...(options.ca ? { ca: options.ca } : {}),
           ...(authorityProxy
             ? { discoveryAgent: new HttpsProxyAgent(authorityProxy, { ...tls, ...tunnelTimeout }) }
             : {}),
@@ -272,10 +291,86 @@ export function createIncidentSourceFactory(
  * The credential for Key Vault and Storage: the user-assigned managed identity that AZURE_CLIENT_ID names, else
  * DefaultAzureCredential (the Function's system identity in Azure; `az login` on an operator's machine).
  */
-function createAzureCredential(config: Pick<StorageConfig, 'managedIdentityClientId'>): TokenCredential {
+function createAzureCredential(
+  config: Pick<StorageConfig, 'managedIdentityClientId'>,
+  options: Pick<CompositionOptions, 'identityEndpoint' | 'ca' | 'azureRetry'> = {},
+): TokenCredential {
   return config.managedIdentityClientId
-    ? new ManagedIdentityCredential({ clientId: config.managedIdentityClientId })
+    ? createManagedIdentityCredential(config.managedIdentityClientId, options)
     : new DefaultAzureCredential();
+}
+
+/** The SDK's credential of a user-assigned managed identity, sent to {@link CompositionOptions.identityEndpoint} if given. */
+function createManagedIdentityCredential(
+  clientId: string,
+  options: Pick<CompositionOptions, 'identityEndpoint' | 'ca' | 'azureRetry'>,
+): TokenCredential {
+  return new ManagedIdentityCredential({
+    clientId,
+    ...(options.identityEndpoint ? { httpClient: options.identityEndpoint } : {}),
+    ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
+    ...pipelineRetry(options.azureRetry),
+  });
+}
+
+/**
+ * How the app registration `clientId` authenticates in `tenantId`, in the configured DEFENDER_CREDENTIAL mode:
+ * - `secret`: the client secret from Key Vault (KEY_VAULT_URL, KEY_VAULT_SECRET_NAME) read with
+ *   `azureCredential`, or DEFENDER_CLIENT_SECRET;
+ * - `federated`: the managed identity AZURE_CLIENT_ID's token for the federation audience as the client
+ *   assertion; no Key Vault, no secret;
+ * - `certificate`: the Key Vault certificate KEY_VAULT_CERTIFICATE_NAME, read through its secret.
+ * One credential per (tenant, app): the Key Vault cache lives as long as it does.
+ */
+export function createApiCredential(
+  config: ExportConfig,
+  tenantId: string,
+  clientId: string,
+  options: Omit<CompositionOptions, 'logger'>,
+): ApiCredential {
+  const base = {
+    tenantId,
+    clientId,
+    authorityHost: config.authorityHost,
+    credentialOptions: {
+      ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
+      ...pipelineRetry(options.azureRetry),
+    } satisfies TokenCredentialOptions,
+  };
+  if (config.credential === 'federated') {
+    const identityClientId = config.managedIdentityClientId ?? '';
+    return new FederatedApiCredential({
+      ...base,
+      identity: createManagedIdentityCredential(identityClientId, options),
+      identityClientId,
+      audience: config.federationAudience,
+    });
+  }
+  const clock = options.clock ?? systemClock;
+  const azureCredential = options.azureCredential ?? createAzureCredential(config, options);
+  if (config.credential === 'certificate') {
+    const name = config.keyVaultCertificateName ?? '';
+    return new CertificateApiCredential(
+      new KeyVaultCertificateProvider({
+        secrets: createKeyVaultSecretProvider(config, name, 'certificate', azureCredential, options, clock),
+        certificateName: name,
+        clientId,
+        now: () => clock.now(),
+      }),
+      base,
+    );
+  }
+  const secrets: SecretProvider = config.keyVaultUrl
+    ? createKeyVaultSecretProvider(
+        config,
+        config.keyVaultSecretName,
+        'secret',
+        azureCredential,
+        options,
+        clock,
+      )
+    : new StaticSecretProvider(config.clientSecret ?? '');
+  return new SecretApiCredential(secrets, base);
 }
 
 /**
@@ -294,7 +389,7 @@ export function createContainerClients(
     ? BlobServiceClient.fromConnectionString(config.storageConnectionString, pipeline)
     : new BlobServiceClient(
         config.storageAccountUrl ?? '',
-        options.azureCredential ?? createAzureCredential(config),
+        options.azureCredential ?? createAzureCredential(config, options),
         pipeline,
       );
   const container = service.getContainerClient(config.container);
@@ -313,16 +408,19 @@ export function createContainerClient(
   return createContainerClients(config, options).container;
 }
 
-function createSecretProvider(
+/** A secret of KEY_VAULT_URL (the client secret, or a certificate's secret), read with `credential`. */
+function createKeyVaultSecretProvider(
   config: ExportConfig,
+  name: string,
+  kind: 'secret' | 'certificate',
   credential: TokenCredential,
-  options: CompositionOptions,
+  options: Pick<CompositionOptions, 'ca' | 'azureRetry'>,
   clock: Clock,
-): SecretProvider {
-  if (!config.keyVaultUrl) return new StaticSecretProvider(config.clientSecret ?? '');
-  const vault = new URL(config.keyVaultUrl);
+): KeyVaultSecretProvider {
+  const vaultUrl = config.keyVaultUrl ?? '';
+  const vault = new URL(vaultUrl);
   const isLoopback = vault.hostname === '127.0.0.1' || vault.hostname === 'localhost';
-  const client = new SecretClient(config.keyVaultUrl, credential, {
+  const client = new SecretClient(vaultUrl, credential, {
     // The challenge-resource check protects real vaults (*.vault.azure.net); only the local sandbox skips it.
     disableChallengeResourceVerification: isLoopback,
     ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
@@ -330,8 +428,9 @@ function createSecretProvider(
   });
   return new KeyVaultSecretProvider({
     client,
-    vaultUrl: config.keyVaultUrl,
-    secretName: config.keyVaultSecretName,
+    vaultUrl,
+    secretName: name,
+    kind,
     identityClientId: config.managedIdentityClientId,
     now: () => clock.now(),
   });

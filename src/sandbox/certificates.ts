@@ -32,3 +32,24 @@ export function createLoopbackCertificate(): Promise<LoopbackCertificate> {
   }).then((pems) => ({ cert: pems.cert, key: pems.private }));
   return cached;
 }
+
+/**
+ * A self-signed certificate for an app registration (client authentication), generated in memory: what a Key
+ * Vault certificate with a self-signed issuer holds.
+ */
+export async function createAppCertificate(
+  subject: string,
+  validity: { notBefore: Date; notAfter: Date },
+): Promise<LoopbackCertificate> {
+  const pems = await generate([{ name: 'commonName', value: subject.replace(/^CN=/, '') }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    notBeforeDate: validity.notBefore,
+    notAfterDate: validity.notAfter,
+    extensions: [
+      { name: 'keyUsage', digitalSignature: true },
+      { name: 'extKeyUsage', clientAuth: true },
+    ],
+  });
+  return { cert: pems.cert, key: pems.private };
+}

@@ -2,13 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { RouteResponse } from './routeExchange';
 import { json } from './routeReplies';
 import { VAULT_AUDIENCE } from './keyVaultRoute';
+import { checkClientAssertion, JWT_BEARER, type AssertionContext } from './clientAssertion';
 
 /** What the Entra routes read from their tenant. */
-export interface EntraContext {
+export interface EntraContext extends AssertionContext {
   readonly tenantId: string;
   readonly clientId: string;
-  readonly identityClientId: string;
-  readonly identitySecret: string;
   readonly validClientSecrets: ReadonlySet<string>;
   readonly entraDiscoveryStatus: number | undefined;
   readonly tokenLifetimeSeconds: number;
@@ -19,8 +18,10 @@ export interface EntraContext {
 }
 
 /**
- * Entra ID of the simulated tenant: OpenID discovery and client-credentials tokens, for the app registration and
- * the managed identity, with Entra's errors (unknown tenant, client or secret, bad scope).
+ * Entra ID of the simulated tenant: OpenID discovery and client-credentials tokens for the app registration, with
+ * a client secret or a client assertion (a certificate's, or the managed identity's token as a federated
+ * credential: clientAssertion.ts), and Entra's errors (unknown tenant, client, secret or assertion, bad scope).
+ * The managed identity's own tokens come from its endpoint (identityRoute.ts), as in Azure.
  */
 export function answerEntra(t: EntraContext, res: RouteResponse, url: URL, body: string): void {
   const [, tenant, ...rest] = url.pathname.split('/');
@@ -63,9 +64,7 @@ export function answerEntra(t: EntraContext, res: RouteResponse, url: URL, body:
     aadError(t, res, 400, 'unsupported_grant_type', 70003, 'The app requested an unsupported grant type.');
     return;
   }
-  const isApp = clientId === t.clientId;
-  const isIdentity = clientId === t.identityClientId;
-  if (!isApp && !isIdentity) {
+  if (clientId !== t.clientId) {
     aadError(
       t,
       res,
@@ -76,7 +75,8 @@ export function answerEntra(t: EntraContext, res: RouteResponse, url: URL, body:
     );
     return;
   }
-  if (!secret) {
+  const assertion = form.get('client_assertion') ?? '';
+  if (!secret && !assertion) {
     aadError(
       t,
       res,
@@ -87,7 +87,17 @@ export function answerEntra(t: EntraContext, res: RouteResponse, url: URL, body:
     );
     return;
   }
-  if ((isApp && !t.validClientSecrets.has(secret)) || (isIdentity && secret !== t.identitySecret)) {
+  if (assertion) {
+    if (form.get('client_assertion_type') !== JWT_BEARER) {
+      aadError(t, res, 400, 'invalid_request', 50027, 'JWT token is invalid or malformed.');
+      return;
+    }
+    const refusal = checkClientAssertion(t, clientId, assertion, `${t.origin}/${tenant}/oauth2/v2.0/token`);
+    if (refusal) {
+      aadError(t, res, refusal.status, refusal.error, refusal.code, refusal.description);
+      return;
+    }
+  } else if (!t.validClientSecrets.has(secret)) {
     aadError(
       t,
       res,

@@ -10,6 +10,7 @@ export interface KeyVaultContext {
   readonly keyVaultForbidden: boolean;
   readonly disabledSecrets: ReadonlySet<string>;
   readonly secrets: ReadonlyMap<string, string>;
+  readonly secretContentTypes: ReadonlyMap<string, string>;
   clock(): number;
   tokenFor(req: RouteRequest, audience: string): 'ok' | 'missing' | 'invalid';
   countSecretRead(): void;
@@ -61,10 +62,14 @@ export function answerKeyVault(t: KeyVaultContext, req: RouteRequest, res: Route
   }
   t.countSecretRead();
   const secondsNow = Math.floor(t.clock() / 1000);
+  const contentType = t.secretContentTypes.get(name ?? '');
+  const id = version || '4387e9f3d6e14c459867679a90fd0f79';
   json(res, 200, {
     value,
-    contentType: 'text/plain',
-    id: `${t.origin}/secrets/${name}/${version || '4387e9f3d6e14c459867679a90fd0f79'}`,
+    contentType: contentType ?? 'text/plain',
+    id: `${t.origin}/secrets/${name}/${id}`,
+    // A certificate's secret is managed by Key Vault and points at the certificate's key.
+    ...(contentType ? { managed: true, kid: `${t.origin}/keys/${name}/${id}` } : {}),
     attributes: {
       enabled: true,
       created: secondsNow,

@@ -1,14 +1,32 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  generateKeyPair,
+  generateKeyPairSync,
+  randomBytes,
+  randomUUID,
+  sign,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
 import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiTransport, ApiTransportRequest, ApiTransportResponse } from '../source/apiClient';
 import type { Socket } from 'node:net';
 import {
-  ClientSecretCredential,
-  type ClientSecretCredentialOptions,
+  ManagedIdentityCredential,
   type TokenCredential,
+  type TokenCredentialOptions,
 } from '@azure/identity';
-import { createLoopbackCertificate } from './certificates';
+import { createDefaultHttpClient, type HttpClient } from '@azure/core-rest-pipeline';
+import { createAppCertificate, createLoopbackCertificate } from './certificates';
+import type { FederatedCredential } from './clientAssertion';
+import {
+  answerIdentity,
+  EXCHANGE_AUDIENCE,
+  IDENTITY_TOKEN_PATH,
+  type IdentityContext,
+} from './identityRoute';
 import { IncidentStore } from './incidentStore';
 import { IncidentsRoute, type PagingQuirks } from './incidentsRoute';
 import { answerEntra, type EntraContext } from './entraRoute';
@@ -16,7 +34,7 @@ import { answerKeyVault, type KeyVaultContext } from './keyVaultRoute';
 import { json } from './routeReplies';
 import { RouteResponse, type RouteRequest } from './routeExchange';
 
-export type SimulatedApi = 'entra' | 'keyvault' | 'graph' | 'legacy';
+export type SimulatedApi = 'entra' | 'identity' | 'keyvault' | 'graph' | 'legacy';
 
 import type { Fault } from './routeExchange';
 export type { Fault };
@@ -56,6 +74,9 @@ export interface SimulatedTenantOptions {
 
 export type { PagingQuirks };
 
+/** The name of the app's certificate in the simulated vault, in `certificate` mode. */
+export const SANDBOX_CERTIFICATE = 'defender-export-cert';
+
 /**
  * A simulated Defender tenant: Entra (OIDC discovery and client-credentials tokens, entraRoute.ts), Key Vault
  * (challenge flow and secrets, keyVaultRoute.ts), Microsoft Graph `/v1.0/security/incidents` and the legacy
@@ -67,16 +88,28 @@ export class SimulatedTenant {
   readonly tenantId: string;
   readonly clientId: string;
   readonly clientSecret: string;
-  /** The managed identity the sandbox's Function uses for Key Vault. */
+  /** The user-assigned managed identity of the sandbox's Function (Key Vault; the app's federated credential). */
   readonly identityClientId: string;
-  private readonly identitySecret: string;
+  /** Its principal (object) ID: the subject of its tokens, and of the federated credential that trusts it. */
+  readonly identityPrincipalId: string;
+  /** False: the identity is not assigned to the function app, and its endpoint answers "Identity not found". */
+  identityAssigned = true;
+  /**
+   * The app registration's federated identity credentials: by default one that trusts the managed identity
+   * (issuer {@link identityIssuer}, subject {@link identityPrincipalId}, audience api://AzureADTokenExchange).
+   */
+  federatedCredentials: FederatedCredential[];
+  /** Public certificates (PEM) uploaded to the app registration; {@link createCertificate} adds one. */
+  readonly appCertificates: string[] = [];
   readonly secretName: string;
   /** The incidents; a test may swap in a fresh store between cases. */
   store: IncidentStore;
   /** Secrets the app registration accepts; remove one to simulate rotation. */
   readonly validClientSecrets = new Set<string>();
-  /** Key Vault contents. */
+  /** Key Vault contents (a certificate's secret too, under the certificate's name). */
   readonly secrets = new Map<string, string>();
+  /** Content types of Key Vault secrets other than `text/plain` (a certificate's: PEM or PKCS#12). */
+  readonly secretContentTypes = new Map<string, string>();
   keyVaultForbidden = false;
   /** Secrets that are disabled in the vault: Key Vault answers 403 Forbidden, inner error SecretDisabled. */
   readonly disabledSecrets = new Set<string>();
@@ -108,9 +141,24 @@ export class SimulatedTenant {
 
   private readonly tokens = new Map<
     string,
-    { audience: string; expiresAt: number; clientId: string; roles: readonly string[] }
+    {
+      audience: string;
+      expiresAt: number;
+      clientId: string;
+      roles: readonly string[];
+      /** The managed identity's: dated and judged by the host's clock (see issueIdentityToken). */
+      onHostClock?: boolean;
+    }
   >();
-  private readonly counters: Record<SimulatedApi, number> = { entra: 0, keyvault: 0, graph: 0, legacy: 0 };
+  private readonly counters: Record<SimulatedApi, number> = {
+    entra: 0,
+    identity: 0,
+    keyvault: 0,
+    graph: 0,
+    legacy: 0,
+  };
+  private signingKey: KeyObject | undefined;
+  private readonly identityContext: IdentityContext;
   private readonly incidentsRoute: IncidentsRoute;
   private readonly entraContext: EntraContext;
   private readonly keyVaultContext: KeyVaultContext;
@@ -128,7 +176,7 @@ export class SimulatedTenant {
     this.clientId = options.clientId ?? randomUUID();
     this.clientSecret = options.clientSecret ?? `sbx~${randomBytes(18).toString('base64url')}`;
     this.identityClientId = randomUUID();
-    this.identitySecret = `mi~${randomBytes(18).toString('base64url')}`;
+    this.identityPrincipalId = randomUUID();
     this.secretName = options.secretName ?? 'defender-client-secret';
     this.tokenLifetimeSeconds = options.tokenLifetimeSeconds ?? 3599;
     this.store = options.store ?? new IncidentStore(options.seed ?? 1, this.clock);
@@ -136,12 +184,19 @@ export class SimulatedTenant {
     this.appRoles = options.appRoles ?? ['SecurityIncident.Read.All', 'Incident.Read.All'];
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const tenant = this;
+    this.federatedCredentials = [];
     this.entraContext = {
       tenantId: this.tenantId,
       clientId: this.clientId,
-      identityClientId: this.identityClientId,
-      identitySecret: this.identitySecret,
       validClientSecrets: this.validClientSecrets,
+      get federatedCredentials() {
+        return tenant.federatedCredentials;
+      },
+      appCertificates: this.appCertificates,
+      get identityIssuer() {
+        return tenant.identityIssuer;
+      },
+      identitySigningKey: () => tenant.identitySigningKey(),
       get entraDiscoveryStatus() {
         return tenant.entraDiscoveryStatus;
       },
@@ -157,6 +212,17 @@ export class SimulatedTenant {
         tenant.tokenRequests++;
       },
     };
+    this.identityContext = {
+      tenantId: this.tenantId,
+      identityClientId: this.identityClientId,
+      get identityAssigned() {
+        return tenant.identityAssigned;
+      },
+      get tokenLifetimeSeconds() {
+        return tenant.tokenLifetimeSeconds;
+      },
+      issueIdentityToken: (resource) => tenant.issueIdentityToken(resource),
+    };
     this.keyVaultContext = {
       tenantId: this.tenantId,
       get origin() {
@@ -167,6 +233,7 @@ export class SimulatedTenant {
       },
       disabledSecrets: this.disabledSecrets,
       secrets: this.secrets,
+      secretContentTypes: this.secretContentTypes,
       clock: () => tenant.clock(),
       tokenFor: (req, audience) => tenant.tokenFor(req, audience),
       countSecretRead: () => {
@@ -205,6 +272,7 @@ export class SimulatedTenant {
     const tenant = SimulatedTenant.prepare(options);
     const { cert, key } = await createLoopbackCertificate();
     tenant.ca = cert;
+    tenant.signingKey = await sharedSigningKey();
     const server = https.createServer({ cert, key }, (req, res) => {
       void tenant.serve(req, res);
     });
@@ -220,6 +288,8 @@ export class SimulatedTenant {
     const address = server.address();
     if (typeof address !== 'object' || address === null) throw new Error('no address');
     tenant.origin = `https://127.0.0.1:${address.port}`;
+    tenant.trustManagedIdentity();
+    servingTenants.set(tenant.identityClientId.toLowerCase(), tenant);
     return tenant;
   }
 
@@ -230,6 +300,7 @@ export class SimulatedTenant {
   static inMemory(options: SimulatedTenantOptions & { origin?: string } = {}): SimulatedTenant {
     const tenant = SimulatedTenant.prepare(options);
     tenant.origin = options.origin ?? 'https://127.0.0.1:1';
+    tenant.trustManagedIdentity();
     return tenant;
   }
 
@@ -275,16 +346,139 @@ export class SimulatedTenant {
     res.end(answer.body);
   }
 
-  /** A real SDK credential for the tenant's managed identity (Key Vault reads); tests shorten its retries. */
-  managedIdentityCredential(
-    options: Pick<ClientSecretCredentialOptions, 'retryOptions'> = {},
-  ): TokenCredential {
-    return new ClientSecretCredential(this.tenantId, this.identityClientId, this.identitySecret, {
-      authorityHost: this.origin,
-      disableInstanceDiscovery: true,
+  /**
+   * Where the real `ManagedIdentityCredential` sends its token requests in the sandbox: an HTTP client (the
+   * SDKs' own, over HTTPS with the tenant's CA) that sends each request to the tenant whose identity it names
+   * (`client_id`), with its path and query. With no managed identity variables in the environment, the
+   * credential asks the instance metadata service (IMDS, http://169.254.169.254/metadata/identity/oauth2/token),
+   * which the tenant plays: no `process.env` is changed.
+   *
+   * One client for all tenants of the process, because @azure/msal-node (7.2.3) keeps the managed identity
+   * source, with the network client of the first credential that used it, in a static field
+   * (`ManagedIdentityClient.identitySource`): every later credential's requests go through that first client.
+   */
+  get identityEndpoint(): HttpClient {
+    return identityEndpoint();
+  }
+
+  /**
+   * The real SDK credential of the tenant's user-assigned managed identity (Key Vault reads; the assertion of
+   * `federated` mode), talking to the simulated identity endpoint; tests shorten its retries.
+   */
+  managedIdentityCredential(options: Pick<TokenCredentialOptions, 'retryOptions'> = {}): TokenCredential {
+    return new ManagedIdentityCredential({
+      clientId: this.identityClientId,
+      httpClient: this.identityEndpoint,
       tlsOptions: { ca: this.ca },
       ...options,
     });
+  }
+
+  /** The issuer of the managed identity's tokens: this tenant's v2.0 issuer (Entra's for the global cloud). */
+  get identityIssuer(): string {
+    return `${this.origin}/${this.tenantId}/v2.0`;
+  }
+
+  /**
+   * The settings of one DEFENDER_CREDENTIAL mode against this tenant, as a deployment sets them: `secret` reads
+   * the vault's client secret, `federated` names only the managed identity, `certificate` names the vault and
+   * the certificate ({@link SANDBOX_CERTIFICATE} unless given; {@link createCertificate} makes it).
+   */
+  credentialSettings(mode: string, certificateName = SANDBOX_CERTIFICATE): Record<string, string> {
+    switch (mode) {
+      case 'federated':
+        return { DEFENDER_CREDENTIAL: 'federated', AZURE_CLIENT_ID: this.identityClientId };
+      case 'certificate':
+        return {
+          DEFENDER_CREDENTIAL: 'certificate',
+          KEY_VAULT_URL: this.origin,
+          KEY_VAULT_CERTIFICATE_NAME: certificateName,
+        };
+      case 'secret':
+        return { KEY_VAULT_URL: this.origin };
+      default:
+        return { DEFENDER_CREDENTIAL: mode, KEY_VAULT_URL: this.origin };
+    }
+  }
+
+  /** The app trusts the managed identity as a federated credential again (the default), replacing all others. */
+  trustManagedIdentity(): void {
+    this.federatedCredentials = [
+      { issuer: this.identityIssuer, subject: this.identityPrincipalId, audiences: [EXCHANGE_AUDIENCE] },
+    ];
+  }
+
+  /**
+   * Creates a certificate in the vault, as `az keyvault certificate create` with a PEM policy does: its secret
+   * (same name) holds the private key and the certificate in PEM, and, unless `upload` is false, the public
+   * certificate is uploaded to the app registration. `exportable: false` leaves the key out of the secret, as
+   * Key Vault does for a non-exportable key. Returns the certificate (PEM) and its SHA-256 thumbprint.
+   */
+  async createCertificate(
+    name: string,
+    options: { validForMs?: number; exportable?: boolean; upload?: boolean } = {},
+  ): Promise<{ certificate: string; privateKey: string; thumbprint: string }> {
+    const now = this.clock();
+    const { cert, key } = await createAppCertificate(`CN=${name}`, {
+      notBefore: new Date(now - 3_600_000),
+      notAfter: new Date(now + (options.validForMs ?? 365 * 86_400_000)),
+    });
+    if (options.upload !== false) this.appCertificates.push(cert);
+    const privateKey = createPrivateKey(key).export({ format: 'pem', type: 'pkcs8' }).toString();
+    this.secrets.set(name, options.exportable === false ? cert : `${privateKey}${cert}`);
+    this.secretContentTypes.set(name, 'application/x-pem-file');
+    const thumbprint = createHash('sha256').update(new X509Certificate(cert).raw).digest('base64url');
+    return { certificate: cert, privateKey, thumbprint };
+  }
+
+  /**
+   * The key that signs the managed identity's tokens: one per process, made off the event loop when a tenant
+   * starts (an RSA key takes up to a second on a busy machine); an in-memory tenant makes it on first use.
+   */
+  private identitySigningKey(): KeyObject {
+    this.signingKey ??= generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    return this.signingKey;
+  }
+
+  /**
+   * A token of the managed identity for `resource`, as its endpoint issues it: a JWT signed (RS256) by the
+   * tenant's key with the identity's principal ID as subject and object ID, recorded in {@link issuedTokens}.
+   * `issuedAt` dates it (a test makes an expired one). Dated and judged by the host's clock, not the tenant's:
+   * @azure/msal-node keeps managed identity tokens in a process-wide cache on the host's clock, so a test that
+   * moves the tenant's clock on would otherwise be served tokens the tenant refuses.
+   */
+  issueIdentityToken(resource: string, options: { issuedAt?: number } = {}): string {
+    const issuedAt = options.issuedAt ?? Date.now();
+    const expiresAt = issuedAt + this.tokenLifetimeSeconds * 1000;
+    const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const signed = [
+      part({ typ: 'JWT', alg: 'RS256', kid: 'sandbox-identity' }),
+      part({
+        aud: resource,
+        iss: this.identityIssuer,
+        iat: Math.floor(issuedAt / 1000),
+        nbf: Math.floor(issuedAt / 1000),
+        exp: Math.floor(expiresAt / 1000),
+        azp: this.identityClientId,
+        appid: this.identityClientId,
+        idtyp: 'app',
+        oid: this.identityPrincipalId,
+        sub: this.identityPrincipalId,
+        tid: this.tenantId,
+        ver: '2.0',
+      }),
+    ].join('.');
+    const signature = sign('sha256', Buffer.from(signed), this.identitySigningKey()).toString('base64url');
+    const token = `${signed}.${signature}`;
+    this.tokens.set(token, {
+      audience: resource,
+      expiresAt,
+      clientId: this.identityClientId,
+      roles: [],
+      onHostClock: true,
+    });
+    this.issuedTokens.push(token);
+    return token;
   }
 
   /**
@@ -328,6 +522,7 @@ export class SimulatedTenant {
   }
 
   async close(): Promise<void> {
+    servingTenants.delete(this.identityClientId.toLowerCase());
     for (const socket of this.sockets) socket.destroy();
     const server = this.server;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -384,9 +579,11 @@ export class SimulatedTenant {
         ? 'legacy'
         : path.startsWith('/secrets/')
           ? 'keyvault'
-          : /^\/[^/]+\/(v2\.0\/\.well-known\/openid-configuration|oauth2\/v2\.0\/token)$/.test(path)
-            ? 'entra'
-            : undefined;
+          : path === IDENTITY_TOKEN_PATH
+            ? 'identity'
+            : /^\/[^/]+\/(v2\.0\/\.well-known\/openid-configuration|oauth2\/v2\.0\/token)$/.test(path)
+              ? 'entra'
+              : undefined;
     if (!api) {
       json(res, 404, { error: { code: 'NotFound', message: `no route ${path}` } });
       return;
@@ -419,6 +616,8 @@ export class SimulatedTenant {
         return answerEntra(this.entraContext, res, url, body);
       case 'keyvault':
         return answerKeyVault(this.keyVaultContext, req, res, url);
+      case 'identity':
+        return answerIdentity(this.identityContext, req, res, url);
       default:
         return this.incidentsRoute.handle(api, req, res, url, fault);
     }
@@ -440,7 +639,8 @@ export class SimulatedTenant {
     const header = req.headers.authorization;
     if (!header?.startsWith('Bearer ')) return 'missing';
     const token = this.tokens.get(header.slice(7));
-    if (!token || token.audience !== audience || token.expiresAt <= this.clock()) return 'invalid';
+    const now = token?.onHostClock ? Date.now() : this.clock();
+    if (!token || token.audience !== audience || token.expiresAt <= now) return 'invalid';
     return 'ok';
   }
 
@@ -449,6 +649,41 @@ export class SimulatedTenant {
     const header = req.headers.authorization;
     return (header?.startsWith('Bearer ') && this.tokens.get(header.slice(7))?.roles) || [];
   }
+}
+
+let signingKey: Promise<KeyObject> | undefined;
+
+/** The RSA key of the simulated identities' tokens, generated once per process in the thread pool. */
+function sharedSigningKey(): Promise<KeyObject> {
+  signingKey ??= new Promise((resolve, reject) => {
+    generateKeyPair('rsa', { modulusLength: 2048 }, (error, _publicKey, privateKey) =>
+      error ? reject(error) : resolve(privateKey),
+    );
+  });
+  return signingKey;
+}
+
+/** The started tenants, by the client ID of their managed identity, newest last. */
+const servingTenants = new Map<string, SimulatedTenant>();
+let sharedIdentityEndpoint: HttpClient | undefined;
+
+/** The one HTTP client of the simulated identity endpoints (see {@link SimulatedTenant.identityEndpoint}). */
+function identityEndpoint(): HttpClient {
+  if (sharedIdentityEndpoint) return sharedIdentityEndpoint;
+  const inner = createDefaultHttpClient();
+  sharedIdentityEndpoint = {
+    sendRequest: (request) => {
+      const target = new URL(request.url);
+      const clientId = (target.searchParams.get('client_id') ?? '').toLowerCase();
+      // An identity no tenant has goes to the newest tenant, which answers "Identity not found".
+      const tenant = servingTenants.get(clientId) ?? [...servingTenants.values()].at(-1);
+      if (!tenant) throw new Error('No simulated tenant is serving: start one first.');
+      request.url = `${tenant.origin}${target.pathname}${target.search}`;
+      request.tlsSettings = { ...request.tlsSettings, ca: tenant.ca };
+      return inner.sendRequest(request);
+    },
+  };
+  return sharedIdentityEndpoint;
 }
 
 function readBody(req: IncomingMessage): Promise<string> {

@@ -1,9 +1,9 @@
 import type * as https from 'node:https';
-import { ClientSecretCredential, type TokenCredentialOptions } from '@azure/identity';
+import type { TokenCredential } from '@azure/identity';
 import { ExportError, registerSecret } from '../errors';
 import type { Logger } from '../logger';
+import type { ApiCredential } from './apiCredential';
 import { probeDiscovery } from './entraDiscovery';
-import type { SecretProvider } from './secretProvider';
 
 export interface ApiTokenProviderOptions {
   readonly tenantId: string;
@@ -11,24 +11,26 @@ export interface ApiTokenProviderOptions {
   readonly authorityHost: string;
   /** `<api origin>/.default` */
   readonly scope: string;
-  readonly secrets: SecretProvider;
+  /** The credential mode's way to authenticate the app (secret, federated managed identity, certificate). */
+  readonly credential: ApiCredential;
   readonly logger: Logger;
-  /** Extra credential options (tlsOptions for the local sandbox). */
-  readonly credentialOptions?: TokenCredentialOptions;
+  /** A CA (PEM) for the OpenID discovery probe: the local sandbox's. */
+  readonly ca?: string;
   /** Agent for the OpenID discovery probe that explains a failed discovery (a proxy tunnel when one is set). */
   readonly discoveryAgent?: https.Agent;
 }
 
 /**
- * Client-credentials tokens for the incidents API, with the secret from a {@link SecretProvider}.
+ * Client-credentials tokens for the incidents API, with the app's credential in its mode ({@link ApiCredential}).
  *
  * Two recoveries: after a 401 from the API, `forceRefresh` builds a fresh credential (MSAL would otherwise
- * serve the cached token until 5 minutes before expiry); and when Entra rejects the secret
- * (AADSTS7000215 invalid, 7000222 expired) the secret is re-read from Key Vault once, because an operator
- * rotating it is the usual cause.
+ * serve the cached token until 5 minutes before expiry); and when Entra rejects the credential (a secret
+ * invalid or expired, a certificate not registered, an assertion out of time) it is re-read once (Key Vault, a
+ * fresh managed identity token), because an operator rotating a secret or renewing a certificate is the usual
+ * cause.
  */
 export class ApiTokenProvider {
-  private credential: ClientSecretCredential | undefined;
+  private credential: TokenCredential | undefined;
 
   constructor(private readonly o: ApiTokenProviderOptions) {}
 
@@ -37,10 +39,10 @@ export class ApiTokenProvider {
     try {
       return await this.tryGetToken(false, options.abortSignal);
     } catch (thrown) {
-      if (!isRejectedSecret(thrown)) throw await this.explain(thrown, options.abortSignal);
-      this.o.logger.info(
-        `Entra rejected the client secret; re-reading ${this.o.secrets.location} in case it was rotated.`,
-      );
+      if (!this.o.credential.isRejected(messageOf(thrown))) {
+        throw await this.explain(thrown, options.abortSignal);
+      }
+      this.o.logger.info(this.o.credential.rereading);
       this.credential = undefined;
       try {
         return await this.tryGetToken(true, options.abortSignal);
@@ -51,19 +53,10 @@ export class ApiTokenProvider {
   }
 
   private async tryGetToken(refreshSecret: boolean, abortSignal?: AbortSignal): Promise<string> {
-    if (!this.credential) {
-      const secret = await this.o.secrets.getClientSecret({
-        forceRefresh: refreshSecret,
-        ...(abortSignal ? { abortSignal } : {}),
-      });
-      const authority = new URL(this.o.authorityHost);
-      this.credential = new ClientSecretCredential(this.o.tenantId, this.o.clientId, secret, {
-        ...this.o.credentialOptions,
-        authorityHost: this.o.authorityHost,
-        // Instance discovery calls login.microsoftonline.com; a loopback authority is the local sandbox.
-        disableInstanceDiscovery: authority.hostname === '127.0.0.1' || authority.hostname === 'localhost',
-      });
-    }
+    this.credential ??= await this.o.credential.create({
+      reread: refreshSecret,
+      ...(abortSignal ? { abortSignal } : {}),
+    });
     const token = await this.credential.getToken(this.o.scope, abortSignal ? { abortSignal } : {});
     if (!token?.token)
       throw new ExportError(`Entra returned no access token for scope ${this.o.scope}.`, {
@@ -82,7 +75,7 @@ export class ApiTokenProvider {
     if (thrown instanceof ExportError || !/endpoints_resolution_error/.test(messageOf(thrown))) {
       return this.describe(thrown);
     }
-    const ca = this.o.credentialOptions?.tlsOptions?.ca;
+    const ca = this.o.ca;
     const outcome = await probeDiscovery({
       authorityHost: this.o.authorityHost,
       tenantId: this.o.tenantId,
@@ -110,18 +103,8 @@ export class ApiTokenProvider {
     const message = messageOf(thrown);
     const codes = new Set((message.match(/AADSTS(\d+)/g) ?? []).map((c) => c.slice(6)));
     const at = `at ${this.o.authorityHost}`;
-    if (
-      codes.has('7000215') ||
-      codes.has('7000222') ||
-      codes.has('7000218') ||
-      /invalid_client/.test(message)
-    ) {
-      const expired = codes.has('7000222') ? 'has expired' : 'is not valid';
-      return new ExportError(
-        `Entra rejected the client secret of DEFENDER_CLIENT_ID ${this.o.clientId}: it ${expired} (AADSTS${[...codes].join(', AADSTS') || ' invalid_client'}), ` +
-          `even after re-reading ${this.o.secrets.location}. Create a new client secret for the app registration and store its VALUE (not its ID) there.`,
-      );
-    }
+    const own = this.o.credential.explain(message, codes);
+    if (own) return own;
     if (codes.has('700016')) {
       return new ExportError(
         `DEFENDER_CLIENT_ID ${this.o.clientId} is not an application in tenant ${this.o.tenantId} (AADSTS700016). Check DEFENDER_CLIENT_ID and DEFENDER_TENANT_ID.`,
@@ -143,14 +126,6 @@ export class ApiTokenProvider {
       isTransient: codes.size === 0,
     });
   }
-}
-
-function isRejectedSecret(thrown: unknown): boolean {
-  const message =
-    typeof thrown === 'object' && thrown !== null && 'message' in thrown
-      ? String((thrown as Error).message)
-      : '';
-  return /AADSTS7000215|AADSTS7000222|invalid_client/.test(message);
 }
 
 function messageOf(thrown: unknown): string {

@@ -24,6 +24,11 @@ export interface KeyVaultSecretProviderOptions {
   readonly client: Pick<SecretClient, 'getSecret'>;
   readonly vaultUrl: string;
   readonly secretName: string;
+  /**
+   * What the secret is, for messages: the client secret itself (default), or the secret through which Key Vault
+   * gives a certificate's private key and certificate (same name as the certificate).
+   */
+  readonly kind?: 'secret' | 'certificate';
   /** Client ID of the managed identity that reads the vault, for messages. */
   readonly identityClientId: string | undefined;
   /** How long a read secret is reused. Default one hour; a rejected secret is re-read at once anyway. */
@@ -31,44 +36,72 @@ export interface KeyVaultSecretProviderOptions {
   readonly now?: () => number;
 }
 
-/** Reads the client secret from Key Vault with the function's managed identity and caches it in memory. */
+/** What a Key Vault secret read gives: the value and its content type (a certificate's: PEM or PKCS#12). */
+export interface KeyVaultSecretValue {
+  readonly value: string;
+  readonly contentType: string | undefined;
+}
+
+/**
+ * Reads the client secret (or a certificate's secret) from Key Vault with the function's managed identity and
+ * caches it in memory.
+ */
 export class KeyVaultSecretProvider implements SecretProvider {
-  private cached: { value: string; readAt: number } | undefined;
+  private cached: { secret: KeyVaultSecretValue; readAt: number } | undefined;
   readonly location: string;
+  private readonly noun: string;
+  private readonly setting: string;
+  private readonly create: string;
 
   constructor(private readonly o: KeyVaultSecretProviderOptions) {
-    this.location = `Key Vault secret '${o.secretName}' in ${o.vaultUrl}`;
+    const certificate = o.kind === 'certificate';
+    this.noun = certificate ? 'certificate' : 'secret';
+    this.setting = certificate ? 'KEY_VAULT_CERTIFICATE_NAME' : 'KEY_VAULT_SECRET_NAME';
+    this.create = certificate
+      ? `az keyvault certificate create --vault-name <vault> --name ${o.secretName} --policy @policy.json (content type application/x-pem-file, exportable key: docs/deploy.md)`
+      : `az keyvault secret set --vault-name <vault> --name ${o.secretName} --value <secret>`;
+    this.location = `Key Vault ${this.noun} '${o.secretName}' in ${o.vaultUrl}`;
   }
 
   async getClientSecret(
     options: { forceRefresh?: boolean; abortSignal?: AbortSignal } = {},
   ): Promise<string> {
+    return (await this.getSecret(options)).value;
+  }
+
+  /** The secret with its content type, from the cache unless `forceRefresh` or an hour passed. */
+  async getSecret(
+    options: { forceRefresh?: boolean; abortSignal?: AbortSignal } = {},
+  ): Promise<KeyVaultSecretValue> {
     const now = (this.o.now ?? Date.now)();
     if (
       this.cached &&
       !options.forceRefresh &&
       now - this.cached.readAt < (this.o.cacheTtlInMs ?? 3_600_000)
     ) {
-      return this.cached.value;
+      return this.cached.secret;
     }
     let value: string | undefined;
+    let contentType: string | undefined;
     try {
       const secret = await this.o.client.getSecret(
         this.o.secretName,
         options.abortSignal ? { abortSignal: options.abortSignal } : {},
       );
       value = secret.value;
+      contentType = secret.properties.contentType;
     } catch (thrown) {
       throw this.describe(thrown);
     }
     if (!value) {
       throw new ExportError(
-        `${this.location} is empty. Set it to the client secret value: az keyvault secret set --vault-name <vault> --name ${this.o.secretName} --value <secret>.`,
+        `${this.location} is empty. ${this.o.kind === 'certificate' ? 'Create the certificate' : 'Set it to the client secret value'}: ${this.create}.`,
       );
     }
     registerSecret(value, { longLived: true });
-    this.cached = { value, readAt: now };
-    return value;
+    const secret = { value, contentType };
+    this.cached = { secret, readAt: now };
+    return secret;
   }
 
   private describe(thrown: unknown): ExportError {
@@ -87,22 +120,22 @@ export class KeyVaultSecretProvider implements SecretProvider {
     if (e.statusCode === 403 && isSecretDisabled(e)) {
       // Key Vault answers 403 Forbidden, inner error SecretDisabled, for a disabled secret: not a missing role.
       return new ExportError(
-        `Key Vault secret '${this.o.secretName}' in vault ${this.o.vaultUrl} is disabled: enable it or set a new version ` +
-          `(az keyvault secret set-attributes --vault-name <vault> --name ${this.o.secretName} --enabled true, or az keyvault secret set). Key Vault said: ${e.message ?? 'SecretDisabled'}`,
+        `Key Vault ${this.noun} '${this.o.secretName}' in vault ${this.o.vaultUrl} is disabled: enable it or ${this.o.kind === 'certificate' ? 'create' : 'set'} a new version ` +
+          `(az keyvault ${this.noun} set-attributes --vault-name <vault> --name ${this.o.secretName} --enabled true, or ${this.create}). Key Vault said: ${e.message ?? 'SecretDisabled'}`,
         { cause: thrown },
       );
     }
     if (e.statusCode === 403) {
       return new ExportError(
-        `Key Vault ${this.o.vaultUrl} refused to read secret '${this.o.secretName}' (403 ${e.code ?? 'Forbidden'}). ` +
+        `Key Vault ${this.o.vaultUrl} refused to read ${this.noun} '${this.o.secretName}'${this.o.kind === 'certificate' ? " through the certificate's secret" : ''} (403 ${e.code ?? 'Forbidden'}). ` +
           `Grant ${who} the 'Key Vault Secrets User' role on the vault (RBAC), and check the vault's firewall.`,
         { cause: thrown },
       );
     }
     if (e.statusCode === 404) {
       return new ExportError(
-        `Secret '${this.o.secretName}' was not found in Key Vault ${this.o.vaultUrl}. Create it (az keyvault secret set --name ${this.o.secretName} ...) ` +
-          'or set KEY_VAULT_SECRET_NAME to the right name.',
+        `${this.o.kind === 'certificate' ? "Certificate '" : "Secret '"}${this.o.secretName}' was not found in Key Vault ${this.o.vaultUrl}. Create it (${this.create}) ` +
+          `or set ${this.setting} to the right name.`,
         { cause: thrown },
       );
     }
@@ -121,7 +154,7 @@ export class KeyVaultSecretProvider implements SecretProvider {
     }
     // No answer, a timeout, throttling or a 5xx pass; a host name that does not resolve is a wrong KEY_VAULT_URL.
     return new ExportError(
-      `Could not read secret '${this.o.secretName}' from Key Vault ${this.o.vaultUrl} (check KEY_VAULT_URL): ${e.message ?? String(thrown)}`,
+      `Could not read ${this.noun} '${this.o.secretName}' from Key Vault ${this.o.vaultUrl} (check KEY_VAULT_URL): ${e.message ?? String(thrown)}`,
       { cause: thrown, isTransient: e.code !== 'ENOTFOUND' && isTransientStatus(e.statusCode ?? 0) },
     );
   }

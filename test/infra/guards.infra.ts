@@ -174,8 +174,10 @@ if (!bicep && process.env.CI) {
   it('has a parameter file for each guard', () => {
     expect(files('fail').length).toBeGreaterThanOrEqual(10);
     expect(files('pass').map((f) => basename(f))).toEqual([
+      'certificate.bicepparam',
       'defaults.bicepparam',
       'edges.bicepparam',
+      'federated.bicepparam',
       'second-environment.bicepparam',
       'worm-locked-archive.bicepparam',
     ]);
@@ -192,12 +194,17 @@ if (!bicep && process.env.CI) {
       const exportSettings = Object.keys(settings).filter((name) => name in SETTINGS);
       expect(exportSettings.sort()).toEqual(
         Object.keys(SETTINGS)
-          // Local-only settings, and DEFENDER_API_URL, which the template sets only when defenderApiUrl is given.
+          // Local-only settings, DEFENDER_API_URL, which the template sets only when defenderApiUrl is given, and
+          // the settings of the other credential modes.
           .filter(
             (name) =>
-              !['DEFENDER_CLIENT_SECRET', 'EXPORT_STORAGE_CONNECTION_STRING', 'DEFENDER_API_URL'].includes(
-                name,
-              ),
+              ![
+                'DEFENDER_CLIENT_SECRET',
+                'EXPORT_STORAGE_CONNECTION_STRING',
+                'DEFENDER_API_URL',
+                'KEY_VAULT_CERTIFICATE_NAME',
+                'DEFENDER_FEDERATION_AUDIENCE',
+              ].includes(name),
           )
           .sort(),
       );
@@ -319,6 +326,40 @@ if (!bicep && process.env.CI) {
         expect.stringMatching(/^ab1data/),
       ]),
     );
+  });
+
+  it('federated: no Key Vault, no vault role, no secret or vault setting, and the code accepts it', async () => {
+    const resources = await evaluated('federated.bicepparam');
+    expect(resources.filter((r) => r.type.startsWith('Microsoft.KeyVault/'))).toEqual([]);
+    const roles = ofType(resources, 'Microsoft.Authorization/roleAssignments').map((r) =>
+      String(props(r).roleDefinitionId),
+    );
+    expect(roles.some((id) => id.includes('4633458b-17de-408a-b874-0445c86b69e6'))).toBe(false);
+    const settings = appSettings(resources);
+    expect(Object.keys(settings).filter((k) => /KEY_VAULT|SECRET/.test(k))).toEqual([]);
+    // The cross-cloud guard needs the deployment's cloud (environment()), which only Resource Manager knows:
+    // the snapshot leaves it as the expression that checks it, then gives the mode.
+    expect(settings.DEFENDER_CREDENTIAL).toMatch(
+      /^\[if\(.*across clouds is not supported.*variables\('credential'\)\)\]$/,
+    );
+    settings.DEFENDER_CREDENTIAL = 'federated';
+    expect(parseConfig(settings, { runner: 'function' })).toMatchObject({
+      credential: 'federated',
+      federationAudience: 'api://AzureADTokenExchange',
+    });
+  });
+
+  it('certificate: the vault with its Secrets User role, and the certificate named in the settings', async () => {
+    const resources = await evaluated('certificate.bicepparam');
+    expect(ofType(resources, 'Microsoft.KeyVault/vaults')).toHaveLength(1);
+    expect(ofType(resources, 'Microsoft.KeyVault/vaults/secrets')).toEqual([]);
+    const settings = appSettings(resources);
+    expect(settings).toMatchObject({
+      DEFENDER_CREDENTIAL: 'certificate',
+      KEY_VAULT_CERTIFICATE_NAME: 'dix-cert',
+    });
+    expect(settings.KEY_VAULT_SECRET_NAME).toBeUndefined();
+    expect(parseConfig(settings, { runner: 'function' }).keyVaultCertificateName).toBe('dix-cert');
   });
 
   it('refuses the run budget the guard refuses, as the code does', async () => {

@@ -69,7 +69,9 @@ const HOST_SETTINGS = [
 ];
 
 describe('the deployment agrees with the code', () => {
-  const exportSettings = block(bicep, 'var exportSettings = union(');
+  // The credential mode's settings (Key Vault, certificate, federation audience) and all the others.
+  const exportSettings =
+    block(bicep, 'var credentialSettings = union(') + block(bicep, 'var exportSettings = union(');
   const hostSettings = block(bicep, 'var hostSettings =');
 
   it('sets every setting the code reads, and no other, except the local-only ones', () => {
@@ -82,6 +84,19 @@ describe('the deployment agrees with the code', () => {
     expect(block(bicep, "resource appSettings 'config'")).toMatch(
       /properties: union\(hostSettings, exportSettings\)/,
     );
+  });
+
+  it('takes a client secret in secret mode only, and has no vault in federated mode', () => {
+    // Secure parameters are not evaluated offline (bicep snapshot), so this guard is checked in the text.
+    const storesSecret = bicep.slice(bicep.indexOf('var storesSecret ='), bicep.indexOf('var usesVault ='));
+    expect(storesSecret).toMatch(
+      /credentialMode == 'secret'\s*\? !empty\(defenderClientSecret\)\s*: \(empty\(defenderClientSecret\)\s*\? false\s*: fail\('defenderClientSecret is given but credentialMode/,
+    );
+    expect(bicep).toMatch(/^resource clientSecret '[^']+' = if \(storesSecret\) \{/m);
+    for (const symbol of ['vault', 'vaultAudit', 'vaultSecretsUser']) {
+      expect(bicep).toMatch(new RegExp(`^resource ${symbol} '[^']+' = if \\(usesVault\\) \\{`, 'm'));
+    }
+    expect(bicep).toMatch(/^var usesVault = credential != 'federated'$/m);
   });
 
   it('puts no secret in app settings: the client secret stays in Key Vault, storage uses the identity', () => {

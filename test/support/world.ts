@@ -5,14 +5,14 @@ import {
   type CompositionOptions,
   type Exporter,
 } from '../../src/composition/compositionRoot';
-import { parseConfig, type ExportConfig } from '../../src/config';
+import { parseConfig, type CredentialMode, type ExportConfig } from '../../src/config';
 import { CHECKPOINT_BLOB, EXPORT_PREFIX, readBlobMetadata } from '../../src/export/blobLayout';
 import type { RunSummary } from '../../src/export/exportRun';
 import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
 import type { CheckpointStore, ExportBlobWriter, ExportSink } from '../../src/export/ports';
 import { readExportBlob } from '../../src/operations/exportReader';
 import type { Logger } from '../../src/logger';
-import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
+import { SANDBOX_CERTIFICATE, SimulatedTenant } from '../../src/sandbox/simulatedTenant';
 
 /** The legacy API's 50/min and 1,500/h, with time running 100 times faster, on both sides. */
 export const SCALED_LEGACY_LIMITS = { perMinute: 50, perHour: 1500, minuteInMs: 600, hourInMs: 36_000 };
@@ -49,8 +49,13 @@ export interface ExportedVersion {
   raw: Record<string, unknown>;
 }
 
+/** The certificate of `certificate` mode in a world's vault. */
+export const WORLD_CERTIFICATE = SANDBOX_CERTIFICATE;
+
 export interface WorldOptions {
   api?: 'graph' | 'legacy';
+  /** DEFENDER_CREDENTIAL; the settings of each mode are filled in (default `secret`, from the vault). */
+  credential?: CredentialMode;
   /** Settings over the defaults (tenant, vault, storage and a fresh container are filled in). */
   settings?: Record<string, string>;
   composition?: Partial<CompositionOptions>;
@@ -123,6 +128,9 @@ export class World {
     const tenant =
       options.tenant ??
       (await SimulatedTenant.start({ seed: 7, legacyLimits: SCALED_LEGACY_LIMITS, clock: clock.now }));
+    if (options.credential === 'certificate' && !tenant.secrets.has(WORLD_CERTIFICATE)) {
+      await tenant.createCertificate(WORLD_CERTIFICATE);
+    }
     return new World(tenant, options.connectionString, clock).configure(options);
   }
 
@@ -134,7 +142,7 @@ export class World {
       DEFENDER_API: options.api ?? 'graph',
       DEFENDER_API_URL: this.tenant.origin,
       DEFENDER_AUTHORITY_HOST: this.tenant.origin,
-      KEY_VAULT_URL: this.tenant.origin,
+      ...this.tenant.credentialSettings(options.credential ?? 'secret'),
       EXPORT_STORAGE_CONNECTION_STRING: this.connectionString,
       EXPORT_CONTAINER: this.container.containerName,
       EXPORT_SETTLE_DELAY: 'PT1S',
@@ -154,6 +162,7 @@ export class World {
       azureCredential: this.tenant.managedIdentityCredential({
         retryOptions: { maxRetries: 1, retryDelayInMs: 20, maxRetryDelayInMs: 50 },
       }),
+      identityEndpoint: this.tenant.identityEndpoint,
       http: {
         // Waits (retry back-off, Retry-After, the legacy API's pacing) pass on the world's clock, not the host's.
         sleep: (ms) => {

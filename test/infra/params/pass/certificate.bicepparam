@@ -1,0 +1,7 @@
+// Certificate: the vault and its Secrets User role, the certificate named in the settings.
+using '../../../../infra/main.bicep'
+
+param defenderClientId = '00000000-0000-0000-0000-000000000001'
+param deploymentTime = '2026-12-01T10:00:00Z'
+param credentialMode = 'certificate'
+param keyVaultCertificateName = 'dix-cert'
