@@ -86,6 +86,8 @@ export interface CompositionOptions {
   readonly maxBlobBytes?: number;
   /** Replaces the checkpoint store (fault injection in tests). */
   readonly checkpointStore?: CheckpointStore;
+  /** Wraps each run's checkpoint store, a backfill slice's too (fault injection in tests). */
+  readonly wrapCheckpoints?: (store: CheckpointStore) => CheckpointStore;
   /** Wraps the export sink (fault injection in tests). */
   readonly wrapSink?: (sink: ExportSink) => ExportSink;
   /** Page size (`$top`) below the API's maximum: tests page small histories hard. */
@@ -131,10 +133,12 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         if (stateContainer !== container) await ensureContainer(stateContainer, abortSignal);
       }
       const sink = options.sink ?? new BlobExportSink(container);
+      const wrapCheckpoints = options.wrapCheckpoints ?? ((store: CheckpointStore) => store);
       return runExport({
         source,
-        checkpoints:
+        checkpoints: wrapCheckpoints(
           options.checkpointStore ?? new BlobCheckpointStore(stateContainer, runOptions.checkpointBlob),
+        ),
         sink: options.wrapSink ? options.wrapSink(sink) : sink,
         clock,
         logger,
@@ -151,6 +155,7 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         ...(runOptions.abortSignal ? { abortSignal: runOptions.abortSignal } : {}),
         ...(runOptions.initialWatermark ? { initialWatermark: runOptions.initialWatermark } : {}),
         ...(runOptions.windowEnd ? { windowEnd: runOptions.windowEnd } : {}),
+        ...(runOptions.stopSignal ? { stopSignal: runOptions.stopSignal } : {}),
       });
     },
   };

@@ -10,7 +10,7 @@ import {
 } from '@azure/identity';
 import { createLoopbackCertificate } from './certificates';
 import { IncidentStore } from './incidentStore';
-import { IncidentsRoute, type PagingQuirks } from './incidentsRoute';
+import { IncidentsRoute, type GraphLimit, type PagingQuirks } from './incidentsRoute';
 import { answerEntra, type EntraContext } from './entraRoute';
 import { answerKeyVault, type KeyVaultContext } from './keyVaultRoute';
 import { json } from './routeReplies';
@@ -41,6 +41,8 @@ export interface SimulatedTenantOptions {
   tokenLifetimeSeconds?: number;
   /** Legacy limits per app (https://learn.microsoft.com/defender-xdr/api-list-incidents). */
   legacyLimits?: { perMinute: number; perHour: number; minuteInMs?: number; hourInMs?: number };
+  /** A Graph rate limit enforced with 429 + Retry-After (see {@link GraphLimit}); none by default. */
+  graphLimit?: GraphLimit;
   /** Emit `@odata.nextLink` on the legacy API too (it is undocumented there). */
   legacyNextLink?: boolean;
   store?: IncidentStore;
@@ -54,7 +56,7 @@ export interface SimulatedTenantOptions {
   alertsPageSize?: number;
 }
 
-export type { PagingQuirks };
+export type { GraphLimit, PagingQuirks };
 
 /**
  * A simulated Defender tenant: Entra (OIDC discovery and client-credentials tokens, entraRoute.ts), Key Vault
@@ -198,6 +200,11 @@ export class SimulatedTenant {
     );
     this.validClientSecrets.add(this.clientSecret);
     this.secrets.set(this.secretName, this.clientSecret);
+  }
+
+  /** Graph requests refused with 429 by {@link SimulatedTenantOptions.graphLimit}. */
+  get graphThrottled(): number {
+    return this.incidentsRoute.graphThrottled;
   }
 
   /** Starts the tenant on a free port of 127.0.0.1. */
