@@ -131,7 +131,8 @@ export class AdaptivePacer implements RequestPacer {
       }
     }
     const startedAt = this.now();
-    if (this.rate !== undefined) this.nextStartAt = startedAt + 1 / this.rate;
+    // Whole milliseconds: timers (and clocks that sleeps move) take integers.
+    if (this.rate !== undefined) this.nextStartAt = startedAt + Math.ceil(1 / this.rate);
     this.stats.requests++;
     const epoch = this.epoch;
     let isReleased = false;
@@ -148,7 +149,7 @@ export class AdaptivePacer implements RequestPacer {
 
   /** How long a request that has a place on the wire waits at `now` (pause and spacing). */
   delayInMs(now: number): number {
-    return Math.max(this.pausedUntil - now, this.nextStartAt - now, 0);
+    return Math.ceil(Math.max(this.pausedUntil - now, this.nextStartAt - now, 0));
   }
 
   private settle(outcome: RequestOutcome, startedAt: number, epoch: number): void {
