@@ -62,6 +62,9 @@ export interface BackfillSummary {
   blobs: number;
   /** Slices split during this backfill so that idle ones took over the rest of their range. */
   splits: number;
+  /** Requests to the incidents API over all runs, and the 429 answers among them. */
+  requests: number;
+  throttles: number;
   reason?: string;
 }
 
@@ -110,6 +113,8 @@ export async function runBackfill(exporter: Exporter, options: BackfillOptions):
     incidents: 0,
     blobs: 0,
     splits: 0,
+    requests: 0,
+    throttles: 0,
   };
   if (fromTicks >= endTicks) {
     summary.outcome = 'nothing-to-do';
@@ -299,6 +304,8 @@ class SlicePool {
         this.summary.runs++;
         this.summary.incidents += run.incidents;
         this.summary.blobs += run.blobs;
+        this.summary.requests += run.requests;
+        this.summary.throttles += run.throttles;
         segment.watermark = run.watermark;
         this.options.onRun?.({
           runs: this.summary.runs,
