@@ -9,7 +9,7 @@ import { floorMs, formatTicks, parseTimestamp, TICKS_PER_MS } from '../export/ti
 import { ExportError } from '../errors';
 import type { Logger } from '../logger';
 import { BACKFILL_RUN_PREFIX } from './exportStatus';
-import type { TimeRange } from './timeRange';
+import { cutEvenly, type TimeRange } from './timeRange';
 
 export interface BackfillOptions {
   /** The history to fill in, [from, to); cut where the live export began. */
@@ -645,20 +645,6 @@ async function planSegments(
   }
   for (const [a, b] of slices) await add(a, b);
   return segments;
-}
-
-/** [from, to) in `parts` slices of equal span, their ends on millisecond boundaries. */
-function cutEvenly(from: bigint, to: bigint, parts: number): [bigint, bigint][] {
-  const out: [bigint, bigint][] = [];
-  let start = from;
-  for (let i = 1; i <= parts && start < to; i++) {
-    const end = i === parts ? to : floorMs(from + ((to - from) * BigInt(i)) / BigInt(parts));
-    if (end > start) {
-      out.push([start, end]);
-      start = end;
-    }
-  }
-  return out;
 }
 
 /**

@@ -1,5 +1,5 @@
-import { mapBounded } from './mapBounded';
 import { watermarkOf, type IncidentRecord } from '../export/checkpoint';
+import { mapConcurrently } from '../export/forEachConcurrently';
 import type { IncidentPage, IncidentSource, ListWindow, SourceStats } from '../export/ports';
 import { formatTicks, parseTimestamp, TICKS_PER_MS, type Timestamp } from '../export/timestamp';
 import { ApiError, ExportError } from '../errors';
@@ -105,7 +105,7 @@ export class GraphIncidentSource implements IncidentSource {
       if (bare.length === 0) yield page;
       else {
         // Bounded: the alerts of a page of 50 are 50 requests; the shared pacer spaces them with everyone else's.
-        const records = await mapBounded(page.records, this.alertsConcurrency, async (r) =>
+        const records = await mapConcurrently(page.records, this.alertsConcurrency, async (r) =>
           hasAlerts(r) ? r : this.withAlerts(r, signal),
         );
         yield { ...page, records };
