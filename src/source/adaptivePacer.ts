@@ -47,6 +47,8 @@ export interface AdaptivePacerOptions {
 
 /** Below this share of the measured rate the pacer settles after a 429, so that it is not at the edge. */
 const SETTLE_SHARE = 0.95;
+/** Requests accepted over the rate window before a 429 can teach a rate. */
+const MIN_REQUESTS_TO_LEARN = 20;
 /** How much the learned rate grows per rate window without a throttle: it probes for a higher limit slowly. */
 const PROBE_GROWTH = 0.04;
 
@@ -175,8 +177,10 @@ export class AdaptivePacer implements RequestPacer {
     if (epoch !== this.epoch) return; // this episode already slowed everyone down
     this.epoch++;
     this.limit = Math.max(1, Math.floor(this.limit / 2));
-    if (outcome.status === 429) {
-      this.trim(now);
+    this.trim(now);
+    // A rate is learned only from a busy window: a 429 after a few requests (a blip, or another client of the
+    // same app using the quota) says nothing about the rate the API accepts, and learning it would crawl.
+    if (outcome.status === 429 && this.accepted.length >= MIN_REQUESTS_TO_LEARN) {
       // The API accepted this many in the last window and refused one more: stay just under that rate. Early on
       // (less than a window of history) the span seen so far stands for the window.
       const first = this.accepted[0];
