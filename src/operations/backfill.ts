@@ -182,10 +182,14 @@ class SlicePool {
   private isInterrupted = false;
   private readonly taken: string[] = [];
   private wake: (() => void)[] = [];
+  /** The indices of the claims this backfill appended: its plan's and its cuts'. */
+  private readonly ownClaims = new Set<number>();
+  private readonly claimIndex: number;
+  private isSplittingOff = false;
 
   constructor(
     private readonly exporter: Exporter,
-    plan: { segments: BackfillSegment[]; fresh: Set<string> },
+    plan: ClaimedPlan,
     private readonly concurrency: number,
     private readonly options: BackfillOptions,
     private readonly summary: BackfillSummary,
@@ -194,6 +198,8 @@ class SlicePool {
       ? AbortSignal.any([options.abortSignal, this.inner.signal])
       : this.inner.signal;
     this.minSplitTicks = BigInt(options.minSplitSpanInMs ?? 60_000) * TICKS_PER_MS;
+    this.claimIndex = plan.claimIndex ?? -1;
+    if (plan.claimIndex !== undefined) this.ownClaims.add(plan.claimIndex);
     for (const segment of plan.segments) {
       const slice = this.sliceOf(segment, plan.fresh.has(segment.checkpointBlob));
       if (segment.status !== 'done') this.queue.push(slice);
@@ -243,7 +249,9 @@ class SlicePool {
   private victim(): Slice | undefined {
     let best: { slice: Slice; left: bigint } | undefined;
     for (const slice of this.slices) {
-      if (!slice.isRunning || slice.split || slice.isUnsplittable) continue;
+      if (this.isSplittingOff) return undefined;
+      // Only this backfill's own segments: another's may be run by it at the same time.
+      if (!slice.isOwn || !slice.isRunning || slice.split || slice.isUnsplittable) continue;
       const left = ticksOf(slice.segment.to) - ticksOf(slice.segment.watermark);
       if (left >= 2n * this.minSplitTicks && (!best || left > best.left)) best = { slice, left };
     }
@@ -278,7 +286,6 @@ class SlicePool {
           this.isInterrupted = true;
           return;
         }
-        if (!slice.isOwn) await this.refreshEnd(segment);
         const before = segment.watermark;
         const stop = new AbortController();
         slice.stop = stop;
@@ -363,7 +370,18 @@ class SlicePool {
     };
     const container = this.exporter.stateContainer;
     for (let attempt = 1; attempt <= MAX_CLAIM_ATTEMPTS; attempt++) {
-      const next = await nextClaimIndex(container);
+      const claims = await claimIndices(container);
+      // Another backfill claimed after this one planned: it may run this one's segments by their claimed ends, so
+      // a cut now could let both export the rest. From here on this backfill splits nothing. A backfill that
+      // plans after a cut reads it, and runs the cut segment to its new end.
+      if (claims.some((i) => i > this.claimIndex && !this.ownClaims.has(i))) {
+        this.isSplittingOff = true;
+        this.options.logger.info(
+          'Backfill: another backfill claimed part of the history since this one started; slices are no longer split.',
+        );
+        return undefined;
+      }
+      const next = claims.reduce((n, i) => Math.max(n, i + 1), 0);
       if (
         await appendClaim(
           container,
@@ -372,6 +390,7 @@ class SlicePool {
           [{ checkpointBlob: segment.checkpointBlob, to: rest.from }],
         )
       ) {
+        this.ownClaims.add(next);
         segment.to = rest.from;
         this.summary.splits++;
         this.summary.segments.push(rest);
@@ -384,19 +403,19 @@ class SlicePool {
     slice.isUnsplittable = true;
     return undefined;
   }
-
-  /** A segment another backfill claimed may have been cut by it since this one planned: its end as the log says. */
-  private async refreshEnd(segment: BackfillSegment): Promise<void> {
-    const { ranges } = await readClaims(this.exporter.stateContainer);
-    const claimed = ranges.find((r) => r.name === segment.checkpointBlob);
-    if (claimed && claimed.to < ticksOf(segment.to)) segment.to = formatTicks(claimed.to);
-  }
 }
 
 function ticksOf(text: string): bigint {
   const parsed = parseTimestamp(text);
   if (!parsed) throw new ExportError(`Invalid backfill position '${text}'.`);
   return parsed.ticks;
+}
+
+/** The segments of a backfill, those it claimed new, and the index of its claim in the log. */
+interface ClaimedPlan {
+  readonly segments: BackfillSegment[];
+  readonly fresh: Set<string>;
+  readonly claimIndex: number | undefined;
 }
 
 /** A range of history that a backfill segment (its checkpoint blob) exports. */
@@ -424,15 +443,18 @@ async function claimSegments(
   endTicks: bigint,
   concurrency: number,
   logger: Logger,
-): Promise<{ segments: BackfillSegment[]; fresh: Set<string> } | undefined> {
+): Promise<ClaimedPlan | undefined> {
   for (let attempt = 1; attempt <= MAX_CLAIM_ATTEMPTS; attempt++) {
     const claims = await readClaims(container);
     const plan = await planSegments(container, fromTicks, endTicks, claims.ranges, concurrency);
     const fresh = plan.filter((s) => s.isNew);
     const segments = plan.map(({ isNew: _isNew, ...segment }) => segment);
     const names = new Set(fresh.map((s) => s.checkpointBlob));
-    if (fresh.length === 0 || (await appendClaim(container, claims.next, fresh)))
-      return { segments, fresh: names };
+    // A backfill with work to do always appends its claim, even without new segments (it resumes others'): its
+    // place in the log tells every backfill that planned before it to stop splitting (see SlicePool.cut).
+    if (!segments.some((s) => s.status !== 'done')) return { segments, fresh: names, claimIndex: undefined };
+    if (await appendClaim(container, claims.next, fresh))
+      return { segments, fresh: names, claimIndex: claims.next };
     logger.info(
       `Another backfill claimed part of the history at the same time (${claimName(claims.next)}); planning again around its claim.`,
     );
@@ -495,18 +517,18 @@ async function readClaims(container: ContainerClient): Promise<{ ranges: Claimed
   return { ranges, next };
 }
 
-/** The index of the next claim, from the names in the log alone. */
-async function nextClaimIndex(container: ContainerClient): Promise<number> {
-  let next = 0;
+/** The indices of the claims in the log, from their names alone. */
+async function claimIndices(container: ContainerClient): Promise<number[]> {
+  const indices: number[] = [];
   try {
     for await (const blob of container.listBlobsFlat({ prefix: CLAIM_PREFIX })) {
       const m = CLAIM_NAME.exec(blob.name);
-      if (m) next = Math.max(next, Number(m[1]) + 1);
+      if (m) indices.push(Number(m[1]));
     }
   } catch (thrown) {
     throw describeStorageError(thrown, container.containerName, `list '${CLAIM_PREFIX}'`);
   }
-  return next;
+  return indices;
 }
 
 /** A split: the segment of `checkpointBlob` ends at `to` now (the rest is a segment of the same claim). */
