@@ -293,6 +293,16 @@ describe('defender-export backfill', () => {
     ]);
   });
 
+  it('refuses a --concurrency outside 1 to 16 by name, before touching anything', async () => {
+    const result = await backfill(['--from', day(now - DAY), '--concurrency', '0']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--concurrency is '0': expected a whole number from 1 to 16/);
+    const claims: string[] = [];
+    for await (const blob of world.container.listBlobsFlat({ prefix: 'state/backfill' }))
+      claims.push(blob.name);
+    expect(claims).toEqual([]);
+  });
+
   it('has nothing to do after the live start, and refuses to run before the live export has', async () => {
     const after = await backfill(['--from', formatTicks(ticks(liveStart) + 10_000_000n)]);
     expect(after.code).toBe(0);
