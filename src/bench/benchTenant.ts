@@ -1,10 +1,12 @@
-import { SimulatedTenant } from '../sandbox/simulatedTenant';
+import { SimulatedTenant, type GraphLimit } from '../sandbox/simulatedTenant';
 
 /** What the benchmark asks of its simulated tenant. */
 export interface BenchTenantRequest {
   readonly incidents: number;
   readonly latencyInMs: number;
   readonly legacyLimits: { perMinute: number; perHour: number; minuteInMs: number; hourInMs: number };
+  /** A Graph rate limit the tenant enforces with 429 + Retry-After (the backfill measurement). */
+  readonly graphLimit?: GraphLimit;
   /** The incidents' last updates fall in [from, to] (epoch ms). */
   readonly from: number;
   readonly to: number;
@@ -31,6 +33,7 @@ async function main(): Promise<void> {
     seed: 42,
     latencyInMs: request.latencyInMs,
     legacyLimits: request.legacyLimits,
+    ...(request.graphLimit ? { graphLimit: request.graphLimit } : {}),
     tokenLifetimeSeconds: 3600,
   });
   tenant.store.generate(request.incidents, {

@@ -6,13 +6,19 @@ import {
 import { parseConfig } from '../config';
 import { timestampFromMs } from '../export/timestamp';
 import { silentLogger as quiet } from '../logger';
+import { runBackfill } from '../operations/backfill';
+import { parseTimeRange } from '../operations/timeRange';
 
 /** One measured job: the export, or the fetch floor (the same pages, nothing done with them). */
 export interface BenchJob {
-  readonly mode: 'export' | 'floor';
+  readonly mode: 'export' | 'floor' | 'backfill';
   readonly settings: Readonly<Record<string, string>>;
   readonly ca: string;
   readonly legacyLimits?: readonly { limit: number; windowInMs: number }[];
+  /** `backfill`: slices at once (1: one chain, one page at a time), the pacer's rate window, the history. */
+  readonly concurrency?: number;
+  readonly pacing?: CompositionOptions['pacing'];
+  readonly backfillFrom?: string;
 }
 
 export interface BenchResult {
@@ -23,6 +29,8 @@ export interface BenchResult {
   readonly requests: number;
   readonly throttles: number;
   readonly outcome: string;
+  /** `backfill`: slices split for idle ones. */
+  readonly splits?: number;
   /** Peak resident set size of this process, bytes. */
   readonly maxRssBytes: number;
 }
@@ -37,10 +45,32 @@ async function main(): Promise<void> {
     logger: quiet,
     ca: job.ca,
     ...(job.legacyLimits ? { legacyLimits: job.legacyLimits } : {}),
+    ...(job.pacing ? { pacing: job.pacing } : {}),
   };
-  const started = performance.now();
+  let started = performance.now();
   let result: Omit<BenchResult, 'durationInMs' | 'maxRssBytes'>;
-  if (job.mode === 'export') {
+  if (job.mode === 'backfill') {
+    // The live export runs once (it covers only EXPORT_INITIAL_LOOKBACK); the history before it is backfilled.
+    const exporter = createExporter(config, options);
+    const live = await exporter.run();
+    if (live.outcome !== 'succeeded')
+      throw new Error(`the live run before the backfill ended ${live.outcome}`);
+    started = performance.now();
+    const summary = await runBackfill(exporter, {
+      range: parseTimeRange(job.backfillFrom, undefined, Date.now()),
+      logger: quiet,
+      concurrency: job.concurrency ?? 1,
+    });
+    result = {
+      incidents: summary.incidents,
+      pages: summary.runs,
+      bytes: 0,
+      requests: summary.requests,
+      throttles: summary.throttles,
+      outcome: summary.outcome,
+      splits: summary.splits,
+    };
+  } else if (job.mode === 'export') {
     const summary = await createExporter(config, options).run();
     result = {
       incidents: summary.incidents,

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { startAzurite, type AzuriteProcess } from '../sandbox/azurite';
 import type { BenchTenantInfo, BenchTenantRequest } from './benchTenant';
 import type { BenchJob, BenchResult } from './benchWorker';
+import { DEFAULT_BACKFILL_CONCURRENCY } from '../operations/backfill';
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -16,6 +17,9 @@ Options:
   --incidents N         Graph backlog size (default 20000)
   --latency MS          latency added to every incidents API response (default 50)
   --legacy-incidents N  legacy backlog for the pacing measurement (default 4000; 0 skips it)
+  --backfill-incidents N  Graph history for the backfill measurement (default 20000; 0 skips it): 1,000 ms a
+                        page and limits of 300 and 120 requests a minute, time scaled down 10x
+  --backfill-concurrency N  slices of the concurrent backfill (default ${DEFAULT_BACKFILL_CONCURRENCY})
   --json                print the results as JSON too`;
 
 const MB = 1024 * 1024;
@@ -24,6 +28,8 @@ const MB = 1024 * 1024;
  * 4.17 requests/s, one every 240 ms, still longer than a request takes, as one every 2.4 s is in reality.
  */
 const SCALED = { perMinute: 50, perHour: 1500, minuteInMs: 6_000, hourInMs: 360_000 };
+/** The backfill measurement, scaled 10x like the legacy one: 1,000 ms a page is 100 ms, a minute 6 s. */
+const BACKFILL = { latencyInMs: 100, minuteInMs: 6_000, limitsPerMinute: [300, 120] };
 
 interface Tenant {
   readonly info: BenchTenantInfo;
@@ -92,6 +98,8 @@ async function main(): Promise<number> {
       incidents: { type: 'string', default: '20000' },
       latency: { type: 'string', default: '50' },
       'legacy-incidents': { type: 'string', default: '4000' },
+      'backfill-incidents': { type: 'string', default: '20000' },
+      'backfill-concurrency': { type: 'string', default: String(DEFAULT_BACKFILL_CONCURRENCY) },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -103,10 +111,17 @@ async function main(): Promise<number> {
   const incidents = Number(values.incidents);
   const latencyInMs = Number(values.latency);
   const legacyIncidents = Number(values['legacy-incidents']);
-  if (![incidents, latencyInMs, legacyIncidents].every((n) => Number.isInteger(n) && n >= 0)) {
-    process.stderr.write(`--incidents, --latency and --legacy-incidents take whole numbers.\n${USAGE}\n`);
+  const backfillIncidents = Number(values['backfill-incidents']);
+  const backfillConcurrency = Number(values['backfill-concurrency']);
+  if (
+    ![incidents, latencyInMs, legacyIncidents, backfillIncidents, backfillConcurrency].every(
+      (n) => Number.isInteger(n) && n >= 0,
+    )
+  ) {
+    process.stderr.write(`--incidents, --latency and the other counts take whole numbers.\n${USAGE}\n`);
     return 2;
   }
+  const benchStarted = performance.now();
   const now = Date.now();
   const range = { from: now - 47 * 3_600_000, to: now - 10 * 60_000 };
   const rows: [string, string][] = [];
@@ -201,6 +216,79 @@ async function main(): Promise<number> {
       }
     }
 
+    if (backfillIncidents > 0) {
+      const measured = [];
+      for (const perMinute of BACKFILL.limitsPerMinute) {
+        process.stderr.write(
+          `backfill of ${backfillIncidents} incidents at ${perMinute} requests/"minute"...\n`,
+        );
+        const tenant = await startTenant({
+          incidents: backfillIncidents,
+          latencyInMs: BACKFILL.latencyInMs,
+          legacyLimits: SCALED,
+          graphLimit: { perWindow: perMinute, windowInMs: BACKFILL.minuteInMs, retryAfterInMs: true },
+          ...range,
+        });
+        try {
+          const job = (concurrency: number, container: string): Promise<BenchResult> =>
+            runJob({
+              mode: 'backfill',
+              ca: tenant.info.ca,
+              settings: {
+                ...settings(tenant.info, azurite, 'graph', container),
+                // The live export covers the last minutes only; everything before is history to backfill.
+                EXPORT_INITIAL_LOOKBACK: 'PT5M',
+              },
+              concurrency,
+              pacing: { rateWindowInMs: BACKFILL.minuteInMs },
+              backfillFrom: new Date(range.from - 3_600_000).toISOString(),
+            });
+          const sequential = await job(1, `bench-backfill1-${perMinute}-${now}`);
+          // A fresh rate window for the concurrent job (the sequential one stayed under the limit anyway).
+          await new Promise((resolve) => setTimeout(resolve, BACKFILL.minuteInMs));
+          const concurrent = await job(
+            backfillConcurrency,
+            `bench-backfill${backfillConcurrency}-${perMinute}-${now}`,
+          );
+          const allowed = perMinute / (BACKFILL.minuteInMs / 1000);
+          const achieved = (concurrent.requests - concurrent.throttles) / (concurrent.durationInMs / 1000);
+          measured.push({
+            perMinute,
+            sequential,
+            concurrent,
+            allowedPerSecond: allowed,
+            achievedPerSecond: achieved,
+          });
+          rows.push(
+            [
+              `backfill at ${perMinute}/min`,
+              `${concurrent.incidents} incidents, 1,000 ms a page, ${perMinute} requests a minute (scaled 10x: ${BACKFILL.latencyInMs} ms, ${fixed(allowed, 0)} requests/s)`,
+            ],
+            [
+              '  sequential (--concurrency 1)',
+              `${fixed(sequential.durationInMs / 1000)} s, ${sequential.requests} requests, 429s ${sequential.throttles}, outcome ${sequential.outcome}`,
+            ],
+            [
+              `  concurrent (--concurrency ${backfillConcurrency})`,
+              `${fixed(concurrent.durationInMs / 1000)} s, ${concurrent.requests} requests, 429s ${concurrent.throttles}, ${concurrent.splits ?? 0} splits, outcome ${concurrent.outcome}`,
+            ],
+            ['  speed-up', `${fixed(sequential.durationInMs / concurrent.durationInMs, 2)}x`],
+            [
+              '  achieved / allowed rate',
+              `${fixed(achieved, 1)} / ${fixed(allowed, 1)} requests/s = ${fixed(achieved / allowed, 3)}`,
+            ],
+            [
+              '  peak RSS',
+              `${fixed(concurrent.maxRssBytes / MB, 0)} MB concurrent, ${fixed(sequential.maxRssBytes / MB, 0)} MB sequential`,
+            ],
+          );
+        } finally {
+          tenant.process.disconnect();
+        }
+      }
+      results.backfill = measured;
+    }
+
     const unbundled = join(__dirname, '..', 'functions', 'exportIncidents.js');
     const bundled = join(__dirname, '..', '..', 'bundle', 'functions', 'exportIncidents.js');
     const load = {
@@ -222,6 +310,7 @@ async function main(): Promise<number> {
   const width = Math.max(...rows.map(([k]) => k.length));
   process.stdout.write(`\n| ${'measure'.padEnd(width)} | result |\n|${'-'.repeat(width + 2)}|---|\n`);
   for (const [k, v] of rows) process.stdout.write(`| ${k.padEnd(width)} | ${v} |\n`);
+  process.stdout.write(`\nbench total: ${fixed((performance.now() - benchStarted) / 1000, 0)} s\n`);
   if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
   return 0;
 }

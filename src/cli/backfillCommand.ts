@@ -1,9 +1,10 @@
 import { systemClock } from '../export/ports';
 import { createExporter, type CompositionOptions } from '../composition/compositionRoot';
 import { loadConfig } from '../config';
-import { runBackfill } from '../operations/backfill';
+import { DEFAULT_BACKFILL_CONCURRENCY, MAX_BACKFILL_CONCURRENCY, runBackfill } from '../operations/backfill';
+import { ConfigError } from '../errors';
 import { parseTimeRange } from '../operations/timeRange';
-import { parseOptions, RANGE_COMMAND_OPTIONS, type Command } from './command';
+import { parseOptions, RANGE_COMMAND_OPTIONS, wholeNumber, type Command } from './command';
 import { commandHelp } from './commandHelp';
 import { consoleLogger } from './consoleLogger';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
@@ -16,9 +17,21 @@ export function createBackfillCommand(composition: Omit<CompositionOptions, 'log
   return {
     ...commandHelp.backfill,
     async run(args) {
-      const { values } = parseOptions(args, RANGE_COMMAND_OPTIONS);
+      const { values } = parseOptions(args, {
+        ...RANGE_COMMAND_OPTIONS,
+        concurrency: { type: 'string', default: String(DEFAULT_BACKFILL_CONCURRENCY) },
+      });
       const nowMs = (composition.clock ?? systemClock).now();
       const range = parseTimeRange(values.from, values.to, nowMs);
+      const problems: string[] = [];
+      const concurrency = wholeNumber(
+        values.concurrency,
+        '--concurrency',
+        1,
+        MAX_BACKFILL_CONCURRENCY,
+        problems,
+      );
+      if (problems.length > 0) throw new ConfigError(problems);
       const config = loadConfig(values.settings, { runner: 'cli' });
       const logger = consoleLogger({ verbose: values.verbose });
       const exporter = createExporter(config, { ...composition, logger });
@@ -27,6 +40,7 @@ export function createBackfillCommand(composition: Omit<CompositionOptions, 'log
           range,
           logger,
           abortSignal,
+          concurrency,
           onRun: (r) =>
             logger.info(
               `Backfill run ${r.runs}: ${r.incidents} incident versions so far, at ${r.watermark}.`,
@@ -40,7 +54,8 @@ export function createBackfillCommand(composition: Omit<CompositionOptions, 'log
       } else {
         const lines = [
           `Backfill ${summary.from} .. ${summary.to} (the live export began ${summary.liveStart}): ${summary.outcome}; ` +
-            `${summary.incidents} incident versions in ${summary.blobs} blob(s) over ${summary.runs} run(s).`,
+            `${summary.incidents} incident versions in ${summary.blobs} blob(s) over ${summary.runs} run(s)` +
+            `${summary.splits > 0 ? `, ${summary.splits} slice(s) split for idle ones` : ''}.`,
           ...summary.segments.map(
             (s) =>
               `  ${s.from} .. ${s.to}  ${s.status === 'done' ? 'done earlier' : s.status}, at ${s.watermark} (${s.checkpointBlob})`,

@@ -28,3 +28,17 @@ export const RANGE_COMMAND_OPTIONS = {
   verbose: { type: 'boolean', default: false },
   settings: { type: 'string', default: 'local.settings.json' },
 } as const;
+
+/** A whole number option from `min` to `max`; a problem naming the option otherwise (reported with the others). */
+export function wholeNumber(
+  text: string,
+  name: string,
+  min: number,
+  max: number,
+  problems: string[],
+): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max)
+    problems.push(`${name} is '${text}': expected a whole number from ${min} to ${max}.`);
+  return n;
+}

@@ -31,18 +31,21 @@ Exit codes: 0 all files verified, 1 a blob failed (the others are kept; run agai
   },
   backfill: {
     summary: 'export history from before the live export began, into the same container, resumably',
-    usage: `Usage: defender-export backfill --from DATE [--to DATE] [--json] [--verbose] [--settings FILE]
+    usage: `Usage: defender-export backfill --from DATE [--to DATE] [--concurrency N] [--json] [--verbose] [--settings FILE]
 
 A one-off export of the incidents updated from --from up to --to, or up to where the live export began if
 that is earlier, into the same container and layout as the live export. It reads the Defender API with the
 Function's settings, in runs that each fit EXPORT_MAX_RUN_DURATION, until the range is done. It keeps its own
 checkpoint (state/backfill-<from>-<to>.json): interrupted, the same command resumes; parts of the range that
 earlier backfills took are resumed or skipped, not exported again. It never moves the live checkpoint and never
-writes a version the live export wrote.
+writes a version the live export wrote. The range is cut into time slices exported at once, each with its own
+checkpoint; a slice that finishes early takes over half of the rest of another. All of them share one pacer that
+finds the API's rate limit (429 + Retry-After) and stays under it.
 
 Options:
   --from DATE|DATETIME  start of the history: a UTC date (2026-01-01) or a date-time with zone
   --to DATE|DATETIME    end: a date includes that whole day, a date-time is exclusive (default: where the live export began)
+  --concurrency N       time slices exported at once, 1 to 16 (default 4); 1 reads one page at a time
   --json                print the summary as JSON on stdout
   --verbose             also print debug lines (retries)
   --settings FILE       settings file (default local.settings.json): the same settings as the Function

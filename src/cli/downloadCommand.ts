@@ -7,7 +7,7 @@ import { downloadExports } from '../operations/downloadExports';
 import type { InflateOptions } from '../operations/exportReader';
 import { parseTimeRange } from '../operations/timeRange';
 import { writeVersionsFile } from '../operations/versionsFile';
-import { parseOptions, type Command } from './command';
+import { parseOptions, wholeNumber, type Command } from './command';
 import { commandHelp } from './commandHelp';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
 import { formatBytes, ProgressBar } from './progressBar';
@@ -36,11 +36,9 @@ export function createDownloadCommand(options: InflateOptions & { clock?: Clock 
       });
       const range = parseTimeRange(values.from, values.to, clock.now());
       const format: ExportFormat = values.format === 'jsonl' ? 'jsonl' : 'json';
-      const concurrency = Number(values.concurrency);
       const problems: string[] = [];
       if (values.format !== format) problems.push(`--format is '${values.format}': expected json or jsonl.`);
-      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
-        problems.push(`--concurrency is '${values.concurrency}': expected a whole number from 1 to 64.`);
+      const concurrency = wholeNumber(values.concurrency, '--concurrency', 1, 64, problems);
       if (problems.length > 0) throw new ConfigError(problems);
       const container = createContainerClient(loadStorageConfig(values.settings));
       const outDir = resolve(values.out);

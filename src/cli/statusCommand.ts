@@ -5,7 +5,7 @@ import { printable } from '../export/printable';
 import { ConfigError } from '../errors';
 import { systemClock, type Clock } from '../export/ports';
 import { readExportStatus, type ExportStatus } from '../operations/exportStatus';
-import { parseOptions, type Command } from './command';
+import { parseOptions, wholeNumber, type Command } from './command';
 import { commandHelp } from './commandHelp';
 
 /** `defender-export status`: the health of the export, for people, cron and monitoring; ages on `clock`. */
@@ -39,13 +39,6 @@ export function createStatusCommand(clock: Clock = systemClock): Command {
 }
 
 export const statusCommand: Command = createStatusCommand();
-
-function wholeNumber(text: string, name: string, min: number, max: number, problems: string[]): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max)
-    problems.push(`${name} is '${text}': expected a whole number from ${min} to ${max}.`);
-  return n;
-}
 
 /** The status for people: a few labelled lines and a table of runs. */
 function formatStatus(s: ExportStatus): string {

@@ -34,7 +34,7 @@ import { createLegacySlicer, LegacyIncidentSource } from '../source/legacyIncide
 import { ApiClient, type ApiClientOptions, type ApiTransport } from '../source/apiClient';
 import { explainPermissionRefusal } from '../source/apiPermissions';
 import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword } from '../source/proxy';
-import { SlidingWindowRateLimiter } from '../source/rateLimiter';
+import { AdaptivePacer, type AdaptivePacerOptions } from '../source/adaptivePacer';
 import type { Logger } from '../logger';
 import type { ExportContainers, Exporter, ExporterRunOptions } from '../operations/exporter';
 import {
@@ -100,9 +100,13 @@ export interface CompositionOptions {
   readonly azureRetry?: AzureRetryOptions;
   /** Legacy API limits, per app; defaults are the documented 50/min and 1,500/h. */
   readonly legacyLimits?: readonly { limit: number; windowInMs: number }[];
+  /** The shared pacer's concurrency and rate window (src/source/adaptivePacer.ts); the bench scales time. */
+  readonly pacing?: Pick<AdaptivePacerOptions, 'initialConcurrency' | 'maxConcurrency' | 'rateWindowInMs'>;
   readonly maxBlobBytes?: number;
   /** Replaces the checkpoint store (fault injection in tests). */
   readonly checkpointStore?: CheckpointStore;
+  /** Wraps each run's checkpoint store, a backfill slice's too (fault injection in tests). */
+  readonly wrapCheckpoints?: (store: CheckpointStore) => CheckpointStore;
   /** Wraps the export sink (fault injection in tests). */
   readonly wrapSink?: (sink: ExportSink) => ExportSink;
   /** Page size (`$top`) below the API's maximum: tests page small histories hard. */
@@ -148,10 +152,12 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         if (stateContainer !== container) await ensureContainer(stateContainer, abortSignal);
       }
       const sink = options.sink ?? new BlobExportSink(container);
+      const wrapCheckpoints = options.wrapCheckpoints ?? ((store: CheckpointStore) => store);
       return runExport({
         source,
-        checkpoints:
+        checkpoints: wrapCheckpoints(
           options.checkpointStore ?? new BlobCheckpointStore(stateContainer, runOptions.checkpointBlob),
+        ),
         sink: options.wrapSink ? options.wrapSink(sink) : sink,
         clock,
         logger,
@@ -168,6 +174,7 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         ...(runOptions.abortSignal ? { abortSignal: runOptions.abortSignal } : {}),
         ...(runOptions.initialWatermark ? { initialWatermark: runOptions.initialWatermark } : {}),
         ...(runOptions.windowEnd ? { windowEnd: runOptions.windowEnd } : {}),
+        ...(runOptions.stopSignal ? { stopSignal: runOptions.stopSignal } : {}),
       });
     },
   };
@@ -197,7 +204,7 @@ export function createVerifyPorts(config: ExportConfig, options: CompositionOpti
 /**
  * The incidents API of one configuration: the secret (Key Vault or local), Entra tokens, the HTTP client with
  * its retries, timeouts and the run's time budget, the legacy API's pacing, and the Graph or legacy source.
- * The secret cache and the rate limiter live as long as the factory; each call gives one run's source.
+ * The secret cache and the pacer live as long as the factory; each call gives one run's source.
  * `listing.select`: Graph lists only these fields and without alerts (`verify`); the legacy API ignores it.
  */
 export function createIncidentSourceFactory(
@@ -222,18 +229,20 @@ export function createIncidentSourceFactory(
   }
   const tls = options.ca ? { ca: options.ca } : {};
   const tunnelTimeout = options.http?.timeoutInMs ? { tunnelTimeoutInMs: options.http.timeoutInMs } : {};
-  const limiter =
-    config.api === 'legacy'
-      ? new SlidingWindowRateLimiter(
-          [
-            ...(options.legacyLimits ?? [
-              { limit: 50, windowInMs: 60_000 },
-              { limit: 1500, windowInMs: 3_600_000 },
-            ]),
+  // One pacer for every request of this factory's runs (all slices of a backfill, the alerts fallback).
+  const pacer = new AdaptivePacer({
+    ...(config.api === 'legacy'
+      ? {
+          fixedLimits: options.legacyLimits ?? [
+            { limit: 50, windowInMs: 60_000 },
+            { limit: 1500, windowInMs: 3_600_000 },
           ],
-          { now: () => clock.now(), ...(options.http?.sleep ? { sleep: options.http.sleep } : {}) },
-        )
-      : undefined;
+        }
+      : {}),
+    ...options.pacing,
+    now: () => clock.now(),
+    ...(options.http?.sleep ? { sleep: options.http.sleep } : {}),
+  });
   const slicer = config.api === 'graph' ? createGraphSlicer() : createLegacySlicer();
   return (logger) => {
     const startedAt = clock.now();
@@ -270,7 +279,7 @@ export function createIncidentSourceFactory(
         : {}),
       remainingBudgetInMs: () => startedAt + config.maxRunDurationInMs - clock.now(),
       now: () => clock.now(),
-      ...(limiter ? { beforeRequest: (signal?: AbortSignal) => limiter.acquire(signal) } : {}),
+      pacer,
     });
     const page = options.pageSize ? { pageSize: options.pageSize } : {};
     return config.api === 'graph'

@@ -81,6 +81,12 @@ export interface ExportRunOptions {
    */
   readonly windowEnd?: string;
   readonly abortSignal?: AbortSignal;
+  /**
+   * A request to stop early but cleanly: at the next page the run commits what it holds and moves the checkpoint
+   * there, as at the end of its time budget, and ends 'partial'. A concurrent backfill stops a slice this way to
+   * hand the rest of its range to another.
+   */
+  readonly stopSignal?: AbortSignal;
 }
 
 export type RunOutcome = 'succeeded' | 'partial' | 'concurrent' | 'failed';
@@ -500,8 +506,9 @@ class ExportRun {
       if (result === 'partial') {
         this.summary.windowUntil = formatTicks(untilTicks);
         this.summary.outcome = 'partial';
-        this.summary.reason ??=
-          'time budget (EXPORT_MAX_RUN_DURATION) reached; the next run resumes from the checkpoint';
+        this.summary.reason ??= this.o.stopSignal?.aborted
+          ? 'stopped on request; the next run resumes from the checkpoint'
+          : 'time budget (EXPORT_MAX_RUN_DURATION) reached; the next run resumes from the checkpoint';
         return;
       }
       if (isLastWindow) break;
@@ -726,7 +733,7 @@ class ExportRun {
         }
         afterLastPage = page.resumeFrom;
         if (blob && canCutAt(afterLastPage) && blob.bytes >= this.maxBlobBytes) await commit(afterLastPage);
-        if (this.budgetExhausted()) {
+        if (this.budgetExhausted() || this.o.stopSignal?.aborted) {
           // Even without incidents: an empty blob carries the position over what was read, so a stretch that
           // takes more than one budget to read (the legacy API at 50 requests a minute) cannot stall the export.
           if (canCutAt(afterLastPage)) await commit(afterLastPage);

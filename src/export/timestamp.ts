@@ -15,6 +15,11 @@ export interface Timestamp {
 
 export const TICKS_PER_MS = 10_000n;
 
+/** The start of the millisecond that `ticks` falls in. */
+export function floorMs(ticks: bigint): bigint {
+  return ticks - (ticks % TICKS_PER_MS);
+}
+
 /** Parses an ISO-8601 timestamp with 0–7 fractional digits and `Z` or an offset; undefined if it is not one. */
 export function parseTimestamp(text: unknown): Timestamp | undefined {
   if (typeof text !== 'string') return undefined;

@@ -16,7 +16,8 @@ import {
   type ExportBlobInfo,
   type InflateOptions,
 } from './exportReader';
-import { forEachConcurrently, removePartialFiles, writeFileAtomically } from './localFiles';
+import { forEachConcurrently } from '../export/forEachConcurrently';
+import { removePartialFiles, writeFileAtomically } from './localFiles';
 import { readRunManifests, type RunManifest } from './runManifests';
 import { overlaps, type TimeRange } from './timeRange';
 

@@ -18,6 +18,8 @@ export interface ExporterRunOptions {
   readonly initialWatermark?: string;
   /** Exclusive end the run never exports past (see `runExport`). */
   readonly windowEnd?: string;
+  /** Stops the run cleanly at its next page (see `runExport`). */
+  readonly stopSignal?: AbortSignal;
 }
 
 /** The wired exporter of one configuration. Long-lived: the secret cache and rate limiter span runs. */

@@ -48,29 +48,3 @@ export async function removePartialFiles(folder: string): Promise<void> {
   }
   await Promise.all(names.filter((n) => PARTIAL.test(n)).map((n) => rm(join(folder, n), { force: true })));
 }
-
-/**
- * Runs `task` for every item with at most `concurrency` at once, in order of start. Stops starting new ones
- * once `abortSignal` aborts; the first error a task throws is thrown after the running ones settle.
- */
-export async function forEachConcurrently<T>(
-  items: readonly T[],
-  concurrency: number,
-  task: (item: T) => Promise<void>,
-  abortSignal?: AbortSignal,
-): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && !failure && !abortSignal?.aborted) {
-      const item = items[next++] as T;
-      try {
-        await task(item);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
-  if (failure) throw failure.error;
-}

@@ -4,7 +4,7 @@ import { MANIFEST_PREFIX, safeRunId } from '../export/blobLayout';
 import type { ManifestBlob } from '../export/exportRun';
 import { printable } from '../export/printable';
 import { toError } from '../errors';
-import { forEachConcurrently } from './localFiles';
+import { forEachConcurrently } from '../export/forEachConcurrently';
 
 /** A run manifest as download reads it: the export blobs it lists, or why it cannot be read. */
 export interface RunManifest {

@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors';
-import { formatTicks, parseTimestamp, TICKS_PER_MS } from '../export/timestamp';
+import { floorMs, formatTicks, parseTimestamp, TICKS_PER_MS } from '../export/timestamp';
 
 /** A half-open range of update times [from, to), in exact 100-ns ticks. */
 export interface TimeRange {
@@ -64,4 +64,18 @@ export function overlaps(range: TimeRange, fromTicks: bigint, toTicks: bigint): 
 /** True when an update time lies in the range. */
 export function contains(range: TimeRange, ticks: bigint): boolean {
   return ticks >= range.fromTicks && ticks < range.toTicks;
+}
+
+/** [from, to) in `parts` slices of equal span, their ends on millisecond boundaries. */
+export function cutEvenly(from: bigint, to: bigint, parts: number): [bigint, bigint][] {
+  const out: [bigint, bigint][] = [];
+  let start = from;
+  for (let i = 1; i <= parts && start < to; i++) {
+    const end = i === parts ? to : floorMs(from + ((to - from) * BigInt(i)) / BigInt(parts));
+    if (end > start) {
+      out.push([start, end]);
+      start = end;
+    }
+  }
+  return out;
 }

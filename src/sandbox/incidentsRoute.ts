@@ -46,8 +46,22 @@ export interface IncidentsRouteOptions {
   readonly seed?: number;
   readonly legacyLimits?: { perMinute: number; perHour: number; minuteInMs?: number; hourInMs?: number };
   readonly legacyNextLink?: boolean;
+  /** A Graph rate limit per app, enforced with 429 + Retry-After (Graph publishes none for incidents). */
+  readonly graphLimit?: GraphLimit;
   /** Alerts per page of an incident's alerts when the request gives no `$top` (default 50). */
   readonly alertsPageSize?: number;
+}
+
+/**
+ * A sliding-window limit of `perWindow` Graph requests (lists and alerts alike) per `windowInMs`. A refused
+ * request gets 429 `TooManyRequests` with `Retry-After` in whole seconds, as Graph sends it
+ * (https://learn.microsoft.com/en-us/graph/throttling), or with `retry-after-ms` when `retryAfterInMs` is set:
+ * a bench that scales time down cannot say a scaled second in `Retry-After`.
+ */
+export interface GraphLimit {
+  readonly perWindow: number;
+  readonly windowInMs: number;
+  readonly retryAfterInMs?: boolean;
 }
 
 /**
@@ -59,6 +73,9 @@ export class IncidentsRoute {
   private readonly quirkRandom: Random;
   private readonly pages: Record<'graph' | 'legacy', number> = { graph: 0, legacy: 0 };
   private readonly legacyCalls: number[] = [];
+  private readonly graphCalls: number[] = [];
+  /** Requests refused with 429 by the Graph limit. */
+  graphThrottled = 0;
   private sortCache:
     | {
         store: IncidentStore;
@@ -107,6 +124,7 @@ export class IncidentsRoute {
     }
     if (!this.hasRequiredRole(api, req, res)) return;
     if (api === 'legacy' && !this.allowLegacyCall(res)) return;
+    if (api === 'graph' && this.o.graphLimit && !this.allowGraphCall(this.o.graphLimit, req, res)) return;
     const alertsOf = /^\/v1\.0\/security\/incidents\/([^/]+)\/alerts$/.exec(url.pathname);
     if (api === 'graph' && alertsOf) {
       this.answerAlerts(req, res, url, decodeURIComponent(alertsOf[1]!), fault);
@@ -365,6 +383,22 @@ export class IncidentsRoute {
     if (isFull && (omit === 'always' || (omit !== undefined && this.quirkRandom.chance(omit))))
       return undefined;
     return q.repeatNextLink ? new URL(`${url.pathname}${url.search}`, this.c.origin).toString() : nextLink;
+  }
+
+  private allowGraphCall(limit: GraphLimit, req: RouteRequest, res: RouteResponse): boolean {
+    const now = this.c.clock();
+    const calls = this.graphCalls;
+    while (calls.length > 0 && calls[0]! <= now - limit.windowInMs) calls.shift();
+    if (calls.length < limit.perWindow) {
+      calls.push(now);
+      return true;
+    }
+    this.graphThrottled++;
+    const waitInMs = Math.max(1, calls[calls.length - limit.perWindow]! + limit.windowInMs - now);
+    if (limit.retryAfterInMs) res.setHeader('retry-after-ms', String(Math.ceil(waitInMs)));
+    else res.setHeader('Retry-After', String(Math.max(1, Math.ceil(waitInMs / 1000))));
+    graphError(now, req, res, 429, 'TooManyRequests', 'Too many requests.');
+    return false;
   }
 
   /** Two sliding windows per app, as the legacy API enforces them (https://learn.microsoft.com/defender-xdr/api-list-incidents). */

@@ -28,7 +28,7 @@ import {
   type IdentityContext,
 } from './identityRoute';
 import { IncidentStore } from './incidentStore';
-import { IncidentsRoute, type PagingQuirks } from './incidentsRoute';
+import { IncidentsRoute, type GraphLimit, type PagingQuirks } from './incidentsRoute';
 import { answerEntra, type EntraContext } from './entraRoute';
 import { answerKeyVault, type KeyVaultContext } from './keyVaultRoute';
 import { json } from './routeReplies';
@@ -59,6 +59,8 @@ export interface SimulatedTenantOptions {
   tokenLifetimeSeconds?: number;
   /** Legacy limits per app (https://learn.microsoft.com/defender-xdr/api-list-incidents). */
   legacyLimits?: { perMinute: number; perHour: number; minuteInMs?: number; hourInMs?: number };
+  /** A Graph rate limit enforced with 429 + Retry-After (see {@link GraphLimit}); none by default. */
+  graphLimit?: GraphLimit;
   /** Emit `@odata.nextLink` on the legacy API too (it is undocumented there). */
   legacyNextLink?: boolean;
   store?: IncidentStore;
@@ -72,7 +74,7 @@ export interface SimulatedTenantOptions {
   alertsPageSize?: number;
 }
 
-export type { PagingQuirks };
+export type { GraphLimit, PagingQuirks };
 
 /** The name of the app's certificate in the simulated vault, in `certificate` mode. */
 export const SANDBOX_CERTIFICATE = 'defender-export-cert';
@@ -265,6 +267,11 @@ export class SimulatedTenant {
     );
     this.validClientSecrets.add(this.clientSecret);
     this.secrets.set(this.secretName, this.clientSecret);
+  }
+
+  /** Graph requests refused with 429 by {@link SimulatedTenantOptions.graphLimit}. */
+  get graphThrottled(): number {
+    return this.incidentsRoute.graphThrottled;
   }
 
   /** Starts the tenant on a free port of 127.0.0.1. */

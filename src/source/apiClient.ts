@@ -6,6 +6,7 @@ import { ApiError, ExportError, redact } from '../errors';
 import type { Logger } from '../logger';
 import { sleep as defaultSleep } from './rateLimiter';
 import { retryAfterInMs } from './retryAfter';
+import type { PacerPermit, RequestPacer } from './adaptivePacer';
 
 export interface ApiClientOptions {
   /** Only URLs on this origin are ever requested; the token is never sent anywhere else. */
@@ -25,8 +26,11 @@ export interface ApiClientOptions {
   /** A Retry-After longer than this (or than the remaining budget) ends the request instead of waiting. */
   readonly maxRetryAfterInMs?: number;
   readonly remainingBudgetInMs?: () => number;
-  /** Awaited before every attempt (the legacy API's rate limiter). */
-  readonly beforeRequest?: (abortSignal?: AbortSignal) => Promise<void>;
+  /**
+   * Gives a permit before every attempt and learns from how it ended (src/source/adaptivePacer.ts): one pacer
+   * serves every request of the process to this API, so concurrent chains share its rate and its pauses.
+   */
+  readonly pacer?: RequestPacer;
   readonly sleep?: (ms: number, abortSignal?: AbortSignal) => Promise<void>;
   readonly random?: () => number;
   readonly userAgent?: string;
@@ -120,18 +124,19 @@ export class ApiClient {
     let forceRefresh = false;
     for (let attempt = 1; ; attempt++) {
       options.abortSignal?.throwIfAborted();
-      if (this.o.beforeRequest) await this.o.beforeRequest(options.abortSignal);
       const token = await this.o.getToken({
         forceRefresh,
         ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
       });
       forceRefresh = false;
       let response: RawResponse;
+      const permit: PacerPermit | undefined = await this.o.pacer?.acquire(options.abortSignal);
       try {
         this.stats.requests++;
         response = await this.send(target, token, options.headers ?? {}, options.abortSignal);
         this.observeDate(response.headers.date);
       } catch (thrown) {
+        permit?.release({ status: 0 });
         if (options.abortSignal?.aborted) throw thrown;
         const reason = thrown instanceof Error ? thrown.message : String(thrown);
         if (attempt >= maxAttempts) {
@@ -146,6 +151,11 @@ export class ApiClient {
         continue;
       }
       const { status } = response;
+      const hinted =
+        status === 429 || status === 503
+          ? retryAfterInMs(response.headers, response.body.toString('utf8'), Date.now())
+          : undefined;
+      permit?.release({ status, ...(hinted !== undefined ? { retryAfterInMs: hinted } : {}) });
       if (status >= 200 && status < 300) {
         try {
           return JSON.parse(response.body.toString('utf8')) as unknown;
@@ -177,10 +187,6 @@ export class ApiClient {
         status === 429 || status === 500 || status === 502 || status === 503 || status === 504;
       if (!retryable || attempt >= maxAttempts) throw this.toError(target, response, attempt, token);
       if (status === 429) this.stats.throttles++;
-      const hinted =
-        status === 429 || status === 503
-          ? retryAfterInMs(response.headers, response.body.toString('utf8'), Date.now())
-          : undefined;
       await this.backoff(attempt, hinted, `HTTP ${status}`, options.abortSignal, () =>
         this.toError(target, response, attempt),
       );

@@ -1,6 +1,6 @@
 import { isAfter, watermarkOf, type Checkpoint } from '../export/checkpoint';
 import type { IncidentPage, ListWindow } from '../export/ports';
-import { formatTicks, parseTimestamp, TICKS_PER_MS, type Timestamp } from '../export/timestamp';
+import { floorMs, formatTicks, parseTimestamp, TICKS_PER_MS, type Timestamp } from '../export/timestamp';
 import { ExportError } from '../errors';
 import type { ParsedPage } from './incidentPage';
 
@@ -153,9 +153,7 @@ export class TimeSlicer {
   }
 }
 
-export function floorMs(ticks: bigint): bigint {
-  return ticks - (ticks % TICKS_PER_MS);
-}
+export { floorMs };
 
 /** A slice end on a millisecond boundary after `start`, at most `until`. */
 function sliceEnd(start: bigint, proposed: bigint, until: bigint): bigint {

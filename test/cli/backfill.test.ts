@@ -87,7 +87,10 @@ describe('defender-export backfill', () => {
     const expected = expectedBefore(liveStart, Date.parse(`${day(from)}T00:00:00Z`));
     expect(expected.length).toBeGreaterThan(100);
 
-    const result = await backfill(['--from', day(from), '--to', day(now), '--json'], slowClock());
+    const result = await backfill(
+      ['--from', day(from), '--to', day(now), '--concurrency', '1', '--json'],
+      slowClock(),
+    );
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout);
     expect(summary).toMatchObject({
@@ -134,7 +137,7 @@ describe('defender-export backfill', () => {
 
   it('resumes after an interruption from its own checkpoint, without writing a version twice', async () => {
     const from = now - 8 * DAY;
-    const args = ['--from', day(from), '--json'];
+    const args = ['--from', day(from), '--concurrency', '1', '--json'];
     let signalled = false;
     const interrupted = await backfill(args, slowClock(), (text) => {
       if (!signalled && text.includes('Backfill run 1:')) {
@@ -183,8 +186,8 @@ describe('defender-export backfill', () => {
   it('backfills only the gaps that earlier, overlapping backfills left, and writes no version twice', async () => {
     // A first backfill from a date-time in the middle of a day, a second from days earlier, a third inside the first.
     const first = formatTicks(BigInt(Date.parse(`${day(now - 5 * DAY)}T06:30:00Z`)) * 10_000n);
-    expect((await backfill(['--from', first])).code).toBe(0);
-    const second = await backfill(['--from', day(now - 7 * DAY), '--json']);
+    expect((await backfill(['--from', first, '--concurrency', '1'])).code).toBe(0);
+    const second = await backfill(['--from', day(now - 7 * DAY), '--concurrency', '1', '--json']);
     expect(second.code).toBe(0);
     const summary = JSON.parse(second.stdout);
     expect(
@@ -253,7 +256,7 @@ describe('defender-export backfill', () => {
 
   it('recognises the checkpoints of earlier versions (no claim) and the claims of a backfill that stopped before exporting', async () => {
     const from = day(now - 5 * DAY);
-    expect((await backfill(['--from', from])).code).toBe(0);
+    expect((await backfill(['--from', from, '--concurrency', '1'])).code).toBe(0);
     // An earlier version wrote only state/backfill-<from>-<to>.json: drop the claim log.
     for await (const blob of world.container.listBlobsFlat({ prefix: 'state/backfill-claims/' }))
       await world.container.deleteBlob(blob.name);
@@ -265,7 +268,7 @@ describe('defender-export backfill', () => {
       .getBlockBlobClient('state/backfill-claims/0000000000.json')
       .upload(claim, claim.length);
 
-    const result = await backfill(['--from', day(now - 8 * DAY), '--json']);
+    const result = await backfill(['--from', day(now - 8 * DAY), '--concurrency', '1', '--json']);
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout);
     expect(
@@ -288,6 +291,16 @@ describe('defender-export backfill', () => {
       'state/backfill-claims/0000000000.json',
       'state/backfill-claims/0000000001.json',
     ]);
+  });
+
+  it('refuses a --concurrency outside 1 to 16 by name, before touching anything', async () => {
+    const result = await backfill(['--from', day(now - DAY), '--concurrency', '0']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--concurrency is '0': expected a whole number from 1 to 16/);
+    const claims: string[] = [];
+    for await (const blob of world.container.listBlobsFlat({ prefix: 'state/backfill' }))
+      claims.push(blob.name);
+    expect(claims).toEqual([]);
   });
 
   it('has nothing to do after the live start, and refuses to run before the live export has', async () => {

@@ -143,6 +143,34 @@ describe('verifyExports', () => {
     ]);
   });
 
+  it('lists the covered part in consecutive time slices at once with listConcurrency, with the same findings', async () => {
+    exports.add({
+      from: at('2026-11-24T00:00:00Z'),
+      end: at('2026-11-24T12:00:00Z'),
+      versions: ['1@2026-11-24T01:00:00Z', '2@2026-11-24T03:00:00Z', '3@2026-11-24T09:00:00Z'],
+    });
+    current(
+      '1@2026-11-24T01:00:00Z',
+      '2@2026-11-24T03:00:00Z',
+      '3@2026-11-24T09:00:00Z',
+      '4@2026-11-24T06:00:00Z',
+    );
+    const report = await verifyExports(
+      source,
+      exports,
+      options('2026-11-24', '2026-11-24', { listConcurrency: 4 }),
+    );
+    expect(report).toMatchObject({ isComplete: false, listed: 4, missing: { count: 1 } });
+    expect(report.missing.first).toEqual([{ id: '4', lastUpdate: '2026-11-24T06:00:00Z' }]);
+    // Four slices that tile the covered part: none overlaps, none leaves a gap.
+    expect([...source.windows].sort((a, b) => (a.from < b.from ? -1 : 1))).toEqual([
+      { from: '2026-11-24T00:00:00.0000000Z', until: '2026-11-24T03:00:00.0000000Z' },
+      { from: '2026-11-24T03:00:00.0000000Z', until: '2026-11-24T06:00:00.0000000Z' },
+      { from: '2026-11-24T06:00:00.0000000Z', until: '2026-11-24T09:00:00.0000000Z' },
+      { from: '2026-11-24T09:00:00.0000000Z', until: '2026-11-24T12:00:00.0000001Z' },
+    ]);
+  });
+
   it('names the missing versions of a removed blob, and the gap it leaves', async () => {
     exports.add({
       from: at('2026-11-24T00:00:00Z'),

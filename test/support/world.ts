@@ -12,7 +12,11 @@ import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
 import type { CheckpointStore, ExportBlobWriter, ExportSink } from '../../src/export/ports';
 import { readExportBlob } from '../../src/operations/exportReader';
 import type { Logger } from '../../src/logger';
-import { SANDBOX_CERTIFICATE, SimulatedTenant } from '../../src/sandbox/simulatedTenant';
+import {
+  SANDBOX_CERTIFICATE,
+  SimulatedTenant,
+  type SimulatedTenantOptions,
+} from '../../src/sandbox/simulatedTenant';
 
 /** The legacy API's 50/min and 1,500/h, with time running 100 times faster, on both sides. */
 export const SCALED_LEGACY_LIMITS = { perMinute: 50, perHour: 1500, minuteInMs: 600, hourInMs: 36_000 };
@@ -122,12 +126,22 @@ export class World {
 
   /** A world on a new simulated tenant (or the given one) and the shared Azurite (or the given one). */
   static async start(
-    options: WorldOptions & { tenant?: SimulatedTenant; connectionString?: string } = {},
+    options: WorldOptions & {
+      tenant?: SimulatedTenant;
+      connectionString?: string;
+      /** Options of the new tenant over the defaults (e.g. a Graph rate limit), on the world's clock. */
+      tenantOptions?: Partial<SimulatedTenantOptions>;
+    } = {},
   ): Promise<World> {
     const clock = new WorldClock();
     const tenant =
       options.tenant ??
-      (await SimulatedTenant.start({ seed: 7, legacyLimits: SCALED_LEGACY_LIMITS, clock: clock.now }));
+      (await SimulatedTenant.start({
+        seed: 7,
+        legacyLimits: SCALED_LEGACY_LIMITS,
+        ...options.tenantOptions,
+        clock: clock.now,
+      }));
     if (options.credential === 'certificate' && !tenant.secrets.has(WORLD_CERTIFICATE)) {
       await tenant.createCertificate(WORLD_CERTIFICATE);
     }
