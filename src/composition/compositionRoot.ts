@@ -6,7 +6,7 @@ import { BlobServiceClient, type ContainerClient, type StoragePipelineOptions } 
 import { ApiTokenProvider } from '../source/apiTokenProvider';
 import { BlobCheckpointStore, BlobExportSink, describeStorageError } from '../sink/blobExportStore';
 import { KeyVaultSecretProvider, StaticSecretProvider, type SecretProvider } from '../source/secretProvider';
-import { LEGACY_API_RETIREMENT_DATE, type ExportConfig, type StorageConfig } from '../config';
+import { LEGACY_API_RETIREMENT_DATE, tenantConfigs, type ExportConfig, type StorageConfig } from '../config';
 import { registerSecret } from '../errors';
 import { runExport } from '../export/exportRun';
 import {
@@ -86,6 +86,11 @@ export interface CompositionOptions {
   readonly checkpointStore?: CheckpointStore;
   /** Wraps the export sink (fault injection in tests). */
   readonly wrapSink?: (sink: ExportSink) => ExportSink;
+  /**
+   * The client secret's source, shared: with DEFENDER_TENANTS one secret of the multi-tenant app serves every
+   * tenant, read and cached once ({@link createTenantExporters}). Default: one per exporter.
+   */
+  readonly secretProvider?: SecretProvider;
   /** Page size (`$top`) below the API's maximum: tests page small histories hard. */
   readonly pageSize?: number;
   /** Replaces https for the incidents API (in-memory tests: the simulated tenant's routes). */
@@ -137,6 +142,8 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         clock,
         logger,
         tenantId: config.tenantId,
+        ...(config.tenantName !== undefined ? { tenantName: config.tenantName } : {}),
+        ...(runOptions.delivery ? { delivery: runOptions.delivery } : {}),
         containerName: container.containerName,
         format: config.format,
         compression: config.compression,
@@ -188,7 +195,7 @@ export function createIncidentSourceFactory(
   listing: { readonly select?: readonly string[] } = {},
 ): (logger: Logger) => IncidentSource {
   const clock = options.clock ?? systemClock;
-  const secrets = createSecretProvider(config, azureCredential, options, clock);
+  const secrets = options.secretProvider ?? createSecretProvider(config, azureCredential, options, clock);
   const apiUrl = new URL(config.apiUrl);
   const apiOrigin = apiUrl.origin;
   // The SDK clients (Entra, Key Vault, Storage) honour HTTPS_PROXY and NO_PROXY themselves; the incidents
@@ -217,21 +224,19 @@ export function createIncidentSourceFactory(
     const startedAt = clock.now();
     const tokens = options.getApiToken
       ? { getToken: options.getApiToken }
-      : new ApiTokenProvider({
-          tenantId: config.tenantId,
-          clientId: config.clientId,
-          authorityHost: config.authorityHost,
-          scope: `${apiOrigin}/.default`,
-          secrets,
-          logger,
-          credentialOptions: {
-            ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
-            ...pipelineRetry(options.azureRetry),
+      : createApiTokens(
+          { tenantId: config.tenantId, clientId: config.clientId },
+          {
+            config,
+            secrets,
+            logger,
+            scope: `${apiOrigin}/.default`,
+            options,
+            ...(authorityProxy
+              ? { discoveryAgent: new HttpsProxyAgent(authorityProxy, { ...tls, ...tunnelTimeout }) }
+              : {}),
           },
-          ...(authorityProxy
-            ? { discoveryAgent: new HttpsProxyAgent(authorityProxy, { ...tls, ...tunnelTimeout }) }
-            : {}),
-        });
+        );
     if (apiProxy)
       logger.info(`The incidents API ${apiOrigin} is reached through the ${describeProxy(apiProxy)}.`);
     const client = new ApiClient({
@@ -266,6 +271,59 @@ export function createIncidentSourceFactory(
         })
       : new LegacyIncidentSource({ baseUrl: config.apiUrl, client, logger, slicer, ...page });
   };
+}
+
+/**
+ * The app-only tokens for the incidents API of one tenant: the one place that builds the credential, with the
+ * tenant (and its app registration) as parameters, so one multi-tenant app serves each DEFENDER_TENANTS entry.
+ */
+function createApiTokens(
+  tenant: { readonly tenantId: string; readonly clientId: string },
+  wiring: {
+    readonly config: ExportConfig;
+    readonly secrets: SecretProvider;
+    readonly logger: Logger;
+    readonly scope: string;
+    readonly options: CompositionOptions;
+    /** Agent of the OpenID discovery probe: the proxy tunnel to the authority, when one is set. */
+    readonly discoveryAgent?: https.Agent;
+  },
+): ApiTokenProvider {
+  const { config, options } = wiring;
+  return new ApiTokenProvider({
+    tenantId: tenant.tenantId,
+    clientId: tenant.clientId,
+    authorityHost: config.authorityHost,
+    scope: wiring.scope,
+    secrets: wiring.secrets,
+    logger: wiring.logger,
+    credentialOptions: {
+      ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
+      ...pipelineRetry(options.azureRetry),
+    },
+    ...(wiring.discoveryAgent ? { discoveryAgent: wiring.discoveryAgent } : {}),
+  });
+}
+
+/**
+ * The exporters of DEFENDER_TENANTS, by tenant ID, each on its own container and tenant, sharing the Azure
+ * credential and the client secret (one multi-tenant app); the single exporter of the config without it, under
+ * its tenant ID.
+ */
+export function createTenantExporters(
+  config: ExportConfig,
+  options: CompositionOptions,
+): Map<string, Exporter> {
+  const azureCredential = options.azureCredential ?? createAzureCredential(config);
+  const secretProvider =
+    options.secretProvider ??
+    createSecretProvider(config, azureCredential, options, options.clock ?? systemClock);
+  return new Map(
+    tenantConfigs(config).map((c) => [
+      c.tenantId,
+      createExporter(c, { ...options, azureCredential, secretProvider }),
+    ]),
+  );
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import type { ExportConfig } from '../config';
-import type { RunSummary } from '../export/exportRun';
+import type { QueueDelivery, RunSummary } from '../export/exportRun';
 import type { Logger } from '../logger';
 
 /**
@@ -18,6 +18,8 @@ export interface ExporterRunOptions {
   readonly initialWatermark?: string;
   /** Exclusive end the run never exports past (see `runExport`). */
   readonly windowEnd?: string;
+  /** The queue message's try that started the run (DEFENDER_TENANTS fan-out). */
+  readonly delivery?: QueueDelivery;
 }
 
 /** The wired exporter of one configuration. Long-lived: the secret cache and rate limiter span runs. */

@@ -110,6 +110,15 @@ export class ApiTokenProvider {
     const message = messageOf(thrown);
     const codes = new Set((message.match(/AADSTS(\d+)/g) ?? []).map((c) => c.slice(6)));
     const at = `at ${this.o.authorityHost}`;
+    // The app has no service principal in the tenant: never consented there, or the consent was revoked (the
+    // enterprise application deleted). Entra says invalid_client, but the secret is fine.
+    // https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes
+    if (codes.has('7000229')) {
+      return new ExportError(
+        `The app ${this.o.clientId} has no service principal in tenant ${this.o.tenantId} (AADSTS7000229): an administrator of that tenant has not consented to it, or revoked the consent. ` +
+          `Ask them to open ${this.o.authorityHost}/${this.o.tenantId}/adminconsent?client_id=${this.o.clientId} (defender-export tenants consent-url), or remove the tenant from DEFENDER_TENANTS.`,
+      );
+    }
     if (
       codes.has('7000215') ||
       codes.has('7000222') ||
@@ -150,7 +159,8 @@ function isRejectedSecret(thrown: unknown): boolean {
     typeof thrown === 'object' && thrown !== null && 'message' in thrown
       ? String((thrown as Error).message)
       : '';
-  return /AADSTS7000215|AADSTS7000222|invalid_client/.test(message);
+  // AADSTS7000229 (no service principal: no consent) is an invalid_client too, but no new secret fixes it.
+  return !/AADSTS7000229/.test(message) && /AADSTS7000215|AADSTS7000222|invalid_client/.test(message);
 }
 
 function messageOf(thrown: unknown): string {

@@ -1,0 +1,176 @@
+import { randomBytes } from 'node:crypto';
+import { InvocationContext, output, type Timer } from '@azure/functions';
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { createTenantExporters, type CompositionOptions } from '../../src/composition/compositionRoot';
+import { parseConfig, QUEUE_MAX_DEQUEUE_COUNT, type ExportConfig } from '../../src/config';
+import { EXPORT_PREFIX } from '../../src/export/blobLayout';
+import type { RunSummary } from '../../src/export/exportRun';
+import { createExportTenantHandler } from '../../src/functions/exportTenantHandler';
+import { createFanOutTenantsHandler } from '../../src/functions/fanOutTenantsHandler';
+import { readExportBlob } from '../../src/operations/exportReader';
+import { LocalQueueHost, type DrainReport } from '../../src/sandbox/localQueueHost';
+import { SimulatedTenants } from '../../src/sandbox/simulatedTenants';
+import { azuriteConnectionString, LogRecorder, SCALED_LEGACY_LIMITS, WorldClock } from './world';
+
+const timer: Timer = {
+  isPastDue: false,
+  schedule: { adjustForDST: false },
+  scheduleStatus: { last: '', next: '', lastUpdated: '' },
+};
+
+/** An incident version found in a container, with the tenant its record names. */
+export interface FoundVersion {
+  readonly id: string;
+  readonly lastUpdate: string;
+  readonly tenantId: string;
+  readonly blob: string;
+}
+
+/**
+ * A test world of DEFENDER_TENANTS: the simulated MSSP (home tenant, customers), a fresh container per customer
+ * and a fresh queue on the shared Azurite, the Function's two handlers wired by the composition root, and a
+ * local queue host in place of the Functions host.
+ */
+export class TenantsWorld {
+  readonly logs = new LogRecorder();
+  readonly clock = new WorldClock();
+  config!: ExportConfig;
+  settings!: Record<string, string>;
+  queueHost!: LocalQueueHost;
+  readonly containers = new Map<string, ContainerClient>();
+  private readonly tenantQueue = output.storageQueue({
+    queueName: '%EXPORT_QUEUE%',
+    connection: 'AzureWebJobsStorage',
+  });
+  private cycles = 0;
+
+  private constructor(readonly sim: SimulatedTenants) {}
+
+  static async start(
+    options: {
+      customers?: number;
+      incidents?: number;
+      settings?: Record<string, string>;
+      batchSize?: number;
+    } = {},
+  ): Promise<TenantsWorld> {
+    const clock = new WorldClock();
+    const sim = await SimulatedTenants.start({
+      customers: options.customers ?? 3,
+      incidents: options.incidents ?? 25,
+      tenant: { seed: 7, clock: clock.now, legacyLimits: SCALED_LEGACY_LIMITS },
+    });
+    const world = new TenantsWorld(sim);
+    (world as { clock: WorldClock }).clock = clock;
+    const service = BlobServiceClient.fromConnectionString(azuriteConnectionString());
+    const suffix = randomBytes(4).toString('hex');
+    const tenants = sim.customers.map((t, i) => {
+      const container = `cust${i}-${suffix}`;
+      world.containers.set(t.tenantId, service.getContainerClient(container));
+      return { tenantId: t.tenantId, container, name: `customer-${i}` };
+    });
+    world.settings = {
+      DEFENDER_TENANTS: JSON.stringify(tenants),
+      DEFENDER_CLIENT_ID: sim.home.clientId,
+      DEFENDER_API_URL: sim.origin,
+      DEFENDER_AUTHORITY_HOST: sim.origin,
+      KEY_VAULT_URL: sim.origin,
+      EXPORT_STORAGE_CONNECTION_STRING: azuriteConnectionString(),
+      EXPORT_QUEUE: `tenants-${suffix}`,
+      EXPORT_SETTLE_DELAY: 'PT1S',
+      EXPORT_INITIAL_LOOKBACK: 'P4D',
+      ...options.settings,
+    };
+    world.config = parseConfig(world.settings);
+    world.queueHost = new LocalQueueHost(azuriteConnectionString(), world.config.queue, {
+      batchSize: options.batchSize ?? 4,
+      newBatchThreshold: 2,
+      maxDequeueCount: QUEUE_MAX_DEQUEUE_COUNT,
+      visibilityTimeoutInSeconds: 0,
+    });
+    await world.queueHost.ensureQueues();
+    return world;
+  }
+
+  /** The composition of the handlers: the home tenant's CA and managed identity, short waits on the world clock. */
+  composition(): Omit<CompositionOptions, 'logger'> {
+    return {
+      clock: this.clock,
+      ca: this.sim.ca,
+      azureCredential: this.sim.home.managedIdentityCredential({
+        retryOptions: { maxRetries: 1, retryDelayInMs: 20, maxRetryDelayInMs: 50 },
+      }),
+      http: {
+        sleep: (ms) => {
+          this.clock.advance(ms);
+          return new Promise((resolve) => setImmediate(resolve));
+        },
+        timeoutInMs: 2_000,
+      },
+      azureRetry: { maxTries: 2, retryDelayInMs: 20, maxRetryDelayInMs: 50 },
+    };
+  }
+
+  /** The messages the timer handler hands to its queue output binding. */
+  fanOut(): unknown[] {
+    const context = new InvocationContext({
+      invocationId: `cycle-${++this.cycles}`,
+      functionName: 'exportIncidents',
+      logHandler: (level, ...args) => this.logs.info(`[${level}] ${args.map(String).join(' ')}`),
+    });
+    createFanOutTenantsHandler(this.tenantQueue, () => this.config, this.clock.now)(timer, context);
+    return context.extraOutputs.get(this.tenantQueue) as unknown[];
+  }
+
+  /** One cycle through the queue path: the timer's messages sent as the binding does, then drained. */
+  async cycle(handler = this.queueHandler()): Promise<DrainReport> {
+    await this.queueHost.enqueue(this.fanOut());
+    return this.drain(handler);
+  }
+
+  queueHandler(): (entry: unknown, context: InvocationContext) => Promise<RunSummary | undefined> {
+    return createExportTenantHandler(() => this.config, createTenantExporters, this.composition());
+  }
+
+  drain(handler = this.queueHandler()): Promise<DrainReport> {
+    return this.queueHost.drain(handler, { log: (level, text) => this.logs.info(`[${level}] ${text}`) });
+  }
+
+  /** Every incident version in a tenant's container, with the tenant its record names. */
+  async versions(tenantId: string): Promise<FoundVersion[]> {
+    const container = this.containers.get(tenantId);
+    if (!container || !(await container.exists())) return [];
+    const out: FoundVersion[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix: EXPORT_PREFIX })) {
+      for (const raw of (await readExportBlob(container, blob.name)) as Record<string, unknown>[])
+        out.push({
+          id: String(raw.id),
+          lastUpdate: String(raw.lastUpdateDateTime),
+          tenantId: String(raw.tenantId),
+          blob: blob.name,
+        });
+    }
+    return out;
+  }
+
+  /** The run manifests in a tenant's container, oldest first. */
+  async manifests(tenantId: string): Promise<RunSummary[]> {
+    const container = this.containers.get(tenantId);
+    if (!container || !(await container.exists())) return [];
+    const out: RunSummary[] = [];
+    for await (const blob of container.listBlobsFlat({ prefix: 'runs/' }))
+      out.push(
+        JSON.parse(
+          (await container.getBlockBlobClient(blob.name).downloadToBuffer()).toString('utf8'),
+        ) as RunSummary,
+      );
+    return out.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  }
+
+  async close(): Promise<void> {
+    for (const container of this.containers.values()) await container.deleteIfExists();
+    await this.queueHost.queue.deleteIfExists();
+    await this.queueHost.poisonQueue.deleteIfExists();
+    await this.sim.close();
+  }
+}
