@@ -771,7 +771,7 @@ export function loadConfig(localSettingsPath?: string, options: ParseOptions = {
 }
 
 /** Reads the storage settings alone, from the same sources as {@link loadConfig}. */
-export function loadStorageConfig(localSettingsPath?: string): StorageConfig {
+export function loadStorageConfig(localSettingsPath?: string): TenantStorageConfig {
   return parseStorageConfig({ ...readLocalSettings(localSettingsPath), ...process.env });
 }
 

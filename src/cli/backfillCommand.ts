@@ -3,7 +3,7 @@ import { createExporter, type CompositionOptions } from '../composition/composit
 import { loadConfig } from '../config';
 import { runBackfill } from '../operations/backfill';
 import { parseTimeRange } from '../operations/timeRange';
-import { parseOptions, RANGE_COMMAND_OPTIONS, type Command } from './command';
+import { parseOptions, RANGE_COMMAND_OPTIONS, selectTenant, type Command } from './command';
 import { commandHelp } from './commandHelp';
 import { consoleLogger } from './consoleLogger';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
@@ -19,7 +19,7 @@ export function createBackfillCommand(composition: Omit<CompositionOptions, 'log
       const { values } = parseOptions(args, RANGE_COMMAND_OPTIONS);
       const nowMs = (composition.clock ?? systemClock).now();
       const range = parseTimeRange(values.from, values.to, nowMs);
-      const config = loadConfig(values.settings, { runner: 'cli' });
+      const config = selectTenant(loadConfig(values.settings, { runner: 'cli' }), values.tenant);
       const logger = consoleLogger({ verbose: values.verbose });
       const exporter = createExporter(config, { ...composition, logger });
       const summary = await interruptible((abortSignal) =>

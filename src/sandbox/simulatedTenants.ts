@@ -47,6 +47,32 @@ export class SimulatedTenants {
     return world;
   }
 
+  /**
+   * The Function's settings for this MSSP: DEFENDER_TENANTS with a container per customer (`<prefix><index>`,
+   * named `customer-<index>`), the home tenant's app and vault, and the given storage and queue.
+   */
+  settings(storage: {
+    readonly connectionString: string;
+    readonly containerPrefix: string;
+    readonly queue: string;
+  }): Record<string, string> {
+    return {
+      DEFENDER_TENANTS: JSON.stringify(
+        this.customers.map((t, i) => ({
+          tenantId: t.tenantId,
+          container: `${storage.containerPrefix}${i}`,
+          name: `customer-${i}`,
+        })),
+      ),
+      DEFENDER_CLIENT_ID: this.home.clientId,
+      DEFENDER_API_URL: this.origin,
+      DEFENDER_AUTHORITY_HOST: this.origin,
+      KEY_VAULT_URL: this.origin,
+      EXPORT_STORAGE_CONNECTION_STRING: storage.connectionString,
+      EXPORT_QUEUE: storage.queue,
+    };
+  }
+
   /** The customer tenant with this ID. */
   tenant(tenantId: string): SimulatedTenant {
     const found = this.customers.find((t) => t.tenantId.toLowerCase() === tenantId.toLowerCase());

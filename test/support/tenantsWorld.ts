@@ -1,22 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { InvocationContext, output, type Timer } from '@azure/functions';
+import type { InvocationContext } from '@azure/functions';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { createTenantExporters, type CompositionOptions } from '../../src/composition/compositionRoot';
 import { parseConfig, QUEUE_MAX_DEQUEUE_COUNT, type ExportConfig } from '../../src/config';
 import { EXPORT_PREFIX } from '../../src/export/blobLayout';
 import type { RunSummary } from '../../src/export/exportRun';
 import { createExportTenantHandler } from '../../src/functions/exportTenantHandler';
-import { createFanOutTenantsHandler } from '../../src/functions/fanOutTenantsHandler';
+import { fanOutCycle } from '../../src/sandbox/fanOutCycle';
 import { readExportBlob } from '../../src/operations/exportReader';
 import { LocalQueueHost, type DrainReport } from '../../src/sandbox/localQueueHost';
 import { SimulatedTenants } from '../../src/sandbox/simulatedTenants';
 import { azuriteConnectionString, LogRecorder, SCALED_LEGACY_LIMITS, WorldClock } from './world';
-
-const timer: Timer = {
-  isPastDue: false,
-  schedule: { adjustForDST: false },
-  scheduleStatus: { last: '', next: '', lastUpdated: '' },
-};
 
 /** An incident version found in a container, with the tenant its record names. */
 export interface FoundVersion {
@@ -33,18 +27,16 @@ export interface FoundVersion {
  */
 export class TenantsWorld {
   readonly logs = new LogRecorder();
-  readonly clock = new WorldClock();
   config!: ExportConfig;
   settings!: Record<string, string>;
   queueHost!: LocalQueueHost;
   readonly containers = new Map<string, ContainerClient>();
-  private readonly tenantQueue = output.storageQueue({
-    queueName: '%EXPORT_QUEUE%',
-    connection: 'AzureWebJobsStorage',
-  });
   private cycles = 0;
 
-  private constructor(readonly sim: SimulatedTenants) {}
+  private constructor(
+    readonly sim: SimulatedTenants,
+    readonly clock: WorldClock,
+  ) {}
 
   static async start(
     options: {
@@ -60,28 +52,22 @@ export class TenantsWorld {
       incidents: options.incidents ?? 25,
       tenant: { seed: 7, clock: clock.now, legacyLimits: SCALED_LEGACY_LIMITS },
     });
-    const world = new TenantsWorld(sim);
-    (world as { clock: WorldClock }).clock = clock;
+    const world = new TenantsWorld(sim, clock);
     const service = BlobServiceClient.fromConnectionString(azuriteConnectionString());
     const suffix = randomBytes(4).toString('hex');
-    const tenants = sim.customers.map((t, i) => {
-      const container = `cust${i}-${suffix}`;
-      world.containers.set(t.tenantId, service.getContainerClient(container));
-      return { tenantId: t.tenantId, container, name: `customer-${i}` };
-    });
     world.settings = {
-      DEFENDER_TENANTS: JSON.stringify(tenants),
-      DEFENDER_CLIENT_ID: sim.home.clientId,
-      DEFENDER_API_URL: sim.origin,
-      DEFENDER_AUTHORITY_HOST: sim.origin,
-      KEY_VAULT_URL: sim.origin,
-      EXPORT_STORAGE_CONNECTION_STRING: azuriteConnectionString(),
-      EXPORT_QUEUE: `tenants-${suffix}`,
+      ...sim.settings({
+        connectionString: azuriteConnectionString(),
+        containerPrefix: `c${suffix}-`,
+        queue: `tenants-${suffix}`,
+      }),
       EXPORT_SETTLE_DELAY: 'PT1S',
       EXPORT_INITIAL_LOOKBACK: 'P4D',
       ...options.settings,
     };
     world.config = parseConfig(world.settings);
+    for (const t of world.config.tenants ?? [])
+      world.containers.set(t.tenantId, service.getContainerClient(t.container));
     world.queueHost = new LocalQueueHost(azuriteConnectionString(), world.config.queue, {
       batchSize: options.batchSize ?? 4,
       newBatchThreshold: 2,
@@ -111,21 +97,16 @@ export class TenantsWorld {
     };
   }
 
-  /** The messages the timer handler hands to its queue output binding. */
-  fanOut(): unknown[] {
-    const context = new InvocationContext({
-      invocationId: `cycle-${++this.cycles}`,
-      functionName: 'exportIncidents',
-      logHandler: (level, ...args) => this.logs.info(`[${level}] ${args.map(String).join(' ')}`),
-    });
-    createFanOutTenantsHandler(this.tenantQueue, () => this.config, this.clock.now)(timer, context);
-    return context.extraOutputs.get(this.tenantQueue) as unknown[];
-  }
-
   /** One cycle through the queue path: the timer's messages sent as the binding does, then drained. */
-  async cycle(handler = this.queueHandler()): Promise<DrainReport> {
-    await this.queueHost.enqueue(this.fanOut());
-    return this.drain(handler);
+  cycle(handler = this.queueHandler()): Promise<DrainReport> {
+    return fanOutCycle({
+      config: this.config,
+      queueHost: this.queueHost,
+      handler,
+      cycleId: `cycle-${++this.cycles}`,
+      now: this.clock.now,
+      log: (level, text) => this.logs.info(`[${level}] ${text}`),
+    });
   }
 
   queueHandler(): (entry: unknown, context: InvocationContext) => Promise<RunSummary | undefined> {
