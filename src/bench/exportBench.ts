@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util';
 import { startAzurite, type AzuriteProcess } from '../sandbox/azurite';
 import type { BenchTenantInfo, BenchTenantRequest } from './benchTenant';
 import type { BenchJob, BenchResult } from './benchWorker';
+import type { BenchTenantsInfo, BenchTenantsRequest } from './benchTenants';
+import type { FanOutJob, FanOutResult } from './fanOutWorker';
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -16,6 +18,9 @@ Options:
   --incidents N         Graph backlog size (default 20000)
   --latency MS          latency added to every incidents API response (default 50)
   --legacy-incidents N  legacy backlog for the pacing measurement (default 4000; 0 skips it)
+  --tenants N           DEFENDER_TENANTS fan-out: N tenants through the queue path in one process (default 200;
+                        0 skips it)
+  --tenant-incidents N  backlog of each of those tenants (default 20)
   --json                print the results as JSON too`;
 
 const MB = 1024 * 1024;
@@ -44,17 +49,56 @@ async function startTenant(request: BenchTenantRequest): Promise<Tenant> {
   return { info, process: child };
 }
 
-function runJob(job: BenchJob): Promise<BenchResult> {
-  const child = fork(join(__dirname, 'benchWorker.js'), [], {
+/** Runs one job in a fresh process of `script` (so that its peak memory is its own) and takes its answer. */
+function runIn<J extends { mode: string }, R>(script: string, job: J): Promise<R> {
+  const child = fork(join(__dirname, script), [], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  return new Promise<BenchResult>((resolve, reject) => {
-    child.once('message', (m) => resolve(m as BenchResult));
+  return new Promise<R>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as R));
     child.once('exit', (code) => {
       if (code !== 0) reject(new Error(`the bench ${job.mode} job exited with code ${code}`));
     });
     child.send(job);
   });
+}
+
+function runJob(job: BenchJob): Promise<BenchResult> {
+  return runIn<BenchJob, BenchResult>('benchWorker.js', job);
+}
+
+/** The simulated tenants of the fan-out, in a process of their own. */
+async function startTenants(
+  request: BenchTenantsRequest,
+): Promise<{ info: BenchTenantsInfo; process: ChildProcess }> {
+  const child = fork(join(__dirname, 'benchTenants.js'), [], {
+    execArgv: ['--max-old-space-size=4096'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const info = await new Promise<BenchTenantsInfo>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as BenchTenantsInfo));
+    child.once('exit', (code) => reject(new Error(`the bench tenants exited with code ${code}`)));
+    child.send(request);
+  });
+  child.removeAllListeners('exit');
+  return { info, process: child };
+}
+
+/** The Function's settings for the fan-out's tenants, each with its own container. */
+function tenantsSettings(info: BenchTenantsInfo, azurite: AzuriteProcess, prefix: string) {
+  return {
+    DEFENDER_TENANTS: JSON.stringify(
+      info.tenantIds.map((tenantId, i) => ({ tenantId, container: `${prefix}-${i}`, name: `t${i}` })),
+    ),
+    DEFENDER_CLIENT_ID: info.clientId,
+    DEFENDER_API_URL: info.origin,
+    DEFENDER_AUTHORITY_HOST: info.origin,
+    DEFENDER_CLIENT_SECRET: info.clientSecret,
+    EXPORT_STORAGE_CONNECTION_STRING: azurite.connectionString,
+    EXPORT_QUEUE: `${prefix}-queue`,
+    EXPORT_INITIAL_LOOKBACK: 'PT48H',
+    EXPORT_SETTLE_DELAY: 'PT1M',
+  };
 }
 
 function settings(tenant: BenchTenantInfo, azurite: AzuriteProcess, api: string, container: string) {
@@ -92,6 +136,8 @@ async function main(): Promise<number> {
       incidents: { type: 'string', default: '20000' },
       latency: { type: 'string', default: '50' },
       'legacy-incidents': { type: 'string', default: '4000' },
+      tenants: { type: 'string', default: '200' },
+      'tenant-incidents': { type: 'string', default: '20' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -103,8 +149,16 @@ async function main(): Promise<number> {
   const incidents = Number(values.incidents);
   const latencyInMs = Number(values.latency);
   const legacyIncidents = Number(values['legacy-incidents']);
-  if (![incidents, latencyInMs, legacyIncidents].every((n) => Number.isInteger(n) && n >= 0)) {
-    process.stderr.write(`--incidents, --latency and --legacy-incidents take whole numbers.\n${USAGE}\n`);
+  const tenantCount = Number(values.tenants);
+  const tenantIncidents = Number(values['tenant-incidents']);
+  if (
+    ![incidents, latencyInMs, legacyIncidents, tenantCount, tenantIncidents].every(
+      (n) => Number.isInteger(n) && n >= 0,
+    )
+  ) {
+    process.stderr.write(
+      `--incidents, --latency, --legacy-incidents, --tenants and --tenant-incidents take whole numbers.\n${USAGE}\n`,
+    );
     return 2;
   }
   const now = Date.now();
@@ -198,6 +252,49 @@ async function main(): Promise<number> {
         );
       } finally {
         legacy.process.disconnect();
+      }
+    }
+
+    if (tenantCount > 0) {
+      process.stderr.write(`fan-out of ${tenantCount} tenants with ${tenantIncidents} incidents each...\n`);
+      const tenants = await startTenants({
+        customers: tenantCount,
+        incidentsPerTenant: tenantIncidents,
+        latencyInMs,
+      });
+      try {
+        const job = (mode: FanOutJob['mode'], prefix: string): Promise<FanOutResult> =>
+          runIn<FanOutJob, FanOutResult>('fanOutWorker.js', {
+            mode,
+            ca: tenants.info.ca,
+            connectionString: azurite.connectionString,
+            settings: tenantsSettings(tenants.info, azurite, prefix),
+          });
+        const floor = await job('floor', `bfloor-${now}`);
+        const fanOut = await job('fanout', `bfan-${now}`);
+        const overheadInMs = fanOut.perTenantMeanInMs - floor.perTenantMeanInMs;
+        const wallPerTenantInMs = fanOut.durationInMs / Math.max(1, fanOut.tenants);
+        results.fanOut = { floor, fanOut, overheadPerTenantInMs: overheadInMs, wallPerTenantInMs };
+        rows.push(
+          [
+            'tenant fan-out',
+            `${fanOut.tenants} tenants, ${tenantIncidents} incidents each, ${latencyInMs} ms latency, through the queue (Azurite), ${fanOut.concurrency} at once (host.json batchSize + newBatchThreshold)`,
+          ],
+          [
+            'fan-out cycle',
+            `${fixed(fanOut.durationInMs / 1000)} s for ${fanOut.succeeded}/${fanOut.tenants} tenants succeeded, ${fanOut.incidents} incidents, ${fanOut.requests} API requests; ${fixed(wallPerTenantInMs, 0)} ms of wall time per tenant`,
+          ],
+          [
+            'per tenant: run / its fetch',
+            `run ${fixed(fanOut.perTenantMeanInMs, 0)} ms (p95 ${fixed(fanOut.perTenantP95InMs, 0)}) / fetch ${fixed(floor.perTenantMeanInMs, 0)} ms (p95 ${fixed(floor.perTenantP95InMs, 0)}): ${fixed(overheadInMs, 0)} ms beyond its own fetch`,
+          ],
+          [
+            'peak RSS of the fan-out',
+            `${fixed(fanOut.maxRssBytes / MB, 0)} MB for ${fanOut.tenants} tenants' exporters (fetch floor process: ${fixed(floor.maxRssBytes / MB, 0)} MB)`,
+          ],
+        );
+      } finally {
+        tenants.process.disconnect();
       }
     }
 
