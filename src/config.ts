@@ -778,7 +778,7 @@ export function loadStorageConfig(localSettingsPath?: string): TenantStorageConf
 /** True when real settings are given (environment or local.settings.json), i.e. not the sandbox. */
 export function hasRealSettings(localSettingsPath?: string): boolean {
   const merged = { ...readLocalSettings(localSettingsPath), ...process.env };
-  return Boolean(merged.DEFENDER_TENANT_ID?.trim());
+  return Boolean(merged.DEFENDER_TENANT_ID?.trim() || merged.DEFENDER_TENANTS?.trim());
 }
 
 function readLocalSettings(path: string | undefined): Record<string, string> {
