@@ -134,6 +134,19 @@ export class TenantsWorld {
     return out;
   }
 
+  /**
+   * Every record found in a container other than its tenant's, as `<record's tenant> in <container>`: the
+   * records name the tenant that returned them (Graph's `tenantId`), so any here is a mix-up.
+   */
+  async mixUps(): Promise<string[]> {
+    const found: string[] = [];
+    for (const tenantId of this.containers.keys())
+      for (const v of await this.versions(tenantId))
+        if (v.tenantId !== tenantId)
+          found.push(`${v.tenantId} in ${this.containers.get(tenantId)!.containerName}`);
+    return [...new Set(found)];
+  }
+
   /** The run manifests in a tenant's container, oldest first. */
   async manifests(tenantId: string): Promise<RunSummary[]> {
     const container = this.containers.get(tenantId);

@@ -1,4 +1,10 @@
 import { duplicates } from '../support/world';
+import { createExporter } from '../../src/composition/compositionRoot';
+import { tenantConfigs } from '../../src/config';
+import {
+  createExportTenantHandler,
+  type TenantExportersFactory,
+} from '../../src/functions/exportTenantHandler';
 import { TenantsWorld } from '../support/tenantsWorld';
 
 describe('DEFENDER_TENANTS: the queue fan-out, three customers, one whose consent was revoked', () => {
@@ -22,6 +28,7 @@ describe('DEFENDER_TENANTS: the queue fan-out, three customers, one whose consen
       expect(new Set(versions.map((v) => v.tenantId))).toEqual(new Set([tenant]));
     }
     expect(await world.versions(c)).toEqual([]);
+    expect(await world.mixUps()).toEqual([]);
 
     expect(report.completed.map((r) => (r.message as { tenantId: string }).tenantId).sort()).toEqual(
       [a, b].sort(),
@@ -67,6 +74,88 @@ describe('DEFENDER_TENANTS: the queue fan-out, three customers, one whose consen
           .store.all()
           .every((i) => ids.has(String(i.id))),
       ).toBe(true);
+    }
+  });
+});
+
+describe('DEFENDER_TENANTS: secrets and tokens', () => {
+  it('appear in no log line, failure, queue message, blob or blob metadata of any tenant', async () => {
+    const world = await TenantsWorld.start({ customers: 2, incidents: 10 });
+    try {
+      world.sim.customers[1]!.hasConsent = false;
+      // A tenant whose API echoes the caller's token and the secret in its error.
+      world.sim.customers[0]!.intercept = ({ api, index }) =>
+        api === 'graph' && index === 0
+          ? {
+              status: 400,
+              body: JSON.stringify({
+                error: {
+                  code: 'BadRequest',
+                  message: `echo Bearer ${world.sim.customers[0]!.issuedTokens.at(-1)} client_secret=${world.sim.home.clientSecret}`,
+                },
+              }),
+            }
+          : undefined;
+      const report = await world.cycle();
+      const tenants = [world.sim.home, ...world.sim.customers];
+      const tokens = tenants.flatMap((t) => t.issuedTokens);
+      expect(world.sim.customers[0]!.issuedTokens.length).toBeGreaterThan(0);
+      const haystack: string[] = [
+        world.logs.text,
+        JSON.stringify(report),
+        JSON.stringify(await world.queueHost.poisoned()),
+      ];
+      for (const container of world.containers.values()) {
+        if (!(await container.exists())) continue;
+        for await (const blob of container.listBlobsFlat({ includeMetadata: true }))
+          haystack.push(
+            blob.name,
+            JSON.stringify(blob.metadata),
+            (await container.getBlockBlobClient(blob.name).downloadToBuffer()).toString('utf8'),
+          );
+      }
+      const text = haystack.join('\n');
+      expect(text).toContain('export summary');
+      for (const secret of [world.sim.home.clientSecret, ...tokens])
+        expect(text.includes(secret)).toBe(false);
+    } finally {
+      await world.close();
+    }
+  });
+});
+
+describe('DEFENDER_TENANTS: a mix-up of tenants and containers', () => {
+  it("is caught by the isolation check, and the next correctly wired run refuses the other tenant's checkpoint", async () => {
+    const world = await TenantsWorld.start({ customers: 2, incidents: 10 });
+    try {
+      // A wiring fault on purpose: each tenant's exporter writes into the other tenant's container.
+      const swapped: TenantExportersFactory = (config, options) => {
+        const all = tenantConfigs(config);
+        return new Map(
+          all.map((c, i) => {
+            const other = all[(i + 1) % all.length]!.container;
+            return [c.tenantId, createExporter({ ...c, container: other, stateContainer: other }, options)];
+          }),
+        );
+      };
+      await world.cycle(createExportTenantHandler(() => world.config, swapped, world.composition()));
+      expect((await world.mixUps()).sort()).toEqual(
+        world.sim.customers
+          .map((t, i) => `${t.tenantId} in ${world.config.tenants![(i + 1) % 2]!.container}`)
+          .sort(),
+      );
+
+      world.clock.advance(2_000);
+      const report = await world.cycle();
+      expect(report.completed).toEqual([]);
+      expect(report.failures.length).toBeGreaterThan(0);
+      expect(
+        report.failures.every((f) =>
+          /belongs to tenant '[0-9a-f-]{36}', not DEFENDER_TENANT_ID/.test(f.error),
+        ),
+      ).toBe(true);
+    } finally {
+      await world.close();
     }
   });
 });
