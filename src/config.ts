@@ -183,10 +183,12 @@ const DEFAULT_API_URL: Record<DefenderApi, string> = {
  */
 export const FUNCTION_TIMEOUT_IN_MS = 30 * 60_000;
 /**
- * host.json `extensions.queues.maxDequeueCount`: the tries of a tenant's message before the host moves it to the
- * poison queue. A test keeps the two equal; each run's manifest says which try it was.
+ * host.json `extensions.queues` of the tenant fan-out (docs/tenants.md says why these values): a test keeps them
+ * equal; the local queue host of the sandbox and the bench applies them. `maxDequeueCount` is the tries of a
+ * tenant's message before the host moves it to the poison queue; each run's manifest says which try it was.
  */
-export const QUEUE_MAX_DEQUEUE_COUNT = 5;
+export const QUEUE_SETTINGS = { batchSize: 4, newBatchThreshold: 2, maxDequeueCount: 5 } as const;
+export const QUEUE_MAX_DEQUEUE_COUNT = QUEUE_SETTINGS.maxDequeueCount;
 /** Time a run needs after its budget is spent: the last blob commit, the checkpoint write, the manifest. */
 const FUNCTION_TIMEOUT_MARGIN_IN_MS = 5 * 60_000;
 /** The longest EXPORT_MAX_RUN_DURATION for the Function (PT25M, the default). */

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess, type Serializable } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,18 +35,27 @@ interface Tenant {
   readonly process: ChildProcess;
 }
 
-async function startTenant(request: BenchTenantRequest): Promise<Tenant> {
-  const child = fork(join(__dirname, 'benchTenant.js'), [], {
-    execArgv: ['--max-old-space-size=16384'],
+/** A simulated-tenant process of `script`, given `request`, once it answers with its info. */
+async function startChild<Request extends Serializable, Info>(
+  script: string,
+  request: Request,
+  maxOldSpaceInMb: number,
+): Promise<{ info: Info; process: ChildProcess }> {
+  const child = fork(join(__dirname, script), [], {
+    execArgv: [`--max-old-space-size=${maxOldSpaceInMb}`],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const info = await new Promise<BenchTenantInfo>((resolve, reject) => {
-    child.once('message', (m) => resolve(m as BenchTenantInfo));
-    child.once('exit', (code) => reject(new Error(`the bench tenant exited with code ${code}`)));
+  const info = await new Promise<Info>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as Info));
+    child.once('exit', (code) => reject(new Error(`the bench's ${script} exited with code ${code}`)));
     child.send(request);
   });
   child.removeAllListeners('exit');
   return { info, process: child };
+}
+
+function startTenant(request: BenchTenantRequest): Promise<Tenant> {
+  return startChild<BenchTenantRequest, BenchTenantInfo>('benchTenant.js', request, 16384);
 }
 
 /** Runs one job in a fresh process of `script` (so that its peak memory is its own) and takes its answer. */
@@ -68,20 +77,10 @@ function runJob(job: BenchJob): Promise<BenchResult> {
 }
 
 /** The simulated tenants of the fan-out, in a process of their own. */
-async function startTenants(
+function startTenants(
   request: BenchTenantsRequest,
 ): Promise<{ info: BenchTenantsInfo; process: ChildProcess }> {
-  const child = fork(join(__dirname, 'benchTenants.js'), [], {
-    execArgv: ['--max-old-space-size=4096'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const info = await new Promise<BenchTenantsInfo>((resolve, reject) => {
-    child.once('message', (m) => resolve(m as BenchTenantsInfo));
-    child.once('exit', (code) => reject(new Error(`the bench tenants exited with code ${code}`)));
-    child.send(request);
-  });
-  child.removeAllListeners('exit');
-  return { info, process: child };
+  return startChild<BenchTenantsRequest, BenchTenantsInfo>('benchTenants.js', request, 4096);
 }
 
 /** The Function's settings for the fan-out's tenants, each with its own container. */

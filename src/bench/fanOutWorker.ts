@@ -1,11 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import {
   createIncidentSourceFactory,
   createTenantExporters,
   type CompositionOptions,
 } from '../composition/compositionRoot';
-import { parseConfig, QUEUE_MAX_DEQUEUE_COUNT, tenantConfigs } from '../config';
+import { parseConfig, QUEUE_SETTINGS, tenantConfigs } from '../config';
 import type { RunSummary } from '../export/exportRun';
 import { timestampFromMs } from '../export/timestamp';
 import { createExportTenantHandler } from '../functions/exportTenantHandler';
@@ -38,14 +36,6 @@ export interface FanOutResult {
   readonly maxRssBytes: number;
 }
 
-/** host.json `extensions.queues` of the deployment, which the local queue host applies. */
-function hostQueues(): { batchSize: number; newBatchThreshold: number } {
-  const host = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'host.json'), 'utf8')) as {
-    extensions: { queues: { batchSize: number; newBatchThreshold: number } };
-  };
-  return host.extensions.queues;
-}
-
 function stats(values: readonly number[]): { mean: number; p95: number } {
   const sorted = [...values].sort((a, b) => a - b);
   const mean = sorted.reduce((s, v) => s + v, 0) / Math.max(1, sorted.length);
@@ -58,18 +48,12 @@ async function main(): Promise<void> {
     process.once('message', (m) => resolve(m as FanOutJob)),
   );
   const config = parseConfig(job.settings);
-  const queues = hostQueues();
-  const concurrency = queues.batchSize + queues.newBatchThreshold;
+  const concurrency = QUEUE_SETTINGS.batchSize + QUEUE_SETTINGS.newBatchThreshold;
   const options: Omit<CompositionOptions, 'logger'> = { ca: job.ca };
   const started = performance.now();
   let result: Omit<FanOutResult, 'durationInMs' | 'maxRssBytes' | 'concurrency'>;
   if (job.mode === 'fanout') {
-    const queueHost = new LocalQueueHost(job.connectionString, config.queue, {
-      ...queues,
-      maxDequeueCount: QUEUE_MAX_DEQUEUE_COUNT,
-      visibilityTimeoutInSeconds: 0,
-    });
-    await queueHost.ensureQueues();
+    const queueHost = await LocalQueueHost.start(job.connectionString, config.queue);
     const report = await fanOutCycle({
       config,
       queueHost,

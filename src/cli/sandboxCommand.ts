@@ -6,7 +6,7 @@ import {
   createExporter,
   createTenantExporters,
 } from '../composition/compositionRoot';
-import { parseConfig, QUEUE_MAX_DEQUEUE_COUNT, SETTINGS, tenantConfigs } from '../config';
+import { parseConfig, SETTINGS, tenantConfigs } from '../config';
 import { ConfigError } from '../errors';
 import type { RunSummary } from '../export/exportRun';
 import { createExportTenantHandler } from '../functions/exportTenantHandler';
@@ -209,13 +209,7 @@ async function runTenantsSandbox(count: string, api: string): Promise<number> {
     print(
       `Simulated MSSP: ${n} customer tenants with 120 incidents each, one multi-tenant app; customer-${n - 1} revoked its consent.`,
     );
-    const queueHost = new LocalQueueHost(azurite.connectionString, config.queue, {
-      batchSize: 4,
-      newBatchThreshold: 2,
-      maxDequeueCount: QUEUE_MAX_DEQUEUE_COUNT,
-      visibilityTimeoutInSeconds: 0,
-    });
-    await queueHost.ensureQueues();
+    const queueHost = await LocalQueueHost.start(azurite.connectionString, config.queue);
     const composition = { ca: sim.ca, azureCredential: sim.home.managedIdentityCredential() };
     print(
       `Cycle: the timer queues one message per tenant on '${config.queue}', the queue function exports each (log lines on stderr):`,

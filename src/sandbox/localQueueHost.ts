@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { InvocationContext } from '@azure/functions';
 import { QueueServiceClient, type QueueClient } from '@azure/storage-queue';
+import { QUEUE_SETTINGS } from '../config';
 
 /** host.json `extensions.queues`, as the local host applies them. */
 export interface QueueHostSettings {
@@ -51,6 +52,19 @@ export class LocalQueueHost {
     const service = QueueServiceClient.fromConnectionString(connectionString);
     this.queue = service.getQueueClient(queueName);
     this.poisonQueue = service.getQueueClient(`${queueName}-poison`);
+  }
+
+  /**
+   * A host with the deployment's host.json queue settings (`QUEUE_SETTINGS`), but retrying at once instead of
+   * after the visibility timeout, on its queue and poison queue (created if missing).
+   */
+  static async start(connectionString: string, queueName: string): Promise<LocalQueueHost> {
+    const host = new LocalQueueHost(connectionString, queueName, {
+      ...QUEUE_SETTINGS,
+      visibilityTimeoutInSeconds: 0,
+    });
+    await host.ensureQueues();
+    return host;
   }
 
   async ensureQueues(): Promise<void> {

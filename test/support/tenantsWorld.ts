@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { InvocationContext } from '@azure/functions';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { createTenantExporters, type CompositionOptions } from '../../src/composition/compositionRoot';
-import { parseConfig, QUEUE_MAX_DEQUEUE_COUNT, type ExportConfig } from '../../src/config';
+import { parseConfig, type ExportConfig } from '../../src/config';
 import { EXPORT_PREFIX } from '../../src/export/blobLayout';
 import type { RunSummary } from '../../src/export/exportRun';
 import { createExportTenantHandler } from '../../src/functions/exportTenantHandler';
@@ -43,7 +43,6 @@ export class TenantsWorld {
       customers?: number;
       incidents?: number;
       settings?: Record<string, string>;
-      batchSize?: number;
     } = {},
   ): Promise<TenantsWorld> {
     const clock = new WorldClock();
@@ -68,13 +67,7 @@ export class TenantsWorld {
     world.config = parseConfig(world.settings);
     for (const t of world.config.tenants ?? [])
       world.containers.set(t.tenantId, service.getContainerClient(t.container));
-    world.queueHost = new LocalQueueHost(azuriteConnectionString(), world.config.queue, {
-      batchSize: options.batchSize ?? 4,
-      newBatchThreshold: 2,
-      maxDequeueCount: QUEUE_MAX_DEQUEUE_COUNT,
-      visibilityTimeoutInSeconds: 0,
-    });
-    await world.queueHost.ensureQueues();
+    world.queueHost = await LocalQueueHost.start(azuriteConnectionString(), world.config.queue);
     return world;
   }
 

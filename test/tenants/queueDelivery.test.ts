@@ -14,7 +14,7 @@ function queueContext(logs: string[], dequeueCount = 1): InvocationContext {
 describe('the queue function exportTenant', () => {
   let world: TenantsWorld;
   beforeAll(async () => {
-    world = await TenantsWorld.start({ customers: 2, incidents: 40, batchSize: 4 });
+    world = await TenantsWorld.start({ customers: 2, incidents: 40 });
   });
   afterAll(() => world.close());
 

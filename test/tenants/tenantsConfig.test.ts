@@ -6,9 +6,10 @@ import {
   parseConfig,
   parseStorageConfig,
   QUEUE_MAX_DEQUEUE_COUNT,
+  QUEUE_SETTINGS,
   tenantConfigs,
 } from '../../src/config';
-import { ConfigError } from '../../src/errors';
+import { configProblems } from '../support/configProblems';
 
 const A = '0c8e3f5a-7d21-4b9e-a6c4-5f2e1d0b9a87';
 const B = '5d6e7f80-1a2b-4c3d-8e9f-0a1b2c3d4e5f';
@@ -21,15 +22,7 @@ const base = {
   EXPORT_STORAGE_ACCOUNT_URL: 'https://stsoc.blob.core.windows.net',
 };
 
-function problems(env: Record<string, string>): readonly string[] {
-  try {
-    parseConfig(env);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = configProblems;
 
 describe('DEFENDER_TENANTS', () => {
   const tenants = [
@@ -171,7 +164,7 @@ describe('host.json queues', () => {
     extensions: { queues: Record<string, unknown> };
   };
 
-  it('shares QUEUE_MAX_DEQUEUE_COUNT with maxDequeueCount, and retries within the hour of the next cycle', () => {
+  it('shares QUEUE_SETTINGS with host.json, and retries within the hour of the next cycle', () => {
     const q = host.extensions.queues;
     expect(q.maxDequeueCount).toBe(QUEUE_MAX_DEQUEUE_COUNT);
     const [h, m, s] = String(q.visibilityTimeout).split(':').map(Number);
@@ -179,6 +172,10 @@ describe('host.json queues', () => {
     // Every try after the first waits the visibility timeout: all of them start before the next hourly cycle.
     expect((QUEUE_MAX_DEQUEUE_COUNT - 1) * retryInMs).toBeLessThan(60 * 60_000);
     expect(q.messageEncoding).toBe('base64');
-    expect(Number(q.batchSize) + Number(q.newBatchThreshold)).toBeLessThanOrEqual(8);
+    expect([q.batchSize, q.newBatchThreshold, q.maxDequeueCount]).toEqual([
+      QUEUE_SETTINGS.batchSize,
+      QUEUE_SETTINGS.newBatchThreshold,
+      QUEUE_SETTINGS.maxDequeueCount,
+    ]);
   });
 });
