@@ -65,6 +65,11 @@ describe('the CLI with DEFENDER_TENANTS', () => {
     expect(next.stdout).toBe(
       `${world.sim.origin}/northwind.onmicrosoft.com/adminconsent?client_id=${world.sim.home.clientId}\n`,
     );
+    const list = await runCli(['tenants', 'list', '--settings', settings]);
+    expect(list.stdout.trim().split('\n')).toHaveLength(3);
+    expect(list.stdout).toMatch(
+      new RegExp(`^customer-1  ${b}  container c.*-1  graph API  app ${world.sim.home.clientId}$`, 'm'),
+    );
     const bad = await runCli(['tenants', 'consent-url', '--tenant', 'not a tenant', '--settings', settings]);
     expect(bad.code).toBe(2);
     expect(adminConsentUrl('https://login.microsoftonline.us/', 'contoso.onmicrosoft.us', 'abc')).toBe(
