@@ -63,7 +63,7 @@ const COMMANDS: Record<string, CommandEntry> = {
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 /** The development dependencies a command may need; a production install lacks them. */
-const DEV_DEPENDENCIES = ['selfsigned', 'azurite'];
+const DEV_DEPENDENCIES = ['selfsigned', 'azurite', '@azure/storage-queue'];
 
 /** The development dependency that `thrown` (from a command's `load`) failed to find, if it is one. */
 function missingDevDependency(thrown: unknown): string | undefined {
