@@ -23,14 +23,14 @@ import { explainPermissionRefusal } from '../source/apiPermissions';
 import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword } from '../source/proxy';
 import { SlidingWindowRateLimiter } from '../source/rateLimiter';
 import type { Logger } from '../logger';
-import type { ExportContainers, Exporter, ExporterRunOptions } from '../operations/exporter';
+import type { ExportContainers, Exporter, ExporterRunOptions, TenantExporters } from '../operations/exporter';
 import {
   containerExportReader,
   VERIFY_GRAPH_SELECT,
   type ExportBlobReader,
 } from '../operations/verifyExports';
 
-export type { ExportContainers, Exporter, ExporterRunOptions };
+export type { ExportContainers, Exporter, ExporterRunOptions, TenantExporters };
 
 /** How often, and how soon, the Azure SDK clients try a failed request again. */
 export interface AzureRetryOptions {
@@ -307,23 +307,29 @@ function createApiTokens(
 
 /**
  * The exporters of DEFENDER_TENANTS, by tenant ID, each on its own container and tenant, sharing the Azure
- * credential and the client secret (one multi-tenant app); the single exporter of the config without it, under
- * its tenant ID.
+ * credential and the client secret (one multi-tenant app); each is built when first asked for. Without
+ * DEFENDER_TENANTS: the one exporter of the config, under its tenant ID.
  */
-export function createTenantExporters(
-  config: ExportConfig,
-  options: CompositionOptions,
-): Map<string, Exporter> {
+export function createTenantExporters(config: ExportConfig, options: CompositionOptions): TenantExporters {
   const azureCredential = options.azureCredential ?? createAzureCredential(config);
   const secretProvider =
     options.secretProvider ??
     createSecretProvider(config, azureCredential, options, options.clock ?? systemClock);
-  return new Map(
-    tenantConfigs(config).map((c) => [
-      c.tenantId,
-      createExporter(c, { ...options, azureCredential, secretProvider }),
-    ]),
-  );
+  const configs = new Map(tenantConfigs(config).map((c) => [c.tenantId, c]));
+  const built = new Map<string, Exporter>();
+  return {
+    keys: () => configs.keys(),
+    get(tenantId) {
+      const tenant = configs.get(tenantId);
+      if (!tenant) return undefined;
+      let exporter = built.get(tenantId);
+      if (!exporter) {
+        exporter = createExporter(tenant, { ...options, azureCredential, secretProvider });
+        built.set(tenantId, exporter);
+      }
+      return exporter;
+    },
+  };
 }
 
 /**

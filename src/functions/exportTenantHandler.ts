@@ -2,18 +2,15 @@ import type { InvocationContext } from '@azure/functions';
 import {
   createTenantExporters,
   type CompositionOptions,
-  type Exporter,
+  type TenantExporters,
 } from '../composition/compositionRoot';
 import { loadConfig, QUEUE_MAX_DEQUEUE_COUNT, type ExportConfig } from '../config';
 import type { RunSummary } from '../export/exportRun';
 import { loggerFromContext } from '../logger';
 import { parseTenantMessage } from '../operations/tenantFanOut';
 
-/** Builds the exporters of every tenant; replaceable so tests can wire the sandbox through the same handler. */
-export type TenantExportersFactory = (
-  config: ExportConfig,
-  options: CompositionOptions,
-) => ReadonlyMap<string, Exporter>;
+/** Gives the exporters of the tenants; replaceable so tests can wire the sandbox through the same handler. */
+export type TenantExportersFactory = (config: ExportConfig, options: CompositionOptions) => TenantExporters;
 
 /**
  * Creates the queue handler: one message, one tenant's export. The exporters are built once per worker (the
@@ -28,7 +25,7 @@ export function createExportTenantHandler(
   options: Omit<CompositionOptions, 'logger'> = {},
 ): (entry: unknown, context: InvocationContext) => Promise<RunSummary | undefined> {
   let config: ExportConfig | undefined;
-  let exporters: ReadonlyMap<string, Exporter> | undefined;
+  let exporters: TenantExporters | undefined;
   return async (entry, context) => {
     const logger = loggerFromContext(context);
     config ??= load();

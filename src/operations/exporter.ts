@@ -31,6 +31,17 @@ export interface Exporter {
   run(options?: ExporterRunOptions): Promise<RunSummary>;
 }
 
+/**
+ * The exporters of DEFENDER_TENANTS by tenant ID. Built on first use of each tenant: a worker that handles a few
+ * tenants' messages builds only theirs.
+ */
+export interface TenantExporters {
+  /** The tenant IDs, in list order. */
+  keys(): Iterable<string>;
+  /** The tenant's exporter; undefined for a tenant not in the list. */
+  get(tenantId: string): Exporter | undefined;
+}
+
 /** The clients of the export container and of the checkpoint's container (one and the same unless set apart). */
 export interface ExportContainers {
   readonly container: ContainerClient;

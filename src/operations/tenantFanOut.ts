@@ -2,7 +2,7 @@ import type { TenantSetting } from '../config';
 import { classifyFailure, toError } from '../errors';
 import type { RunSummary } from '../export/exportRun';
 import type { Logger } from '../logger';
-import type { Exporter } from './exporter';
+import type { TenantExporters } from './exporter';
 import { forEachConcurrently } from './localFiles';
 
 /**
@@ -69,14 +69,17 @@ export interface TenantRunResult {
  * DEFENDER_TENANTS. A tenant that fails does not stop the others; each result says how its run ended.
  */
 export async function exportTenants(
-  exporters: ReadonlyMap<string, Exporter>,
+  exporters: TenantExporters,
   options: { readonly concurrency: number; readonly logger: Logger; readonly abortSignal?: AbortSignal },
 ): Promise<TenantRunResult[]> {
   const results = new Map<string, TenantRunResult>();
+  const tenantIds = [...exporters.keys()];
   await forEachConcurrently(
-    [...exporters],
+    tenantIds,
     options.concurrency,
-    async ([tenantId, exporter]) => {
+    async (tenantId) => {
+      const exporter = exporters.get(tenantId);
+      if (!exporter) return;
       const base = {
         tenantId,
         name: exporter.config.tenantName ?? tenantId,
@@ -100,5 +103,5 @@ export async function exportTenants(
     },
     options.abortSignal,
   );
-  return [...exporters.keys()].flatMap((id) => results.get(id) ?? []);
+  return tenantIds.flatMap((id) => results.get(id) ?? []);
 }
