@@ -3,6 +3,7 @@ import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
 import { CHECKPOINT_BLOB } from '../../src/export/blobLayout';
 import { ApiError } from '../../src/errors';
 import type { CheckpointDocument } from '../../src/export/ports';
+import { IncidentStore } from '../../src/sandbox/incidentStore';
 import { SimulatedTenant } from '../../src/sandbox/simulatedTenant';
 import { duplicates, World } from '../support/world';
 
@@ -410,6 +411,14 @@ describe('crashes and concurrent runs', () => {
   });
 
   it('stops at the time budget and resumes in the next run', async () => {
+    // Updates all over the first window (the lookback), so its first pages hold some at any time of day: with
+    // updates only in the last 30 hours, the first two time slices after about 18:00 UTC are empty, and the run
+    // spends its budget on them.
+    world.tenant.store = new IncidentStore(7, world.clock.now);
+    world.tenant.store.generate(150, {
+      from: new Date(Date.now() - 47 * HOUR),
+      to: new Date(Date.now() - HOUR),
+    });
     let fakeNow = Date.now();
     const clock = { now: () => fakeNow };
     world.tenant.afterPage = () => {
