@@ -30,7 +30,15 @@ param corsAllowedOrigins array = [environment().portal]
 @description('Entra tenant ID of the app registration that reads incidents (DEFENDER_TENANT_ID). Empty: the tenant of the subscription.')
 param defenderTenantId string = ''
 
-@description('Application (client) ID of that app registration (DEFENDER_CLIENT_ID).')
+@description('Many tenants from one deployment (DEFENDER_TENANTS, docs/tenants.md): [{ tenantId, container, api?, clientId?, name? }], each customer tenant exported to its own container on the export account. Empty: the one tenant of defenderTenantId.')
+param tenants array = []
+
+@description('Storage queue of the tenant fan-out on the host account (EXPORT_QUEUE); failed messages land in <name>-poison. Used with tenants only.')
+@minLength(3)
+@maxLength(56)
+param exportQueueName string = 'defender-export-tenants'
+
+@description('Application (client) ID of that app registration (DEFENDER_CLIENT_ID); with tenants, the multi-tenant app registration consented in each customer tenant.')
 @minLength(36)
 @maxLength(36)
 param defenderClientId string
@@ -201,12 +209,14 @@ var exportStorageName = take('${toLower(prefix)}data${suffix}', 24)
 var keyVaultName = take('${prefix}-kv-${vaultSuffix}', 24)
 var deploymentContainerName = 'app-package-${take(suffix, 8)}'
 var stateContainerName = '${exportContainerName}-state'
+var isMultiTenant = !empty(tenants)
 
 // Built-in role definition IDs (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
 }
@@ -441,7 +451,8 @@ resource runFailedAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' = {
 }
 
 // The export is behind: the exported-until time of the latest run (its export summary line, src/export/exportRun.ts)
-// is older than staleAfterHours. Runs that end 'partial' (time budget) or 'concurrent' succeed as invocations,
+// of a tenant is older than staleAfterHours. One alert per tenant (split by the summary's tenant: its name in
+// DEFENDER_TENANTS, else its ID), which names it; one tenant without tenants. Runs that end 'partial' (time budget) or 'concurrent' succeed as invocations,
 // so only this sees an export that falls behind. A failed run that never read the checkpoint logs age 0 and is
 // skipped. Before the first run there is no summary line, so a fresh deployment does not alert. tolong, not
 // toint: watermarkAgeInMs passes 2^31 after 24.8 days.
@@ -453,10 +464,11 @@ var exportBehindQuery = join(
     '| extend s = parse_json(substring(message, strlen("export summary ")))'
     '| extend outcome = tostring(s.outcome), watermarkAgeInMs = tolong(s.watermarkAgeInMs)'
     '| where outcome != "failed" or watermarkAgeInMs > 0'
-    '| top 1 by timestamp desc'
+    '| extend tenantId = tostring(s.tenantId), tenant = coalesce(tostring(s.tenantName), tostring(s.tenantId))'
+    '| summarize arg_max(timestamp, outcome, watermarkAgeInMs) by tenantId, tenant'
     '| extend exportedUntilAgeInMs = watermarkAgeInMs + datetime_diff("millisecond", now(), timestamp)'
     '| where exportedUntilAgeInMs > ${staleAfterMs}'
-    '| project timestamp, outcome, watermarkAgeInMs, exportedUntilAgeInMs'
+    '| project timestamp, tenant, tenantId, outcome, watermarkAgeInMs, exportedUntilAgeInMs'
   ],
   '\n'
 )
@@ -466,8 +478,8 @@ resource exportBehindAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' =
   location: location
   tags: tags
   properties: {
-    displayName: 'Defender incident export: exports are more than ${staleAfterHours} hours behind'
-    description: 'The latest export summary says the export is more than ${staleAfterHours} hours behind (watermarkAgeInMs), whatever its outcome: runs that end partial or concurrent, or fail. Check the summary lines and errors (docs/deploy.md, troubleshooting).'
+    displayName: 'Defender incident export: a tenant\'s exports are more than ${staleAfterHours} hours behind'
+    description: 'The latest export summary of a tenant (the alert names it in its tenant dimension) says its export is more than ${staleAfterHours} hours behind (watermarkAgeInMs), whatever its outcome: runs that end partial or concurrent, or fail. Check that tenant\'s summary lines and errors, and defender-export status (docs/deploy.md, troubleshooting; docs/tenants.md).'
     severity: 1
     enabled: true
     scopes: [
@@ -480,6 +492,15 @@ resource exportBehindAlert 'Microsoft.Insights/scheduledQueryRules@2026-03-01' =
         {
           query: exportBehindQuery
           timeAggregation: 'Count'
+          dimensions: [
+            {
+              name: 'tenant'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
           operator: 'GreaterThan'
           threshold: 0
           failingPeriods: {
@@ -590,6 +611,23 @@ resource hostBlobService 'Microsoft.Storage/storageAccounts/blobServices@2025-08
   }
 }
 
+// The fan-out of DEFENDER_TENANTS: the timer's one message per tenant, and the host's poison queue for the
+// messages whose last try failed (docs/tenants.md).
+resource hostQueueService 'Microsoft.Storage/storageAccounts/queueServices@2025-08-01' = if (isMultiTenant) {
+  parent: hostStorage
+  name: 'default'
+}
+
+resource tenantQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-08-01' = if (isMultiTenant) {
+  parent: hostQueueService
+  name: exportQueueName
+}
+
+resource tenantPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-08-01' = if (isMultiTenant) {
+  parent: hostQueueService
+  name: '${exportQueueName}-poison'
+}
+
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-08-01' = {
   parent: hostBlobService
   name: deploymentContainerName
@@ -672,6 +710,19 @@ resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
     publicAccess: 'None'
   }
 }
+
+// One container per tenant of DEFENDER_TENANTS, in the single-tenant layout (exports, runs/, state/): grant a
+// customer Storage Blob Data Reader on its container alone. A tenant added later to the setting only gets its
+// container on its first run (the identity may create containers on the export account then, below).
+resource tenantContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-08-01' = [
+  for tenant in tenants: {
+    parent: exportBlobService
+    name: tenant.container
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
 
 var tierActions = union(
   coolAfterDays > 0 ? { tierToCool: { daysAfterCreationGreaterThan: coolAfterDays } } : {},
@@ -859,6 +910,37 @@ resource hostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
+// Queue triggers with an identity: the host reads, updates and deletes the fan-out's messages, writes the
+// timer's and moves failed ones to the poison queue
+// (https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#identity-based-connections).
+resource hostQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isMultiTenant) {
+  name: guid(hostStorage.id, identity.id, roles.storageQueueDataContributor)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId(
+      'Microsoft.Authorization/roleDefinitions',
+      roles.storageQueueDataContributor
+    )
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// With tenants: the tenants' containers, and the container of a tenant added to DEFENDER_TENANTS later, which
+// the export creates on its first run. Containers come and go with the list, so the scope is the account.
+resource exportAccountContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isMultiTenant) {
+  name: guid(exportStorage.id, identity.id, roles.storageBlobDataContributor)
+  scope: exportStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId(
+      'Microsoft.Authorization/roleDefinitions',
+      roles.storageBlobDataContributor
+    )
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource exportContainerContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(exportContainer.id, identity.id, roles.storageBlobDataContributor)
   scope: exportContainer
@@ -940,6 +1022,7 @@ var exportSettings = union(
   credentialSettings,
   {
     DEFENDER_TENANT_ID: empty(defenderTenantId) ? subscription().tenantId : defenderTenantId
+    DEFENDER_TENANTS: isMultiTenant ? string(tenants) : ''
     DEFENDER_CLIENT_ID: defenderClientId
     DEFENDER_API: defenderApi
     DEFENDER_AUTHORITY_HOST: defenderAuthorityHost
@@ -947,7 +1030,8 @@ var exportSettings = union(
     AZURE_CLIENT_ID: identity.properties.clientId
     EXPORT_STORAGE_ACCOUNT_URL: exportStorage.properties.primaryEndpoints.blob
     EXPORT_CONTAINER: exportContainer.name
-    EXPORT_STATE_CONTAINER: stateContainer.name
+    EXPORT_STATE_CONTAINER: isMultiTenant ? '' : stateContainer.name
+    EXPORT_QUEUE: exportQueueName
     EXPORT_SCHEDULE: schedule
     EXPORT_INITIAL_LOOKBACK: exportInitialLookback
     EXPORT_SETTLE_DELAY: exportSettleDelay
@@ -963,6 +1047,8 @@ var exportSettings = union(
 var hostSettings = {
   AzureWebJobsStorage__blobServiceUri: hostStorage.properties.primaryEndpoints.blob
   AzureWebJobsStorage__tableServiceUri: hostStorage.properties.primaryEndpoints.table
+  // The queue trigger and output of the tenant fan-out reach the host account's queues with the identity too.
+  AzureWebJobsStorage__queueServiceUri: hostStorage.properties.primaryEndpoints.queue
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identity.properties.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString

@@ -43,10 +43,33 @@ export interface ProxySettings {
   readonly noProxy: readonly string[];
 }
 
-/** The validated, frozen configuration of the exporter. */
-export interface ExportConfig extends StorageConfig {
+/** One entry of DEFENDER_TENANTS, validated, with the defaults filled in. */
+export interface TenantSetting {
   readonly tenantId: string;
+  /** The tenant's export container: its exports, runs and `state/`, in the single-tenant layout. */
+  readonly container: string;
+  readonly api: DefenderApi;
+  /** The app registration in this tenant: the entry's `clientId`, else DEFENDER_CLIENT_ID. */
   readonly clientId: string;
+  /** A short name for messages, logs and `--tenant`; default the tenant ID. */
+  readonly name: string;
+}
+
+/** The storage settings and the tenant list: what the CLI needs to read the exports of one or all tenants. */
+export interface TenantStorageConfig extends StorageConfig {
+  /** DEFENDER_TENANTS, when set. */
+  readonly tenants: readonly TenantSetting[] | undefined;
+}
+
+/** The validated, frozen configuration of the exporter. */
+export interface ExportConfig extends TenantStorageConfig {
+  /** The tenant this configuration exports (with DEFENDER_TENANTS: '' until {@link configForTenant}). */
+  readonly tenantId: string;
+  /** The name of a DEFENDER_TENANTS entry this configuration exports (for messages and the run summary). */
+  readonly tenantName?: string;
+  readonly clientId: string;
+  /** EXPORT_QUEUE: the queue of the fan-out, one message per tenant (DEFENDER_TENANTS). */
+  readonly queue: string;
   readonly api: DefenderApi;
   /** Base URL of the incidents API, without a trailing slash. */
   readonly apiUrl: string;
@@ -79,7 +102,16 @@ export const SETTINGS = {
     default: undefined,
     meaning: 'Entra tenant ID (GUID or verified domain) of the app registration',
   },
-  DEFENDER_CLIENT_ID: { default: undefined, meaning: 'application (client) ID of the app registration' },
+  DEFENDER_TENANTS: {
+    default: undefined,
+    meaning:
+      'many tenants from one deployment: a JSON array of `{"tenantId", "container", "api"?, "clientId"?, "name"?}`; each tenant exports to its own container, through the queue `EXPORT_QUEUE`; `DEFENDER_TENANT_ID` is then not needed (docs/tenants.md)',
+  },
+  DEFENDER_CLIENT_ID: {
+    default: undefined,
+    meaning:
+      'application (client) ID of the app registration (with `DEFENDER_TENANTS`: the multi-tenant app, unless each tenant names its own `clientId`)',
+  },
   DEFENDER_API: {
     default: 'graph',
     meaning:
@@ -138,6 +170,11 @@ export const SETTINGS = {
     meaning:
       'container for the checkpoint (`state/`), default `EXPORT_CONTAINER`; set it apart when the export container is immutable (WORM)',
   },
+  EXPORT_QUEUE: {
+    default: 'defender-export-tenants',
+    meaning:
+      'with `DEFENDER_TENANTS`: the Storage queue on the host account (`AzureWebJobsStorage`) that the timer fills with one message per tenant; failed messages land in `<queue>-poison`',
+  },
   EXPORT_SCHEDULE: { default: '0 0 * * * *', meaning: 'NCRONTAB schedule, 6 fields, UTC' },
   EXPORT_INITIAL_LOOKBACK: {
     default: 'PT48H',
@@ -179,6 +216,13 @@ const DEFAULT_API_URL: Record<DefenderApi, string> = {
  * the value is a constant because the deployed bundle does not ship beside host.json.
  */
 export const FUNCTION_TIMEOUT_IN_MS = 30 * 60_000;
+/**
+ * host.json `extensions.queues` of the tenant fan-out (docs/tenants.md says why these values): a test keeps them
+ * equal; the local queue host of the sandbox and the bench applies them. `maxDequeueCount` is the tries of a
+ * tenant's message before the host moves it to the poison queue; each run's manifest says which try it was.
+ */
+export const QUEUE_SETTINGS = { batchSize: 4, newBatchThreshold: 2, maxDequeueCount: 5 } as const;
+export const QUEUE_MAX_DEQUEUE_COUNT = QUEUE_SETTINGS.maxDequeueCount;
 /** Time a run needs after its budget is spent: the last blob commit, the checkpoint write, the manifest. */
 const FUNCTION_TIMEOUT_MARGIN_IN_MS = 5 * 60_000;
 /** The longest EXPORT_MAX_RUN_DURATION for the Function (PT25M, the default). */
@@ -200,6 +244,10 @@ const DOMAIN =
   /^(?=.{3,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/i;
 const CONTAINER = /^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$/;
 const SECRET_NAME = /^[0-9a-zA-Z-]{1,127}$/;
+/** A queue name, short enough that the host's `<queue>-poison` is one too (max 63). */
+const QUEUE = /^(?=.{3,56}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$/;
+/** A tenant's name in DEFENDER_TENANTS: shown in logs, alerts and tables. */
+const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
 /** Space-separated cron-like fields: shown in messages (a secret has no spaces). */
 const NCRONTAB_SHAPE = /^[\w*,/?#-]+(?:\s+[\w*,/?#-]+)+$/;
 
@@ -472,11 +520,12 @@ function readCredentialSettings(
  * returns them frozen: what reading the exports needs, without the Defender settings. Pure, like
  * {@link parseConfig}, and with the same rules and messages.
  */
-export function parseStorageConfig(env: Readonly<Record<string, string | undefined>>): StorageConfig {
+export function parseStorageConfig(env: Readonly<Record<string, string | undefined>>): TenantStorageConfig {
   const reader = settingsReader(env);
   const storage = readStorageSettings(reader);
+  const tenants = readTenantsSetting(reader, undefined, 'graph');
   if (reader.problems.length > 0) throw new ConfigError(reader.problems);
-  return Object.freeze(storage);
+  return Object.freeze({ ...storage, tenants });
 }
 
 /**
@@ -490,23 +539,46 @@ export function parseConfig(
   const reader = settingsReader(env);
   const { problems, get, required, url, oneOf, duration } = reader;
 
+  const isMultiTenant = get('DEFENDER_TENANTS') !== undefined;
   const tenantId = get('DEFENDER_TENANT_ID');
-  if (tenantId === undefined)
+  if (tenantId === undefined && !isMultiTenant)
     problems.push(
-      'DEFENDER_TENANT_ID is missing: set it to the Entra tenant ID (a GUID) of the app registration.',
+      'DEFENDER_TENANT_ID is missing: set it to the Entra tenant ID (a GUID) of the app registration, or list the tenants in DEFENDER_TENANTS.',
     );
-  else if (!GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
+  else if (tenantId !== undefined && !GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
     problems.push(
       `DEFENDER_TENANT_ID is ${showValue(tenantId, 'a GUID or a domain name')}: expected a GUID or a verified domain name such as contoso.onmicrosoft.com.`,
     );
   }
-  const clientId = required(
-    'DEFENDER_CLIENT_ID',
-    GUID,
-    'the application (client) ID of the app registration, a GUID',
-    'a GUID',
-  );
+  const defaultClientId = get('DEFENDER_CLIENT_ID');
   const api = oneOf<DefenderApi>('DEFENDER_API', ['graph', 'legacy']);
+  const tenants = readTenantsSetting(reader, defaultClientId, api);
+  // With DEFENDER_TENANTS, DEFENDER_CLIENT_ID is the multi-tenant app's, needed unless every entry names its own.
+  const clientId =
+    tenants !== undefined && (defaultClientId === undefined || GUID.test(defaultClientId))
+      ? (defaultClientId ?? '')
+      : required(
+          'DEFENDER_CLIENT_ID',
+          GUID,
+          'the application (client) ID of the app registration, a GUID',
+          'a GUID',
+        );
+  if (tenants?.some((t) => t.clientId === '')) {
+    problems.push(
+      'DEFENDER_CLIENT_ID is missing: set it to the application (client) ID of the multi-tenant app registration, or give every DEFENDER_TENANTS entry its own "clientId".',
+    );
+  }
+  if (tenants !== undefined && get('EXPORT_STATE_CONTAINER') !== undefined) {
+    problems.push(
+      "EXPORT_STATE_CONTAINER is set together with DEFENDER_TENANTS: each tenant keeps its checkpoint in its own container's state/; remove EXPORT_STATE_CONTAINER.",
+    );
+  }
+  const queue = get('EXPORT_QUEUE') ?? SETTINGS.EXPORT_QUEUE.default;
+  if (!QUEUE.test(queue)) {
+    problems.push(
+      `EXPORT_QUEUE is ${showValue(queue, 'a queue name', QUEUE)}: expected 3-63 lowercase letters, digits and single hyphens, at most 56 so that '<queue>-poison' is a queue name too.`,
+    );
+  }
   const apiUrl = url('DEFENDER_API_URL', DEFAULT_API_URL[api]) ?? DEFAULT_API_URL[api];
   const authorityHost = url('DEFENDER_AUTHORITY_HOST', SETTINGS.DEFENDER_AUTHORITY_HOST.default);
   if (authorityHost?.startsWith('http:')) {
@@ -541,8 +613,10 @@ export function parseConfig(
 
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
-    tenantId: tenantId ?? '',
+    tenantId: tenants ? '' : (tenantId ?? ''),
     clientId,
+    queue,
+    tenants,
     api,
     apiUrl,
     authorityHost: authorityHost ?? SETTINGS.DEFENDER_AUTHORITY_HOST.default,
@@ -558,6 +632,210 @@ export function parseConfig(
     includeAlerts: includeAlertsText === 'true',
     proxy,
   });
+}
+
+/** The keys a DEFENDER_TENANTS entry may have; any other is a typo worth reporting. */
+const TENANT_KEYS = ['tenantId', 'container', 'api', 'clientId', 'name'] as const;
+
+/**
+ * DEFENDER_TENANTS, when set: a JSON array of tenants, each checked (GUIDs, container names, the API, the name,
+ * unknown keys) and the list for duplicate tenants, containers and names, every problem into the reader's list,
+ * named by index. Tenant IDs must be GUIDs here: a domain and a GUID of one tenant could not be told apart, and
+ * two entries for one tenant would export it twice.
+ */
+function readTenantsSetting(
+  { problems, get }: SettingsReader,
+  defaultClientId: string | undefined,
+  defaultApi: DefenderApi,
+): readonly TenantSetting[] | undefined {
+  const text = get('DEFENDER_TENANTS');
+  if (text === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    problems.push(
+      'DEFENDER_TENANTS is not valid JSON: expected an array such as [{"tenantId": "<GUID>", "container": "<container>"}].',
+    );
+    return [];
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) {
+    problems.push(
+      'DEFENDER_TENANTS is not a non-empty JSON array: expected [{"tenantId": "<GUID>", "container": "<container>"}, ...].',
+    );
+    return [];
+  }
+  const tenants: TenantSetting[] = [];
+  const seen = {
+    tenantId: new Map<string, number>(),
+    container: new Map<string, number>(),
+    name: new Map<string, number>(),
+  };
+  for (const [index, entry] of (parsed as unknown[]).entries()) {
+    const at = `DEFENDER_TENANTS[${index}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      problems.push(`${at} is not an object: expected {"tenantId": "<GUID>", "container": "<container>"}.`);
+      continue;
+    }
+    const e = entry as Record<string, unknown>;
+    for (const key of Object.keys(e)) {
+      if (!(TENANT_KEYS as readonly string[]).includes(key))
+        problems.push(
+          `${at} has the unknown key ${showValue(key, 'a key')}: expected only ${TENANT_KEYS.join(', ')}.`,
+        );
+    }
+    const field = (key: (typeof TENANT_KEYS)[number]): string | undefined => {
+      const value = e[key];
+      if (value === undefined) return undefined;
+      if (typeof value !== 'string') {
+        problems.push(`${at}.${key} is not a string.`);
+        return undefined;
+      }
+      return value.trim();
+    };
+    const tenantId = field('tenantId');
+    if (tenantId === undefined)
+      problems.push(`${at}.tenantId is missing: set it to the customer's tenant ID (a GUID).`);
+    else if (!GUID.test(tenantId))
+      problems.push(
+        `${at}.tenantId is ${showValue(tenantId, 'a GUID')}: expected the tenant ID, a GUID (not a domain name).`,
+      );
+    const container = field('container');
+    if (container === undefined)
+      problems.push(`${at}.container is missing: set it to the tenant's own export container.`);
+    else if (!CONTAINER.test(container))
+      problems.push(
+        `${at}.container is ${showValue(container, 'a container name', CONTAINER)}: expected 3-63 lowercase letters, digits and single hyphens.`,
+      );
+    const apiText = field('api');
+    const api = apiText === undefined ? defaultApi : apiText.toLowerCase();
+    if (api !== 'graph' && api !== 'legacy')
+      problems.push(
+        `${at}.api is ${showValue(apiText ?? '', "'graph' or 'legacy'")}: expected 'graph' or 'legacy'.`,
+      );
+    const clientId = field('clientId');
+    if (clientId !== undefined && !GUID.test(clientId))
+      problems.push(
+        `${at}.clientId is ${showValue(clientId, 'a GUID')}: expected the application (client) ID, a GUID.`,
+      );
+    const name = field('name');
+    if (name !== undefined && !TENANT_NAME.test(name))
+      problems.push(
+        `${at}.name is ${showValue(name, 'a name', TENANT_NAME)}: expected 1-64 letters, digits, spaces, dots, hyphens and underscores.`,
+      );
+    const tenant: TenantSetting = {
+      tenantId: (tenantId ?? '').toLowerCase(),
+      container: container ?? '',
+      api: api === 'legacy' ? 'legacy' : 'graph',
+      clientId: clientId ?? defaultClientId ?? '',
+      name: name ?? (tenantId ?? '').toLowerCase(),
+    };
+    for (const key of ['tenantId', 'container', 'name'] as const) {
+      const value = tenant[key].toLowerCase();
+      if (value === '' || (key === 'name' && name === undefined)) continue;
+      const first = seen[key].get(value);
+      if (first !== undefined)
+        problems.push(
+          `${at}.${key} '${tenant[key]}' repeats DEFENDER_TENANTS[${first}].${key}: each tenant needs its own ${key === 'tenantId' ? 'entry' : key}.`,
+        );
+      else seen[key].set(value, index);
+    }
+    tenants.push(Object.freeze(tenant));
+  }
+  return Object.freeze(tenants);
+}
+
+/**
+ * The single-tenant configuration of one DEFENDER_TENANTS entry: its tenant, app, API and container (state
+ * included), the shared settings otherwise. What the exporter, `status`, `download`, `verify` and `backfill` work
+ * on, exactly as with DEFENDER_TENANT_ID and EXPORT_CONTAINER. DEFENDER_API_URL, when set, serves every tenant;
+ * else each tenant's API has its default URL.
+ */
+export function configForTenant(config: ExportConfig, tenant: TenantSetting): ExportConfig {
+  return Object.freeze({
+    ...config,
+    tenantId: tenant.tenantId,
+    tenantName: tenant.name,
+    clientId: tenant.clientId,
+    api: tenant.api,
+    apiUrl: config.apiUrl === DEFAULT_API_URL[config.api] ? DEFAULT_API_URL[tenant.api] : config.apiUrl,
+    container: tenant.container,
+    stateContainer: tenant.container,
+    tenants: undefined,
+  });
+}
+
+/** Every DEFENDER_TENANTS entry as its own configuration ({@link configForTenant}); the config itself without. */
+export function tenantConfigs(config: ExportConfig): ExportConfig[] {
+  return config.tenants ? config.tenants.map((t) => configForTenant(config, t)) : [config];
+}
+
+/**
+ * The DEFENDER_TENANTS entry that `key` names: its tenant ID or its name (case-insensitive). A ConfigError that
+ * lists the known ones when none does, or when DEFENDER_TENANTS is not set.
+ */
+export function findTenant(config: Pick<TenantStorageConfig, 'tenants'>, key: string): TenantSetting {
+  const wanted = key.trim().toLowerCase();
+  const found = config.tenants?.find((t) => t.tenantId === wanted || t.name.toLowerCase() === wanted);
+  if (found) return found;
+  if (!config.tenants)
+    throw new ConfigError([
+      `--tenant ${showValue(key, 'a tenant')} needs DEFENDER_TENANTS: set it, or leave out --tenant.`,
+    ]);
+  throw new ConfigError([
+    `--tenant ${showValue(key, 'a tenant')} is not in DEFENDER_TENANTS: expected one of ${config.tenants.map((t) => `'${t.name}'`).join(', ')} (a name or a tenant ID).`,
+  ]);
+}
+
+/** The storage settings of one tenant of DEFENDER_TENANTS (its container, state included). */
+export function storageForTenant<C extends TenantStorageConfig>(config: C, tenant: TenantSetting): C {
+  return Object.freeze({
+    ...config,
+    container: tenant.container,
+    stateContainer: tenant.container,
+    tenants: undefined,
+  });
+}
+
+/** What `tenants consent-url` needs: the app's client ID, the authority, and the tenant list if any. */
+export interface ConsentConfig {
+  readonly clientId: string | undefined;
+  readonly authorityHost: string;
+  readonly tenants: readonly TenantSetting[] | undefined;
+}
+
+/** Validates the settings `tenants consent-url` reads (pure, like {@link parseConfig}). */
+export function parseConsentConfig(env: Readonly<Record<string, string | undefined>>): ConsentConfig {
+  const reader = settingsReader(env);
+  const clientId = reader.get('DEFENDER_CLIENT_ID');
+  if (clientId !== undefined && !GUID.test(clientId))
+    reader.problems.push(
+      `DEFENDER_CLIENT_ID is ${showValue(clientId, 'a GUID')}: expected the application (client) ID, a GUID.`,
+    );
+  const authorityHost =
+    reader.url('DEFENDER_AUTHORITY_HOST', SETTINGS.DEFENDER_AUTHORITY_HOST.default) ??
+    SETTINGS.DEFENDER_AUTHORITY_HOST.default;
+  const tenants = readTenantsSetting(reader, clientId, 'graph');
+  if (reader.problems.length > 0) throw new ConfigError(reader.problems);
+  return Object.freeze({ clientId, authorityHost, tenants });
+}
+
+/** Reads the settings of `tenants consent-url`, from the same sources as {@link loadConfig}. */
+export function loadConsentConfig(localSettingsPath?: string): ConsentConfig {
+  return parseConsentConfig({ ...readLocalSettings(localSettingsPath), ...process.env });
+}
+
+/** A tenant ID or domain as `--tenant` may give one for a tenant not yet listed; undefined when it is neither. */
+export function isTenantIdentifier(value: string): boolean {
+  return GUID.test(value) || DOMAIN.test(value);
+}
+
+/**
+ * The settings the Functions host needs before any config is parsed: whether the app fans out over a queue
+ * (DEFENDER_TENANTS is set), which decides the functions it registers. Reads the process environment.
+ */
+export function fanOutSettings(): { readonly isFanOut: boolean } {
+  return { isFanOut: Boolean(process.env.DEFENDER_TENANTS?.trim()) };
 }
 
 /** The standard proxy variables, as the Azure SDK reads them (each also in lower case). */
@@ -638,14 +916,14 @@ export function loadConfig(localSettingsPath?: string, options: ParseOptions = {
 }
 
 /** Reads the storage settings alone, from the same sources as {@link loadConfig}. */
-export function loadStorageConfig(localSettingsPath?: string): StorageConfig {
+export function loadStorageConfig(localSettingsPath?: string): TenantStorageConfig {
   return parseStorageConfig({ ...readLocalSettings(localSettingsPath), ...process.env });
 }
 
 /** True when real settings are given (environment or local.settings.json), i.e. not the sandbox. */
 export function hasRealSettings(localSettingsPath?: string): boolean {
   const merged = { ...readLocalSettings(localSettingsPath), ...process.env };
-  return Boolean(merged.DEFENDER_TENANT_ID?.trim());
+  return Boolean(merged.DEFENDER_TENANT_ID?.trim() || merged.DEFENDER_TENANTS?.trim());
 }
 
 function readLocalSettings(path: string | undefined): Record<string, string> {

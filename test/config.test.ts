@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { KeyVaultSecretProvider, StaticSecretProvider } from '../src/source/secretProvider';
 import { ConfigError, redact, registerSecret } from '../src/errors';
 import { FUNCTION_TIMEOUT_IN_MS, loadConfig, parseConfig, parseStorageConfig, SETTINGS } from '../src/config';
+import { configProblems } from './support/configProblems';
 
 const valid = {
   DEFENDER_TENANT_ID: '0c8e3f5a-7d21-4b9e-a6c4-5f2e1d0b9a87',
@@ -13,15 +14,7 @@ const valid = {
   EXPORT_STORAGE_ACCOUNT_URL: 'https://stsoc.blob.core.windows.net',
 };
 
-function problems(env: Record<string, string>): readonly string[] {
-  try {
-    parseConfig(env);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = configProblems;
 
 describe('parseConfig', () => {
   it('applies the documented defaults', () => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess, type Serializable } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -7,6 +7,8 @@ import { startAzurite, type AzuriteProcess } from '../sandbox/azurite';
 import type { BenchTenantInfo, BenchTenantRequest } from './benchTenant';
 import type { BenchJob, BenchResult } from './benchWorker';
 import { DEFAULT_BACKFILL_CONCURRENCY } from '../operations/backfill';
+import type { BenchTenantsInfo, BenchTenantsRequest } from './benchTenants';
+import type { FanOutJob, FanOutResult } from './fanOutWorker';
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -20,6 +22,9 @@ Options:
   --backfill-incidents N  Graph history for the backfill measurement (default 20000; 0 skips it): 1,000 ms a
                         page and limits of 300 and 120 requests a minute, time scaled down 10x
   --backfill-concurrency N  slices of the concurrent backfill (default ${DEFAULT_BACKFILL_CONCURRENCY})
+  --tenants N           DEFENDER_TENANTS fan-out: N tenants through the queue path in one process (default 200;
+                        0 skips it)
+  --tenant-incidents N  backlog of each of those tenants (default 20)
   --json                print the results as JSON too`;
 
 const MB = 1024 * 1024;
@@ -36,31 +41,69 @@ interface Tenant {
   readonly process: ChildProcess;
 }
 
-async function startTenant(request: BenchTenantRequest): Promise<Tenant> {
-  const child = fork(join(__dirname, 'benchTenant.js'), [], {
-    execArgv: ['--max-old-space-size=16384'],
+/** A simulated-tenant process of `script`, given `request`, once it answers with its info. */
+async function startChild<Request extends Serializable, Info>(
+  script: string,
+  request: Request,
+  maxOldSpaceInMb: number,
+): Promise<{ info: Info; process: ChildProcess }> {
+  const child = fork(join(__dirname, script), [], {
+    execArgv: [`--max-old-space-size=${maxOldSpaceInMb}`],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const info = await new Promise<BenchTenantInfo>((resolve, reject) => {
-    child.once('message', (m) => resolve(m as BenchTenantInfo));
-    child.once('exit', (code) => reject(new Error(`the bench tenant exited with code ${code}`)));
+  const info = await new Promise<Info>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as Info));
+    child.once('exit', (code) => reject(new Error(`the bench's ${script} exited with code ${code}`)));
     child.send(request);
   });
   child.removeAllListeners('exit');
   return { info, process: child };
 }
 
-function runJob(job: BenchJob): Promise<BenchResult> {
-  const child = fork(join(__dirname, 'benchWorker.js'), [], {
+function startTenant(request: BenchTenantRequest): Promise<Tenant> {
+  return startChild<BenchTenantRequest, BenchTenantInfo>('benchTenant.js', request, 16384);
+}
+
+/** Runs one job in a fresh process of `script` (so that its peak memory is its own) and takes its answer. */
+function runIn<J extends { mode: string }, R>(script: string, job: J): Promise<R> {
+  const child = fork(join(__dirname, script), [], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  return new Promise<BenchResult>((resolve, reject) => {
-    child.once('message', (m) => resolve(m as BenchResult));
+  return new Promise<R>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as R));
     child.once('exit', (code) => {
       if (code !== 0) reject(new Error(`the bench ${job.mode} job exited with code ${code}`));
     });
     child.send(job);
   });
+}
+
+function runJob(job: BenchJob): Promise<BenchResult> {
+  return runIn<BenchJob, BenchResult>('benchWorker.js', job);
+}
+
+/** The simulated tenants of the fan-out, in a process of their own. */
+function startTenants(
+  request: BenchTenantsRequest,
+): Promise<{ info: BenchTenantsInfo; process: ChildProcess }> {
+  return startChild<BenchTenantsRequest, BenchTenantsInfo>('benchTenants.js', request, 4096);
+}
+
+/** The Function's settings for the fan-out's tenants, each with its own container. */
+function tenantsSettings(info: BenchTenantsInfo, azurite: AzuriteProcess, prefix: string) {
+  return {
+    DEFENDER_TENANTS: JSON.stringify(
+      info.tenantIds.map((tenantId, i) => ({ tenantId, container: `${prefix}-${i}`, name: `t${i}` })),
+    ),
+    DEFENDER_CLIENT_ID: info.clientId,
+    DEFENDER_API_URL: info.origin,
+    DEFENDER_AUTHORITY_HOST: info.origin,
+    DEFENDER_CLIENT_SECRET: info.clientSecret,
+    EXPORT_STORAGE_CONNECTION_STRING: azurite.connectionString,
+    EXPORT_QUEUE: `${prefix}-queue`,
+    EXPORT_INITIAL_LOOKBACK: 'PT48H',
+    EXPORT_SETTLE_DELAY: 'PT1M',
+  };
 }
 
 function settings(tenant: BenchTenantInfo, azurite: AzuriteProcess, api: string, container: string) {
@@ -100,6 +143,8 @@ async function main(): Promise<number> {
       'legacy-incidents': { type: 'string', default: '4000' },
       'backfill-incidents': { type: 'string', default: '20000' },
       'backfill-concurrency': { type: 'string', default: String(DEFAULT_BACKFILL_CONCURRENCY) },
+      tenants: { type: 'string', default: '200' },
+      'tenant-incidents': { type: 'string', default: '20' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -113,10 +158,18 @@ async function main(): Promise<number> {
   const legacyIncidents = Number(values['legacy-incidents']);
   const backfillIncidents = Number(values['backfill-incidents']);
   const backfillConcurrency = Number(values['backfill-concurrency']);
+  const tenantCount = Number(values.tenants);
+  const tenantIncidents = Number(values['tenant-incidents']);
   if (
-    ![incidents, latencyInMs, legacyIncidents, backfillIncidents, backfillConcurrency].every(
-      (n) => Number.isInteger(n) && n >= 0,
-    )
+    ![
+      incidents,
+      latencyInMs,
+      legacyIncidents,
+      backfillIncidents,
+      backfillConcurrency,
+      tenantCount,
+      tenantIncidents,
+    ].every((n) => Number.isInteger(n) && n >= 0)
   ) {
     process.stderr.write(`--incidents, --latency and the other counts take whole numbers.\n${USAGE}\n`);
     return 2;
@@ -287,6 +340,49 @@ async function main(): Promise<number> {
         }
       }
       results.backfill = measured;
+    }
+
+    if (tenantCount > 0) {
+      process.stderr.write(`fan-out of ${tenantCount} tenants with ${tenantIncidents} incidents each...\n`);
+      const tenants = await startTenants({
+        customers: tenantCount,
+        incidentsPerTenant: tenantIncidents,
+        latencyInMs,
+      });
+      try {
+        const job = (mode: FanOutJob['mode'], prefix: string): Promise<FanOutResult> =>
+          runIn<FanOutJob, FanOutResult>('fanOutWorker.js', {
+            mode,
+            ca: tenants.info.ca,
+            connectionString: azurite.connectionString,
+            settings: tenantsSettings(tenants.info, azurite, prefix),
+          });
+        const floor = await job('floor', `bfloor-${now}`);
+        const fanOut = await job('fanout', `bfan-${now}`);
+        const overheadInMs = fanOut.perTenantMeanInMs - floor.perTenantMeanInMs;
+        const wallPerTenantInMs = fanOut.durationInMs / Math.max(1, fanOut.tenants);
+        results.fanOut = { floor, fanOut, overheadPerTenantInMs: overheadInMs, wallPerTenantInMs };
+        rows.push(
+          [
+            'tenant fan-out',
+            `${fanOut.tenants} tenants, ${tenantIncidents} incidents each, ${latencyInMs} ms latency, through the queue (Azurite), ${fanOut.concurrency} at once (host.json batchSize + newBatchThreshold)`,
+          ],
+          [
+            'fan-out cycle',
+            `${fixed(fanOut.durationInMs / 1000)} s for ${fanOut.succeeded}/${fanOut.tenants} tenants succeeded, ${fanOut.incidents} incidents, ${fanOut.requests} API requests; ${fixed(wallPerTenantInMs, 0)} ms of wall time per tenant`,
+          ],
+          [
+            'per tenant: run / its fetch',
+            `run ${fixed(fanOut.perTenantMeanInMs, 0)} ms (p95 ${fixed(fanOut.perTenantP95InMs, 0)}) / fetch ${fixed(floor.perTenantMeanInMs, 0)} ms (p95 ${fixed(floor.perTenantP95InMs, 0)}): ${fixed(overheadInMs, 0)} ms beyond its own fetch`,
+          ],
+          [
+            'peak RSS of the fan-out',
+            `${fixed(fanOut.maxRssBytes / MB, 0)} MB for ${fanOut.tenants} tenants' exporters (fetch floor process: ${fixed(floor.maxRssBytes / MB, 0)} MB)`,
+          ],
+        );
+      } finally {
+        tenants.process.disconnect();
+      }
     }
 
     const unbundled = join(__dirname, '..', 'functions', 'exportIncidents.js');

@@ -4,7 +4,7 @@ import { loadConfig } from '../config';
 import { DEFAULT_BACKFILL_CONCURRENCY, MAX_BACKFILL_CONCURRENCY, runBackfill } from '../operations/backfill';
 import { ConfigError } from '../errors';
 import { parseTimeRange } from '../operations/timeRange';
-import { parseOptions, RANGE_COMMAND_OPTIONS, wholeNumber, type Command } from './command';
+import { parseOptions, RANGE_COMMAND_OPTIONS, selectTenant, wholeNumber, type Command } from './command';
 import { commandHelp } from './commandHelp';
 import { consoleLogger } from './consoleLogger';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
@@ -32,7 +32,7 @@ export function createBackfillCommand(composition: Omit<CompositionOptions, 'log
         problems,
       );
       if (problems.length > 0) throw new ConfigError(problems);
-      const config = loadConfig(values.settings, { runner: 'cli' });
+      const config = selectTenant(loadConfig(values.settings, { runner: 'cli' }), values.tenant);
       const logger = consoleLogger({ verbose: values.verbose });
       const exporter = createExporter(config, { ...composition, logger });
       const summary = await interruptible((abortSignal) =>

@@ -25,6 +25,7 @@ Options:
   --json                print the summary as JSON on stdout
   --settings FILE       settings file (default local.settings.json); only the storage settings are needed:
                         EXPORT_STORAGE_ACCOUNT_URL (with az login) or EXPORT_STORAGE_CONNECTION_STRING, EXPORT_CONTAINER
+  --tenant NAME|ID      with DEFENDER_TENANTS: read that tenant's container instead of EXPORT_CONTAINER
 
 Exit codes: 0 all files verified, 1 a blob failed (the others are kept; run again), 2 bad usage or settings,
 130 interrupted (run again to resume).`,
@@ -49,22 +50,26 @@ Options:
   --json                print the summary as JSON on stdout
   --verbose             also print debug lines (retries)
   --settings FILE       settings file (default local.settings.json): the same settings as the Function
+  --tenant NAME|ID      with DEFENDER_TENANTS (required then): the tenant to backfill, into its container
 
 Exit codes: 0 done (or nothing to do), 1 failed (run again to resume), 2 bad usage or settings,
 3 another backfill of this range is running, 130 interrupted (run again to resume).`,
   },
   status: {
     summary: 'show the checkpoint, how fresh the export is and the last runs; exit 1 when stale',
-    usage: `Usage: defender-export status [--max-age PT2H] [--days N] [--runs N] [--json] [--settings FILE]
+    usage: `Usage: defender-export status [--max-age PT2H] [--days N] [--runs N] [--tenant NAME|ID] [--json] [--settings FILE]
 
 Reads the export's checkpoint (state/checkpoint.json) and the manifests of the last runs (runs/, by date
 prefix) and tells how far the export has come: everything updated before "exported until" is in storage.
-Exits with 1 when that is older than --max-age, so cron or a monitor can alert on it.
+Exits with 1 when that is older than --max-age, so cron or a monitor can alert on it. With DEFENDER_TENANTS:
+one line per tenant (exported until, lag, last outcome, with the queue try of a failure), exit 1 when any
+tenant is stale; --tenant shows one tenant in full.
 
 Options:
   --max-age DURATION  ISO-8601 duration the export may lag before it counts as stale (default PT2H)
   --days N            UTC days of run manifests to look at (default 3)
   --runs N            how many recent runs to show (default 10)
+  --tenant NAME|ID    with DEFENDER_TENANTS: the full status of that tenant's container
   --json              print the status as JSON on stdout
   --settings FILE     settings file (default local.settings.json); only the storage settings are needed
 
@@ -88,28 +93,49 @@ Options:
   --verbose             also print debug lines (retries)
   --settings FILE       settings file (default local.settings.json): the same settings as the Function; storage
                         needs only read access (Storage Blob Data Reader)
+  --tenant NAME|ID      with DEFENDER_TENANTS (required then): the tenant to verify, in its container
 
 Exit codes: 0 complete, 1 a version is missing or exported twice, or a blob could not be read, 2 bad usage or
 settings, 75 a transient failure (network, 5xx, throttling, out of time): run again later, 130 interrupted.`,
   },
   run: {
     summary: 'run one export cycle with the settings from the environment or local.settings.json',
-    usage: `Usage: defender-export run [--settings FILE] [--json] [--verbose]
+    usage: `Usage: defender-export run [--settings FILE] [--tenant NAME|ID] [--concurrency N] [--json] [--verbose]
 
-Runs one export cycle, exactly as the hourly Function does, against the services the settings name.
+Runs one export cycle, exactly as the hourly Function does, against the services the settings name. With
+DEFENDER_TENANTS it exports every tenant in this process (no queue), --concurrency at once, one line per
+tenant; a tenant that fails does not stop the others (exit 1 when any failed, 75 when all failures are
+transient).
 Settings come from the environment, over the "Values" of local.settings.json (see local.settings.sample.json).
 Locally, Key Vault and Storage are reached with DefaultAzureCredential (az login) unless AZURE_CLIENT_ID names a
 managed identity, or EXPORT_STORAGE_CONNECTION_STRING / DEFENDER_CLIENT_SECRET are set.
 
 Options:
   --settings FILE  settings file (default: local.settings.json in the current folder)
-  --json           print the run summary as JSON on stdout
+  --tenant NAME|ID with DEFENDER_TENANTS: export only this tenant
+  --concurrency N  with DEFENDER_TENANTS: tenants exported at once (default 4)
+  --json           print the run summary (with DEFENDER_TENANTS: one per tenant) as JSON on stdout
   --verbose        also print debug lines (retries)`,
+  },
+  tenants: {
+    summary: 'onboarding of DEFENDER_TENANTS: the admin-consent URL of a customer tenant, the list',
+    usage: `Usage: defender-export tenants consent-url --tenant ID|NAME [--settings FILE]
+       defender-export tenants list [--json] [--settings FILE]
+
+consent-url prints the URL at which an administrator of the customer tenant grants the multi-tenant app
+(DEFENDER_CLIENT_ID, or the entry's clientId) its application permissions: <authority>/<tenant>/adminconsent?
+client_id=<app>, on DEFENDER_AUTHORITY_HOST (the cloud's authority). The tenant may be listed in DEFENDER_TENANTS
+(by name or ID) or not yet (by tenant ID or domain). list prints the tenants, their containers and APIs.
+
+Options:
+  --tenant ID|NAME  the customer tenant
+  --json            list: print the tenants as JSON
+  --settings FILE   settings file (default local.settings.json)`,
   },
   sandbox: {
     summary:
       'run one export cycle against the built-in local sandbox (Azurite and a simulated Defender tenant)',
-    usage: `Usage: defender-export sandbox [--api graph|legacy] [--credential secret|federated|certificate] [--dir DIR] [--reset]
+    usage: `Usage: defender-export sandbox [--api graph|legacy] [--credential secret|federated|certificate] [--tenants N] [--dir DIR] [--reset]
 
 Starts Azurite and a simulated Defender tenant (Entra, a managed identity endpoint, Key Vault, Graph and legacy
 incidents APIs over HTTPS on 127.0.0.1), runs one export cycle through the same handler the Azure Function uses, and prints what it wrote.
@@ -120,6 +146,9 @@ Options:
   --credential MODE   how the app authenticates (DEFENDER_CREDENTIAL): secret (default; the Key Vault secret),
                       federated (the managed identity as the app's federated credential: no secret, no Key Vault)
                       or certificate (a Key Vault certificate)
+  --tenants N         simulate an MSSP with N customer tenants (DEFENDER_TENANTS, 2-20): the timer queues one
+                      message per tenant on Azurite's queue, the queue function exports each into its own
+                      container; the last tenant has revoked its consent, so it is retried and poisoned
   --dir DIR           where the sandbox keeps its state and copies of the exports (default .sandbox)
   --reset             forget the sandbox's state and start over`,
   },

@@ -7,7 +7,7 @@ import { downloadExports } from '../operations/downloadExports';
 import type { InflateOptions } from '../operations/exportReader';
 import { parseTimeRange } from '../operations/timeRange';
 import { writeVersionsFile } from '../operations/versionsFile';
-import { parseOptions, wholeNumber, type Command } from './command';
+import { parseOptions, selectTenantStorage, wholeNumber, type Command } from './command';
 import { commandHelp } from './commandHelp';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
 import { formatBytes, ProgressBar } from './progressBar';
@@ -33,6 +33,7 @@ export function createDownloadCommand(options: InflateOptions & { clock?: Clock 
         progress: { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         settings: { type: 'string', default: 'local.settings.json' },
+        tenant: { type: 'string' },
       });
       const range = parseTimeRange(values.from, values.to, clock.now());
       const format: ExportFormat = values.format === 'jsonl' ? 'jsonl' : 'json';
@@ -40,7 +41,9 @@ export function createDownloadCommand(options: InflateOptions & { clock?: Clock 
       if (values.format !== format) problems.push(`--format is '${values.format}': expected json or jsonl.`);
       const concurrency = wholeNumber(values.concurrency, '--concurrency', 1, 64, problems);
       if (problems.length > 0) throw new ConfigError(problems);
-      const container = createContainerClient(loadStorageConfig(values.settings));
+      const container = createContainerClient(
+        selectTenantStorage(loadStorageConfig(values.settings), values.tenant),
+      );
       const outDir = resolve(values.out);
 
       const showProgress = values.progress || process.stderr.isTTY;

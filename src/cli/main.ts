@@ -3,6 +3,7 @@ import { hasRealSettings } from '../config';
 import { classifyFailure, ConcurrentRunError, ConfigError, toError } from '../errors';
 import type { Command } from './command';
 import { commandHelp } from './commandHelp';
+import { TRANSIENT_EXIT_CODE } from './exitCodes';
 // Types only (erased): the modules themselves are required when their command runs.
 import type * as downloadCommandModule from './downloadCommand';
 import type * as backfillCommandModule from './backfillCommand';
@@ -10,6 +11,7 @@ import type * as statusCommandModule from './statusCommand';
 import type * as verifyCommandModule from './verifyCommand';
 import type * as runCommandModule from './runCommand';
 import type * as sandboxCommandModule from './sandboxCommand';
+import type * as tenantsCommandModule from './tenantsCommand';
 
 /**
  * A command as the top level knows it: its help, and `load`, which requires the command's module only when the
@@ -45,6 +47,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     ...commandHelp.run,
     load: () => (require('./runCommand') as typeof runCommandModule).runCommand,
   },
+  tenants: {
+    ...commandHelp.tenants,
+    load: () => (require('./tenantsCommand') as typeof tenantsCommandModule).tenantsCommand,
+  },
   sandbox: {
     ...commandHelp.sandbox,
     load: () => {
@@ -57,7 +63,7 @@ const COMMANDS: Record<string, CommandEntry> = {
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 /** The development dependencies a command may need; a production install lacks them. */
-const DEV_DEPENDENCIES = ['selfsigned', 'azurite'];
+const DEV_DEPENDENCIES = ['selfsigned', 'azurite', '@azure/storage-queue'];
 
 /** The development dependency that `thrown` (from a command's `load`) failed to find, if it is one. */
 function missingDevDependency(thrown: unknown): string | undefined {
@@ -82,8 +88,7 @@ version is missing or exported twice), 2 bad usage or configuration, 3 another r
 failure (network, 5xx, throttling, Storage unavailable, out of time): run the command again later,
 130 interrupted (run the command again to resume).`;
 
-/** A failure a later run gets past by itself: EX_TEMPFAIL of sysexits(3), which schedulers know to retry. */
-export const TRANSIENT_EXIT_CODE = 75;
+export { TRANSIENT_EXIT_CODE };
 
 /**
  * Entry point: one top-level catch maps errors to exit codes. `commands` replaces the table (tests run a

@@ -1,8 +1,20 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { InvocationContext, type Timer } from '@azure/functions';
-import { createExporter } from '../composition/compositionRoot';
-import { parseConfig } from '../config';
+import {
+  createContainerClients,
+  createExporter,
+  createTenantExporters,
+} from '../composition/compositionRoot';
+import { parseConfig, SETTINGS, tenantConfigs } from '../config';
+import { ConfigError } from '../errors';
+import type { RunSummary } from '../export/exportRun';
+import { createExportTenantHandler } from '../functions/exportTenantHandler';
+import { readTenantsStatus } from '../operations/exportStatus';
+import { fanOutCycle } from '../sandbox/fanOutCycle';
+import { LocalQueueHost } from '../sandbox/localQueueHost';
+import { SimulatedTenants } from '../sandbox/simulatedTenants';
+import { formatTenantsStatus } from './statusCommand';
 import { decodeExportBlob } from '../operations/exportReader';
 import { createExportIncidentsHandler } from '../functions/exportIncidentsHandler';
 import { startAzurite } from '../sandbox/azurite';
@@ -36,7 +48,9 @@ export const sandboxCommand: Command = {
       credential: { type: 'string', default: 'secret' },
       dir: { type: 'string', default: '.sandbox' },
       reset: { type: 'boolean', default: false },
+      tenants: { type: 'string' },
     });
+    if (values.tenants !== undefined) return runTenantsSandbox(values.tenants, String(values.api));
     const dir = resolve(String(values.dir));
     if (values.reset) rmSync(dir, { recursive: true, force: true });
     mkdirSync(join(dir, 'azurite'), { recursive: true });
@@ -196,4 +210,81 @@ function simulateActivity(
   const created = 4;
   for (let i = 0; i < created; i++) tenant.store.add({ lastUpdateTime: stamp() });
   return { updated, created };
+}
+
+/**
+ * `npm start -- --tenants N`: an MSSP with N customer tenants on a fresh, in-memory Azurite (blob and queue) and
+ * one simulated server, the last tenant with its consent revoked; one cycle of the Function as deployed with
+ * DEFENDER_TENANTS: the timer's handler queues a message per tenant, the queue function's handler exports each
+ * into its tenant's container, the failing tenant is retried (at once here; after host.json's visibilityTimeout
+ * in Azure) and poisoned; then the per-tenant status.
+ */
+async function runTenantsSandbox(count: string, api: string): Promise<number> {
+  const n = Number(count);
+  if (!Number.isInteger(n) || n < 2 || n > 20)
+    throw new ConfigError([`--tenants is '${count}': expected a whole number from 2 to 20.`]);
+  const print = (line = ''): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  const azurite = await startAzurite();
+  const sim = await SimulatedTenants.start({ customers: n, incidents: 120, tenant: { seed: 11 } });
+  try {
+    const revoked = sim.customers[n - 1]!;
+    revoked.hasConsent = false;
+    const config = parseConfig({
+      ...sim.settings({
+        connectionString: azurite.connectionString,
+        containerPrefix: 'customer-',
+        queue: SETTINGS.EXPORT_QUEUE.default,
+      }),
+      DEFENDER_API: api,
+      EXPORT_SETTLE_DELAY: SETTLE,
+    });
+    print(
+      `Simulated MSSP: ${n} customer tenants with 120 incidents each, one multi-tenant app; customer-${n - 1} revoked its consent.`,
+    );
+    const queueHost = await LocalQueueHost.start(azurite.connectionString, config.queue);
+    const composition = { ca: sim.ca, azureCredential: sim.home.managedIdentityCredential() };
+    print(
+      `Cycle: the timer queues one message per tenant on '${config.queue}', the queue function exports each (log lines on stderr):`,
+    );
+    const report = await fanOutCycle({
+      config,
+      queueHost,
+      handler: createExportTenantHandler(() => config, createTenantExporters, composition),
+      cycleId: 'sandbox-cycle',
+      now: Date.now,
+      log: (level, text) => process.stderr.write(`  [${level}] ${text}\n`),
+    });
+    print('');
+    for (const done of report.completed) {
+      const summary = done.result as RunSummary | undefined;
+      if (summary)
+        print(
+          `  ${summary.tenantName ?? summary.tenantId}: ${summary.outcome}, ${summary.incidents} incident versions in ${summary.blobs} blob(s)`,
+        );
+    }
+    for (const failed of report.failures)
+      print(`  try ${failed.dequeueCount} failed: ${failed.error.split('\n')[0]?.slice(0, 160) ?? ''}`);
+    print(`  poison queue '${config.queue}-poison': ${report.poisoned.length} message(s)`);
+    print('');
+    print('Status (defender-export status with DEFENDER_TENANTS):');
+    const status = await readTenantsStatus(
+      tenantConfigs(config).map((c) => ({
+        name: c.tenantName ?? c.tenantId,
+        tenantId: c.tenantId,
+        containers: createContainerClients(c),
+      })),
+      { nowMs: Date.now(), maxAgeInMs: 2 * 3_600_000 },
+    );
+    process.stdout.write(formatTenantsStatus(status));
+    print('');
+    print(
+      'Each tenant has its own container (customer-0, customer-1, ...) in the single-tenant layout; nothing is kept after this run (in-memory Azurite).',
+    );
+    return report.completed.length === n - 1 && report.poisoned.length === 1 ? 0 : 1;
+  } finally {
+    await sim.close();
+    await azurite.stop();
+  }
 }

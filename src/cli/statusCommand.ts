@@ -1,11 +1,16 @@
 import { createContainerClients } from '../composition/compositionRoot';
-import { loadStorageConfig } from '../config';
+import { loadStorageConfig, storageForTenant } from '../config';
 import { formatDuration, parseDurationInMs } from '../export/duration';
 import { printable } from '../export/printable';
 import { ConfigError } from '../errors';
 import { systemClock, type Clock } from '../export/ports';
-import { readExportStatus, type ExportStatus } from '../operations/exportStatus';
-import { parseOptions, wholeNumber, type Command } from './command';
+import {
+  readExportStatus,
+  readTenantsStatus,
+  type ExportStatus,
+  type TenantsStatus,
+} from '../operations/exportStatus';
+import { parseOptions, selectTenantStorage, wholeNumber, type Command } from './command';
 import { commandHelp } from './commandHelp';
 
 /** `defender-export status`: the health of the export, for people, cron and monitoring; ages on `clock`. */
@@ -19,6 +24,7 @@ export function createStatusCommand(clock: Clock = systemClock): Command {
         runs: { type: 'string', default: '10' },
         json: { type: 'boolean', default: false },
         settings: { type: 'string', default: 'local.settings.json' },
+        tenant: { type: 'string' },
       });
       const problems: string[] = [];
       const maxAgeInMs = parseDurationInMs(values['max-age']);
@@ -29,9 +35,23 @@ export function createStatusCommand(clock: Clock = systemClock): Command {
       const days = wholeNumber(values.days, '--days', 1, 31, problems);
       const runs = wholeNumber(values.runs, '--runs', 1, 1000, problems);
       if (problems.length > 0 || maxAgeInMs === undefined) throw new ConfigError(problems);
-      const containers = createContainerClients(loadStorageConfig(values.settings));
+      const storage = loadStorageConfig(values.settings);
+      const options = { nowMs: clock.now(), maxAgeInMs, days, runs };
+      if (storage.tenants && values.tenant === undefined) {
+        const all = await readTenantsStatus(
+          storage.tenants.map((t) => ({
+            name: t.name,
+            tenantId: t.tenantId,
+            containers: createContainerClients(storageForTenant(storage, t)),
+          })),
+          options,
+        );
+        process.stdout.write(values.json ? `${JSON.stringify(all, null, 2)}\n` : formatTenantsStatus(all));
+        return all.isStale ? 1 : 0;
+      }
+      const containers = createContainerClients(selectTenantStorage(storage, values.tenant));
 
-      const status = await readExportStatus(containers, { nowMs: clock.now(), maxAgeInMs, days, runs });
+      const status = await readExportStatus(containers, options);
       process.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
       return status.isStale ? 1 : 0;
     },
@@ -39,6 +59,31 @@ export function createStatusCommand(clock: Clock = systemClock): Command {
 }
 
 export const statusCommand: Command = createStatusCommand();
+
+/** The status of DEFENDER_TENANTS for people: one line per tenant, then the verdict. */
+export function formatTenantsStatus(all: TenantsStatus): string {
+  const rows = [
+    ['TENANT', 'TENANT ID', 'CONTAINER', 'EXPORTED UNTIL', 'LAG', 'LAST OUTCOME', 'HEALTH'],
+    ...all.tenants.map((t) => [
+      t.name,
+      t.tenantId,
+      t.status.container,
+      t.status.exportedUntil ?? 'never',
+      t.status.exportedUntilAgeInMs === undefined ? '' : formatDuration(t.status.exportedUntilAgeInMs),
+      t.lastOutcome,
+      t.status.isStale ? 'STALE' : 'OK',
+    ]),
+  ];
+  return `${[...table(rows), '', all.verdict].map(printable).join('\n')}\n`;
+}
+
+/** Rows as aligned columns (numbers right-aligned in the columns `right`). */
+function table(rows: readonly (readonly string[])[], right: readonly number[] = []): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) =>
+    `  ${row.map((cell, i) => (right.includes(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ')}`.trimEnd(),
+  );
+}
 
 /** The status for people: a few labelled lines and a table of runs. */
 function formatStatus(s: ExportStatus): string {
@@ -65,14 +110,13 @@ function formatStatus(s: ExportStatus): string {
         String(r.incidents),
         String(r.blobs),
         formatDuration(r.durationInMs),
-        (r.reason ?? '').slice(0, 100),
+        `${r.delivery ? `try ${r.delivery.attempt}/${r.delivery.maxAttempts}${r.delivery.next === 'poison' ? ', poisoned' : ''}: ` : ''}${r.reason ?? ''}`.slice(
+          0,
+          100,
+        ),
       ]),
     ];
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-    for (const row of rows)
-      lines.push(
-        `  ${row.map((cell, i) => (i === 3 || i === 4 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ')}`.trimEnd(),
-      );
+    lines.push(...table(rows, [3, 4]));
   }
   lines.push('', s.verdict);
   // readExportStatus already made storage's texts printable; a status built elsewhere gets the same treatment.

@@ -4,7 +4,7 @@ import { loadConfig } from '../config';
 import { printable } from '../export/printable';
 import { parseTimeRange } from '../operations/timeRange';
 import { verifyExports, type VerifyReport } from '../operations/verifyExports';
-import { parseOptions, RANGE_COMMAND_OPTIONS, type Command } from './command';
+import { parseOptions, RANGE_COMMAND_OPTIONS, selectTenant, type Command } from './command';
 import { commandHelp } from './commandHelp';
 import { consoleLogger } from './consoleLogger';
 import { INTERRUPTED_EXIT_CODE, interruptible } from './interrupt';
@@ -19,7 +19,7 @@ export function createVerifyCommand(composition: Omit<CompositionOptions, 'logge
     async run(args) {
       const { values } = parseOptions(args, RANGE_COMMAND_OPTIONS);
       const range = parseTimeRange(values.from, values.to, (composition.clock ?? systemClock).now());
-      const config = loadConfig(values.settings, { runner: 'cli' });
+      const config = selectTenant(loadConfig(values.settings, { runner: 'cli' }), values.tenant);
       const logger = consoleLogger({ verbose: values.verbose });
       const { source, exports } = createVerifyPorts(config, { ...composition, logger });
       let interrupted = false;

@@ -19,7 +19,7 @@ import {
   SecretApiCredential,
   type ApiCredential,
 } from '../source/apiCredential';
-import { LEGACY_API_RETIREMENT_DATE, type ExportConfig, type StorageConfig } from '../config';
+import { LEGACY_API_RETIREMENT_DATE, tenantConfigs, type ExportConfig, type StorageConfig } from '../config';
 import { registerSecret } from '../errors';
 import { runExport } from '../export/exportRun';
 import {
@@ -36,14 +36,14 @@ import { explainPermissionRefusal } from '../source/apiPermissions';
 import { describeProxy, HttpProxyAgent, HttpsProxyAgent, proxyFor, proxyPassword } from '../source/proxy';
 import { AdaptivePacer, type AdaptivePacerOptions } from '../source/adaptivePacer';
 import type { Logger } from '../logger';
-import type { ExportContainers, Exporter, ExporterRunOptions } from '../operations/exporter';
+import type { ExportContainers, Exporter, ExporterRunOptions, TenantExporters } from '../operations/exporter';
 import {
   containerExportReader,
   VERIFY_GRAPH_SELECT,
   type ExportBlobReader,
 } from '../operations/verifyExports';
 
-export type { ExportContainers, Exporter, ExporterRunOptions };
+export type { ExportContainers, Exporter, ExporterRunOptions, TenantExporters };
 
 /** How often, and how soon, the Azure SDK clients try a failed request again. */
 export interface AzureRetryOptions {
@@ -109,6 +109,11 @@ export interface CompositionOptions {
   readonly wrapCheckpoints?: (store: CheckpointStore) => CheckpointStore;
   /** Wraps the export sink (fault injection in tests). */
   readonly wrapSink?: (sink: ExportSink) => ExportSink;
+  /**
+   * The client secret's source, shared: with DEFENDER_TENANTS one secret of the multi-tenant app serves every
+   * tenant, read and cached once ({@link createTenantExporters}). Default: one per exporter.
+   */
+  readonly secretProvider?: SecretProvider;
   /** Page size (`$top`) below the API's maximum: tests page small histories hard. */
   readonly pageSize?: number;
   /** Replaces https for the incidents API (in-memory tests: the simulated tenant's routes). */
@@ -162,6 +167,8 @@ export function createExporter(config: ExportConfig, options: CompositionOptions
         clock,
         logger,
         tenantId: config.tenantId,
+        ...(config.tenantName !== undefined ? { tenantName: config.tenantName } : {}),
+        ...(runOptions.delivery ? { delivery: runOptions.delivery } : {}),
         containerName: container.containerName,
         format: config.format,
         compression: config.compression,
@@ -297,6 +304,39 @@ export function createIncidentSourceFactory(
 }
 
 /**
+ * The exporters of DEFENDER_TENANTS, by tenant ID, each on its own container and tenant, sharing the Azure
+ * credential and the client secret (one multi-tenant app); each is built when first asked for. Without
+ * DEFENDER_TENANTS: the one exporter of the config, under its tenant ID.
+ */
+export function createTenantExporters(config: ExportConfig, options: CompositionOptions): TenantExporters {
+  const azureCredential = options.azureCredential ?? createAzureCredential(config);
+  const secretProvider =
+    config.credential !== 'secret'
+      ? undefined
+      : (options.secretProvider ??
+        createClientSecretProvider(config, azureCredential, options, options.clock ?? systemClock));
+  const configs = new Map(tenantConfigs(config).map((c) => [c.tenantId, c]));
+  const built = new Map<string, Exporter>();
+  return {
+    keys: () => configs.keys(),
+    get(tenantId) {
+      const tenant = configs.get(tenantId);
+      if (!tenant) return undefined;
+      let exporter = built.get(tenantId);
+      if (!exporter) {
+        exporter = createExporter(tenant, {
+          ...options,
+          azureCredential,
+          ...(secretProvider ? { secretProvider } : {}),
+        });
+        built.set(tenantId, exporter);
+      }
+      return exporter;
+    },
+  };
+}
+
+/**
  * The credential for Key Vault and Storage: the user-assigned managed identity that AZURE_CLIENT_ID names, else
  * DefaultAzureCredential (the Function's system identity in Azure; `az login` on an operator's machine).
  */
@@ -369,7 +409,22 @@ export function createApiCredential(
       base,
     );
   }
-  const secrets: SecretProvider = config.keyVaultUrl
+  const secrets =
+    options.secretProvider ?? createClientSecretProvider(config, azureCredential, options, clock);
+  return new SecretApiCredential(secrets, base);
+}
+
+/**
+ * The client secret of `secret` mode, from Key Vault or DEFENDER_CLIENT_SECRET. The exporters of DEFENDER_TENANTS
+ * share one, so one multi-tenant app's secret is read and cached once for every tenant.
+ */
+function createClientSecretProvider(
+  config: ExportConfig,
+  azureCredential: TokenCredential,
+  options: Pick<CompositionOptions, 'ca' | 'azureRetry'>,
+  clock: Clock,
+): SecretProvider {
+  return config.keyVaultUrl
     ? createKeyVaultSecretProvider(
         config,
         config.keyVaultSecretName,
@@ -379,7 +434,6 @@ export function createApiCredential(
         clock,
       )
     : new StaticSecretProvider(config.clientSecret ?? '');
-  return new SecretApiCredential(secrets, base);
 }
 
 /**

@@ -56,6 +56,10 @@ export interface ExportRunOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly tenantId: string;
+  /** The tenant's name in DEFENDER_TENANTS, carried in the summary (logs, manifest, alerts). */
+  readonly tenantName?: string;
+  /** The queue message that started this run (the fan-out of DEFENDER_TENANTS), carried in the summary. */
+  readonly delivery?: QueueDelivery;
   /** The export container's name, for messages. */
   readonly containerName?: string;
   readonly format: ExportFormat;
@@ -91,6 +95,15 @@ export interface ExportRunOptions {
 
 export type RunOutcome = 'succeeded' | 'partial' | 'concurrent' | 'failed';
 
+/** Which try of a queue message a run is: after the last one failed, the host moves the message to `poisonQueue`. */
+export interface QueueDelivery {
+  readonly queue: string;
+  /** The message's dequeue count: 1 on the first try. */
+  readonly attempt: number;
+  /** host.json `extensions.queues.maxDequeueCount`. */
+  readonly maxAttempts: number;
+}
+
 /** An export blob a run committed, as its manifest lists it. */
 export interface ManifestBlob {
   readonly name: string;
@@ -106,6 +119,14 @@ export interface ManifestBlob {
 export interface RunSummary {
   outcome: RunOutcome;
   runId: string;
+  /** The tenant exported: every summary line and manifest names it, so alerts can say which tenant. */
+  tenantId: string;
+  tenantName?: string;
+  /**
+   * The queue message's try (DEFENDER_TENANTS fan-out); `next` says what follows a failure: the host delivers the
+   * message again after its visibility timeout, or moves it to the poison queue after the last try.
+   */
+  delivery?: QueueDelivery & { next?: 'retry' | 'poison' };
   api: DefenderApi;
   startedAt: string;
   windowFrom: string;
@@ -232,6 +253,9 @@ class ExportRun {
     this.summary = {
       outcome: 'succeeded',
       runId: o.runId,
+      tenantId: o.tenantId,
+      ...(o.tenantName !== undefined ? { tenantName: o.tenantName } : {}),
+      ...(o.delivery ? { delivery: { ...o.delivery } } : {}),
       api: o.source.api,
       startedAt: new Date(this.startedAtMs).toISOString(),
       windowFrom: '',
@@ -284,6 +308,10 @@ class ExportRun {
         failure = toError(thrown);
         this.summary.outcome = 'failed';
         this.summary.reason = failure.message;
+        if (this.summary.delivery) {
+          const d = this.summary.delivery;
+          d.next = d.attempt >= d.maxAttempts ? 'poison' : 'retry';
+        }
       }
     } finally {
       clearTimeout(this.storageTimer);

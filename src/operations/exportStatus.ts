@@ -17,6 +17,7 @@ import { formatTicks, ticksToMs } from '../export/timestamp';
 import { parseIncidentRecord } from '../source/incidentPage';
 import { toError } from '../errors';
 import { listBlobsByDay, readExportBlob } from './exportReader';
+import { forEachConcurrently } from '../export/forEachConcurrently';
 
 /** Run ids of backfill runs start with this; their manifests sit with the live runs' under runs/. */
 export { BACKFILL_RUN_PREFIX };
@@ -44,6 +45,12 @@ export interface RunRecord {
   readonly blobs: number;
   readonly durationInMs: number;
   readonly reason?: string;
+  /** The queue message's try that ran it (DEFENDER_TENANTS), and what followed a failure. */
+  readonly delivery?: {
+    readonly attempt: number;
+    readonly maxAttempts: number;
+    readonly next?: 'retry' | 'poison';
+  };
 }
 
 export interface ExportStatus {
@@ -177,6 +184,7 @@ function checkManifest(value: unknown): Omit<RunRecord, 'manifest'> | string {
     counts[key] = n;
   }
   if (m.reason !== undefined && typeof m.reason !== 'string') return "'reason' is not a string";
+  const delivery = checkDelivery(m.delivery);
   const runId = printable(m.runId);
   return {
     kind: runId.startsWith(BACKFILL_RUN_PREFIX) ? 'backfill' : 'live',
@@ -185,7 +193,86 @@ function checkManifest(value: unknown): Omit<RunRecord, 'manifest'> | string {
     outcome: m.outcome as RunOutcome,
     ...counts,
     ...(typeof m.reason === 'string' ? { reason: printable(m.reason) } : {}),
+    ...(delivery ? { delivery } : {}),
   };
+}
+
+/** A manifest's `delivery` (which try of a queue message), when it holds one that reads. */
+function checkDelivery(value: unknown): RunRecord['delivery'] {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const d = value as Record<string, unknown>;
+  if (!Number.isSafeInteger(d.attempt) || !Number.isSafeInteger(d.maxAttempts)) return undefined;
+  return {
+    attempt: d.attempt as number,
+    maxAttempts: d.maxAttempts as number,
+    ...(d.next === 'retry' || d.next === 'poison' ? { next: d.next } : {}),
+  };
+}
+
+/** One tenant's line of the status of DEFENDER_TENANTS. */
+export interface TenantStatus {
+  readonly name: string;
+  readonly tenantId: string;
+  readonly status: ExportStatus;
+  /** The outcome of the tenant's last run, with its queue try: e.g. `failed (try 5 of 5, poisoned)`. */
+  readonly lastOutcome: string;
+}
+
+/** The health of every tenant of DEFENDER_TENANTS: stale when any is. */
+export interface TenantsStatus {
+  readonly tenants: readonly TenantStatus[];
+  readonly isStale: boolean;
+  readonly verdict: string;
+}
+
+/**
+ * The status of each tenant in its own container ({@link readExportStatus}), read a few at a time; one that
+ * cannot be read is stale with the reason, never a stop for the others.
+ */
+export async function readTenantsStatus(
+  tenants: readonly {
+    readonly name: string;
+    readonly tenantId: string;
+    readonly containers: ExportContainers;
+  }[],
+  options: StatusOptions,
+): Promise<TenantsStatus> {
+  const results: TenantStatus[] = [];
+  await forEachConcurrently(tenants, 8, async ({ name, tenantId, containers }) => {
+    let status: ExportStatus;
+    try {
+      status = await readExportStatus(containers, options);
+    } catch (thrown) {
+      status = {
+        container: containers.container.containerName,
+        now: new Date(options.nowMs).toISOString(),
+        runs: [],
+        maxAgeInMs: options.maxAgeInMs,
+        isStale: true,
+        verdict: printable(`STALE: the status could not be read: ${toError(thrown).message}`),
+      };
+    }
+    results.push({ name: printable(name), tenantId, status, lastOutcome: describeLastRun(status.runs[0]) });
+  });
+  const ordered = tenants.flatMap((t) => results.find((r) => r.tenantId === t.tenantId) ?? []);
+  const stale = ordered.filter((t) => t.status.isStale);
+  return {
+    tenants: ordered,
+    isStale: stale.length > 0,
+    verdict:
+      stale.length > 0
+        ? `STALE: ${stale.length} of ${ordered.length} tenant(s): ${stale.map((t) => t.name).join(', ')}.`
+        : `OK: all ${ordered.length} tenant(s) within ${formatDuration(options.maxAgeInMs)}.`,
+  };
+}
+
+/** A run's outcome for the one-line-per-tenant view. */
+function describeLastRun(run: RunRecord | undefined): string {
+  if (!run) return 'no run yet';
+  const d = run.delivery;
+  if (!d || run.outcome !== 'failed') return run.outcome;
+  const next = d.next === 'poison' ? 'poisoned' : 'retrying';
+  return `failed (try ${d.attempt} of ${d.maxAttempts}, ${next})`;
 }
 
 /** A manifest that cannot be shown: listed with what is wrong, never a crash. */

@@ -1,6 +1,6 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import type { ExportConfig } from '../config';
-import type { RunSummary } from '../export/exportRun';
+import type { QueueDelivery, RunSummary } from '../export/exportRun';
 import type { Logger } from '../logger';
 
 /**
@@ -20,6 +20,8 @@ export interface ExporterRunOptions {
   readonly windowEnd?: string;
   /** Stops the run cleanly at its next page (see `runExport`). */
   readonly stopSignal?: AbortSignal;
+  /** The queue message's try that started the run (DEFENDER_TENANTS fan-out). */
+  readonly delivery?: QueueDelivery;
 }
 
 /** The wired exporter of one configuration. Long-lived: the secret cache and rate limiter span runs. */
@@ -29,6 +31,17 @@ export interface Exporter {
   /** Where the checkpoint lives: `container` unless EXPORT_STATE_CONTAINER sets it apart. */
   readonly stateContainer: ContainerClient;
   run(options?: ExporterRunOptions): Promise<RunSummary>;
+}
+
+/**
+ * The exporters of DEFENDER_TENANTS by tenant ID. Built on first use of each tenant: a worker that handles a few
+ * tenants' messages builds only theirs.
+ */
+export interface TenantExporters {
+  /** The tenant IDs, in list order. */
+  keys(): Iterable<string>;
+  /** The tenant's exporter; undefined for a tenant not in the list. */
+  get(tenantId: string): Exporter | undefined;
 }
 
 /** The clients of the export container and of the checkpoint's container (one and the same unless set apart). */

@@ -1,10 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 
-/** A running Azurite blob service on 127.0.0.1. */
+/** A running Azurite blob service and queue service on 127.0.0.1. */
 export interface AzuriteProcess {
+  /** Blob and queue endpoints (the queue: the fan-out of DEFENDER_TENANTS, as on the host storage account). */
   readonly connectionString: string;
   readonly blobEndpoint: string;
+  readonly queueEndpoint: string;
+  /** The blob service's port. */
   readonly port: number;
   readonly pid: number;
   stop(): Promise<void>;
@@ -15,6 +18,8 @@ export interface AzuriteOptions {
   location?: string;
   /** Listen on this port (restarting on the same endpoint); default a free one. */
   port?: number;
+  /** The queue service's port; default a free one. */
+  queuePort?: number;
 }
 
 /** The well-known development account key of Azurite (public, documented, not a secret). */
@@ -22,18 +27,43 @@ const DEV_ACCOUNT_KEY =
   'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 
 /**
- * Starts Azurite's blob service from node_modules as a child process. `--skipApiVersionCheck` is required:
- * the storage SDK always speaks a newer API version than Azurite knows (docs/azure-notes.md#azurite).
+ * Starts Azurite's blob and queue services from node_modules, each as a child process. `--skipApiVersionCheck`
+ * is required: the storage SDKs always speak a newer API version than Azurite knows (docs/azure-notes.md#azurite).
  */
 export async function startAzurite(options: AzuriteOptions = {}): Promise<AzuriteProcess> {
   const port = options.port ?? (await freePort());
+  const queuePort = options.queuePort ?? (await freePort());
+  const [blob, queue] = await Promise.all([
+    startService('blob', port, options.location),
+    startService('queue', queuePort, options.location),
+  ]);
+  const blobEndpoint = `http://127.0.0.1:${port}/devstoreaccount1`;
+  const queueEndpoint = `http://127.0.0.1:${queuePort}/devstoreaccount1`;
+  return {
+    blobEndpoint,
+    queueEndpoint,
+    port,
+    pid: blob.pid ?? 0,
+    connectionString: `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${DEV_ACCOUNT_KEY};BlobEndpoint=${blobEndpoint};QueueEndpoint=${queueEndpoint};`,
+    stop: async () => {
+      await Promise.all([stopService(blob), stopService(queue)]);
+    },
+  };
+}
+
+/** One Azurite service (`blob` or `queue`) on 127.0.0.1, once it says it listens. */
+async function startService(
+  service: 'blob' | 'queue',
+  port: number,
+  location: string | undefined,
+): Promise<ChildProcess> {
   const args = [
-    require.resolve('azurite/dist/src/blob/main.js'),
-    '--blobHost',
+    require.resolve(`azurite/dist/src/${service}/main.js`),
+    `--${service}Host`,
     '127.0.0.1',
-    '--blobPort',
+    `--${service}Port`,
     String(port),
-    ...(options.location ? ['--location', options.location] : ['--inMemoryPersistence']),
+    ...(location ? ['--location', location] : ['--inMemoryPersistence']),
     '--skipApiVersionCheck',
     '--disableTelemetry',
     '--silent',
@@ -41,10 +71,13 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`Azurite did not start within 30 s: ${output}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`Azurite ${service} did not start within 30 s: ${output}`)),
+      30_000,
+    );
     const onExit = (code: number | null): void => {
       clearTimeout(timer);
-      reject(new Error(`Azurite exited with code ${code}: ${output}`));
+      reject(new Error(`Azurite ${service} exited with code ${code}: ${output}`));
     };
     child.once('exit', onExit);
     let listening = false;
@@ -60,27 +93,23 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
   });
-  const blobEndpoint = `http://127.0.0.1:${port}/devstoreaccount1`;
-  return {
-    blobEndpoint,
-    port,
-    pid: child.pid ?? 0,
-    connectionString: `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${DEV_ACCOUNT_KEY};BlobEndpoint=${blobEndpoint};`,
-    // On SIGTERM Azurite closes its server and saves its data; if it has not exited 20 s later, it is killed.
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) {
-          resolve();
-          return;
-        }
-        const deadline = setTimeout(() => child.kill('SIGKILL'), 20_000);
-        child.once('exit', () => {
-          clearTimeout(deadline);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
-  };
+  return child;
+}
+
+/** On SIGTERM Azurite closes its server and saves its data; if it has not exited 20 s later, it is killed. */
+function stopService(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve();
+      return;
+    }
+    const deadline = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('exit', () => {
+      clearTimeout(deadline);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
 }
 
 /** A free TCP port on 127.0.0.1. */

@@ -9,6 +9,8 @@ export interface EntraContext extends AssertionContext {
   readonly tenantId: string;
   readonly clientId: string;
   readonly validClientSecrets: ReadonlySet<string>;
+  /** False when the tenant's administrator revoked the consent to the app (its service principal is gone). */
+  readonly hasConsent: boolean;
   readonly entraDiscoveryStatus: number | undefined;
   readonly tokenLifetimeSeconds: number;
   readonly origin: string;
@@ -105,6 +107,20 @@ export function answerEntra(t: EntraContext, res: RouteResponse, url: URL, body:
       'invalid_client',
       7000215,
       `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`,
+    );
+    return;
+  }
+  if (!t.hasConsent) {
+    // The app registration lives in its home tenant; in a customer tenant it exists only as a service principal,
+    // created by admin consent. Without it Entra refuses the client: invalid_client with AADSTS7000229
+    // (https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes). The status is inferred.
+    aadError(
+      t,
+      res,
+      400,
+      'invalid_client',
+      7000229,
+      `The client application ${clientId} is missing service principal in the tenant ${t.tenantId}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119`,
     );
     return;
   }

@@ -115,6 +115,16 @@ export class SimulatedTenant {
   keyVaultForbidden = false;
   /** Secrets that are disabled in the vault: Key Vault answers 403 Forbidden, inner error SecretDisabled. */
   readonly disabledSecrets = new Set<string>();
+  /**
+   * False once the tenant's administrator revoked the consent to the app (deleted its enterprise application):
+   * Entra refuses the app's tokens with AADSTS7000229 (entraRoute.ts).
+   */
+  hasConsent = true;
+  /**
+   * Where the requests go, when this tenant's server serves several tenants ({@link SimulatedTenants}): the tenant
+   * that answers a request. Default: this one.
+   */
+  router: ((request: RouteRequest) => SimulatedTenant) | undefined;
   /** When set, Entra's OpenID discovery answers this status (an outage of the authority). */
   entraDiscoveryStatus: number | undefined;
   tokenLifetimeSeconds: number;
@@ -199,6 +209,9 @@ export class SimulatedTenant {
         return tenant.identityIssuer;
       },
       identitySigningKey: () => tenant.identitySigningKey(),
+      get hasConsent() {
+        return tenant.hasConsent;
+      },
       get entraDiscoveryStatus() {
         return tenant.entraDiscoveryStatus;
       },
@@ -523,6 +536,11 @@ export class SimulatedTenant {
     return token;
   }
 
+  /** True when this tenant issued `token` (an access token, without `Bearer `) and it is still known. */
+  holdsToken(token: string): boolean {
+    return this.tokens.has(token);
+  }
+
   /** Every issued token stops working, as after a revocation. */
   revokeAllTokens(): void {
     this.tokens.clear();
@@ -566,6 +584,8 @@ export class SimulatedTenant {
 
   /** One request through the routes; never throws (a route that fails answers 500). */
   async respond(req: RouteRequest): Promise<RouteResponse> {
+    const target = this.router?.(req);
+    if (target && target !== this) return target.respond(req);
     const res = new RouteResponse();
     try {
       await this.handle(req, res);

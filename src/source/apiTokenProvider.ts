@@ -39,7 +39,7 @@ export class ApiTokenProvider {
     try {
       return await this.tryGetToken(false, options.abortSignal);
     } catch (thrown) {
-      if (!this.o.credential.isRejected(messageOf(thrown))) {
+      if (isMissingConsent(messageOf(thrown)) || !this.o.credential.isRejected(messageOf(thrown))) {
         throw await this.explain(thrown, options.abortSignal);
       }
       this.o.logger.info(this.o.credential.rereading);
@@ -103,6 +103,15 @@ export class ApiTokenProvider {
     const message = messageOf(thrown);
     const codes = new Set((message.match(/AADSTS(\d+)/g) ?? []).map((c) => c.slice(6)));
     const at = `at ${this.o.authorityHost}`;
+    // The app has no service principal in the tenant: never consented there, or the consent was revoked (the
+    // enterprise application deleted). Entra says invalid_client, but the secret is fine.
+    // https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes
+    if (codes.has('7000229')) {
+      return new ExportError(
+        `The app ${this.o.clientId} has no service principal in tenant ${this.o.tenantId} (AADSTS7000229): an administrator of that tenant has not consented to it, or revoked the consent. ` +
+          `Ask them to open ${this.o.authorityHost}/${this.o.tenantId}/adminconsent?client_id=${this.o.clientId} (defender-export tenants consent-url), or remove the tenant from DEFENDER_TENANTS.`,
+      );
+    }
     const own = this.o.credential.explain(message, codes);
     if (own) return own;
     if (codes.has('700016')) {
@@ -132,4 +141,12 @@ function messageOf(thrown: unknown): string {
   return typeof thrown === 'object' && thrown !== null && 'message' in thrown
     ? String((thrown as Error).message)
     : String(thrown);
+}
+
+/**
+ * AADSTS7000229: the app has no service principal in the tenant (never consented, or the consent revoked). Entra
+ * says invalid_client, but no new secret, certificate or federated credential fixes it.
+ */
+function isMissingConsent(message: string): boolean {
+  return /AADSTS7000229/.test(message);
 }

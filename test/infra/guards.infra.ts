@@ -179,8 +179,38 @@ if (!bicep && process.env.CI) {
       'edges.bicepparam',
       'federated.bicepparam',
       'second-environment.bicepparam',
+      'tenants.bicepparam',
       'worm-locked-archive.bicepparam',
     ]);
+  });
+
+  describe('with tenants', () => {
+    let resources: Resource[] = [];
+    beforeAll(async () => {
+      resources = await evaluated('tenants.bicepparam');
+    });
+
+    it('deploys DEFENDER_TENANTS, the queue and its poison queue, the queue role, and a container per tenant', () => {
+      const settings = appSettings(resources);
+      const config = parseConfig(settings, { runner: 'function' });
+      expect(config.tenants?.map((t) => [t.name, t.container, t.api])).toEqual([
+        ['Contoso', 'contoso-incidents', 'graph'],
+        ['5d6e7f80-1a2b-4c3d-8e9f-0a1b2c3d4e5f', 'fabrikam-incidents', 'legacy'],
+      ]);
+      expect(config.queue).toBe('defender-export-tenants');
+      expect(settings.AzureWebJobsStorage__queueServiceUri).toBeDefined();
+      expect(
+        ofType(resources, 'Microsoft.Storage/storageAccounts/queueServices/queues').map((r) =>
+          r.name.split('/').pop(),
+        ),
+      ).toEqual(['defender-export-tenants', 'defender-export-tenants-poison']);
+      const containers = ofType(resources, 'Microsoft.Storage/storageAccounts/blobServices/containers').map(
+        (r) => r.name.split('/').pop(),
+      );
+      expect(containers).toEqual(expect.arrayContaining(['contoso-incidents', 'fabrikam-incidents']));
+      const roles = JSON.stringify(ofType(resources, 'Microsoft.Authorization/roleAssignments'));
+      expect(roles).toContain('974c5e8b-45b9-4653-ba55-5f855dd0fb88'); // Storage Queue Data Contributor
+    });
   });
 
   describe('with the defaults', () => {
@@ -221,6 +251,14 @@ if (!bicep && process.env.CI) {
       expect(settings['AzureWebJobs.exportIncidents.Disabled']).toBe('false');
     });
 
+    it('creates no queue and grants no queue role without tenants', () => {
+      expect(ofType(resources, 'Microsoft.Storage/storageAccounts/queueServices/queues')).toEqual([]);
+      expect(JSON.stringify(ofType(resources, 'Microsoft.Authorization/roleAssignments'))).not.toContain(
+        '974c5e8b-45b9-4653-ba55-5f855dd0fb88',
+      );
+      expect(appSettings(resources).DEFENDER_TENANTS).toBe('');
+    });
+
     it('creates no Event Grid topic unless asked', () => {
       expect(ofType(resources, 'Microsoft.EventGrid/systemTopics')).toEqual([]);
     });
@@ -246,7 +284,11 @@ if (!bicep && process.env.CI) {
       expect(behind.query).toContain('watermarkAgeInMs = tolong(s.watermarkAgeInMs)');
       expect(behind.query).not.toMatch(/toint/);
       expect(behind.query).toContain('outcome = tostring(s.outcome)');
-      expect(behind.query).toContain('| top 1 by timestamp desc');
+      // The latest summary of each tenant, one alert per tenant that names it.
+      expect(behind.query).toContain(
+        '| summarize arg_max(timestamp, outcome, watermarkAgeInMs) by tenantId, tenant',
+      );
+      expect(behind.dimensions).toEqual([{ name: 'tenant', operator: 'Include', values: ['*'] }]);
       expect(behind.query).toContain(`| where exportedUntilAgeInMs > ${3 * 3_600_000}`);
       expect([behind.operator, behind.threshold]).toEqual(['GreaterThan', 0]);
       const notRunning = rules.get('export-stale')!;

@@ -60,6 +60,7 @@ const LOCAL_ONLY = ['DEFENDER_CLIENT_SECRET', 'EXPORT_STORAGE_CONNECTION_STRING'
 const HOST_SETTINGS = [
   'AzureWebJobsStorage__blobServiceUri',
   'AzureWebJobsStorage__tableServiceUri',
+  'AzureWebJobsStorage__queueServiceUri',
   'AzureWebJobsStorage__credential',
   'AzureWebJobsStorage__clientId',
   'APPLICATIONINSIGHTS_CONNECTION_STRING',
@@ -207,7 +208,8 @@ describe('the deployment passes a security review', () => {
       expect(tiers).toContain(action);
     const worm = ofType('Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies')[0]!;
     expect(worm.body).toMatch(/parent: exportContainer/);
-    expect(bicep).toMatch(/EXPORT_STATE_CONTAINER: stateContainer.name/);
+    // With tenants each keeps its state in its own container (DEFENDER_TENANTS rejects EXPORT_STATE_CONTAINER).
+    expect(bicep).toMatch(/EXPORT_STATE_CONTAINER: isMultiTenant \? '' : stateContainer.name/);
   });
 
   it('uses Key Vault with RBAC, soft delete and purge protection, and keeps the secret out of outputs', () => {
@@ -258,6 +260,13 @@ describe('the deployment passes a security review', () => {
     expect(behind).toContain('message startswith "export summary "');
     expect(behind).toContain('tolong(s.watermarkAgeInMs)');
     expect(behind).toContain('tostring(s.outcome)');
+    // One alert per tenant, named by the summary's tenant (src/export/exportRun.ts RunSummary.tenantName).
+    expect(behind).toContain('summarize arg_max(timestamp, outcome, watermarkAgeInMs) by tenantId, tenant');
+    expect(alerts.find((a) => a.symbol === 'exportBehindAlert')!.body).toMatch(
+      /dimensions: \[\s*\{\s*name: 'tenant'/,
+    );
+    for (const s of ['tenantId: string;', 'tenantName?: string;'])
+      expect(read('src/export/exportRun.ts')).toContain(s);
     expect(bicep).not.toMatch(/toint\(/);
     expect(read('src/export/exportRun.ts')).toContain('`export summary ${JSON.stringify(this.summary');
     // No run since the deployment: quiet until the first run is due.
@@ -278,6 +287,7 @@ describe('the deployment passes a security review', () => {
       '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3': 'Storage Table Data Contributor',
       '4633458b-17de-408a-b874-0445c86b69e6': 'Key Vault Secrets User',
       '3913510d-42f4-4e42-8a64-420c390055eb': 'Monitoring Metrics Publisher',
+      '974c5e8b-45b9-4653-ba55-5f855dd0fb88': 'Storage Queue Data Contributor',
     };
     const roleVar = block(bicep, 'var roles =');
     const roleIds = Object.fromEntries(
@@ -289,7 +299,7 @@ describe('the deployment passes a security review', () => {
     for (const { id, comment } of Object.values(roleIds)) expect([id, KNOWN[id]]).toEqual([id, comment]);
 
     const assignments = ofType('Microsoft.Authorization/roleAssignments');
-    expect(assignments).toHaveLength(6);
+    expect(assignments).toHaveLength(8);
     const scopeOf: Record<string, string> = {};
     for (const { symbol, body } of assignments) {
       expect(body).toMatch(/name: guid\(/);
@@ -303,6 +313,9 @@ describe('the deployment passes a security review', () => {
       [
         'hostStorage Storage Blob Data Owner',
         'hostStorage Storage Table Data Contributor',
+        // With tenants only: the fan-out's queue, and the account, whose containers follow DEFENDER_TENANTS.
+        'hostStorage Storage Queue Data Contributor',
+        'exportStorage Storage Blob Data Contributor',
         'exportContainer Storage Blob Data Contributor',
         'stateContainer Storage Blob Data Contributor',
         'vault Key Vault Secrets User',

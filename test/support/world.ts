@@ -243,7 +243,7 @@ export class World {
 }
 
 /** (id, last update) pairs that appear more than once. */
-export function duplicates(versions: readonly ExportedVersion[]): string[] {
+export function duplicates(versions: readonly Pick<ExportedVersion, 'id' | 'lastUpdate'>[]): string[] {
   const seen = new Map<string, number>();
   for (const v of versions) {
     const key = `${v.id}@${v.lastUpdate}`;
