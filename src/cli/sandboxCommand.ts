@@ -50,7 +50,8 @@ export const sandboxCommand: Command = {
       reset: { type: 'boolean', default: false },
       tenants: { type: 'string' },
     });
-    if (values.tenants !== undefined) return runTenantsSandbox(values.tenants, String(values.api));
+    if (values.tenants !== undefined)
+      return runTenantsSandbox(values.tenants, String(values.api), String(values.credential));
     const dir = resolve(String(values.dir));
     if (values.reset) rmSync(dir, { recursive: true, force: true });
     mkdirSync(join(dir, 'azurite'), { recursive: true });
@@ -219,7 +220,7 @@ function simulateActivity(
  * into its tenant's container, the failing tenant is retried (at once here; after host.json's visibilityTimeout
  * in Azure) and poisoned; then the per-tenant status.
  */
-async function runTenantsSandbox(count: string, api: string): Promise<number> {
+async function runTenantsSandbox(count: string, api: string, credential: string): Promise<number> {
   const n = Number(count);
   if (!Number.isInteger(n) || n < 2 || n > 20)
     throw new ConfigError([`--tenants is '${count}': expected a whole number from 2 to 20.`]);
@@ -232,19 +233,27 @@ async function runTenantsSandbox(count: string, api: string): Promise<number> {
     const revoked = sim.customers[n - 1]!;
     revoked.hasConsent = false;
     const config = parseConfig({
-      ...sim.settings({
-        connectionString: azurite.connectionString,
-        containerPrefix: 'customer-',
-        queue: SETTINGS.EXPORT_QUEUE.default,
-      }),
+      ...sim.settings(
+        {
+          connectionString: azurite.connectionString,
+          containerPrefix: 'customer-',
+          queue: SETTINGS.EXPORT_QUEUE.default,
+        },
+        credential,
+      ),
       DEFENDER_API: api,
       EXPORT_SETTLE_DELAY: SETTLE,
     });
+    if (config.credential === 'certificate') await sim.home.createCertificate(SANDBOX_CERTIFICATE);
     print(
-      `Simulated MSSP: ${n} customer tenants with 120 incidents each, one multi-tenant app; customer-${n - 1} revoked its consent.`,
+      `Simulated MSSP: ${n} customer tenants with 120 incidents each, one multi-tenant app (DEFENDER_CREDENTIAL=${config.credential}); customer-${n - 1} revoked its consent.`,
     );
     const queueHost = await LocalQueueHost.start(azurite.connectionString, config.queue);
-    const composition = { ca: sim.ca, azureCredential: sim.home.managedIdentityCredential() };
+    const composition = {
+      ca: sim.ca,
+      identityEndpoint: sim.home.identityEndpoint,
+      azureCredential: sim.home.managedIdentityCredential(),
+    };
     print(
       `Cycle: the timer queues one message per tenant on '${config.queue}', the queue function exports each (log lines on stderr):`,
     );

@@ -72,6 +72,12 @@ export interface SimulatedTenantOptions {
   appRoles?: readonly string[];
   /** Alerts per page of `GET /v1.0/security/incidents/{id}/alerts` when the request gives no `$top`. Default 50. */
   alertsPageSize?: number;
+  /**
+   * The tenant that holds the app registration, when this one is a customer tenant of a multi-tenant app: the
+   * app's federated credentials and certificates, and the managed identity that signs the assertions, are the
+   * home tenant's (Entra checks an assertion against the app object, wherever the service principal is).
+   */
+  appHome?: SimulatedTenant;
 }
 
 export type { GraphLimit, PagingQuirks };
@@ -202,13 +208,15 @@ export class SimulatedTenant {
       clientId: this.clientId,
       validClientSecrets: this.validClientSecrets,
       get federatedCredentials() {
-        return tenant.federatedCredentials;
+        return (options.appHome ?? tenant).federatedCredentials;
       },
-      appCertificates: this.appCertificates,
+      get appCertificates() {
+        return (options.appHome ?? tenant).appCertificates;
+      },
       get identityIssuer() {
-        return tenant.identityIssuer;
+        return (options.appHome ?? tenant).identityIssuer;
       },
-      identitySigningKey: () => tenant.identitySigningKey(),
+      identitySigningKey: () => (options.appHome ?? tenant).identitySigningKey(),
       get hasConsent() {
         return tenant.hasConsent;
       },

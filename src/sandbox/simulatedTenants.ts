@@ -5,7 +5,10 @@ export interface SimulatedTenantsOptions {
   /** How many customer tenants. */
   readonly customers: number;
   /** Options of every tenant (clock, latency, legacy limits); `seed` is offset per customer. */
-  readonly tenant?: Omit<SimulatedTenantOptions, 'tenantId' | 'clientId' | 'clientSecret' | 'port'>;
+  readonly tenant?: Omit<
+    SimulatedTenantOptions,
+    'tenantId' | 'clientId' | 'clientSecret' | 'port' | 'appHome'
+  >;
   /** Incidents generated in each customer tenant, updated over the last 72 hours. */
   readonly incidents?: number;
   readonly port?: number;
@@ -36,6 +39,7 @@ export class SimulatedTenants {
         seed: (options.tenant?.seed ?? 1) + 1 + i,
         clientId: home.clientId,
         clientSecret: home.clientSecret,
+        appHome: home,
         origin: home.origin,
         ...(options.incidents ? { incidents: options.incidents } : {}),
       });
@@ -49,13 +53,18 @@ export class SimulatedTenants {
 
   /**
    * The Function's settings for this MSSP: DEFENDER_TENANTS with a container per customer (`<prefix><index>`,
-   * named `customer-<index>`), the home tenant's app and vault, and the given storage and queue.
+   * named `customer-<index>`), the home tenant's app, its credential in `credential` mode (DEFENDER_CREDENTIAL:
+   * the vault's secret or certificate, or the managed identity as the app's federated credential, see
+   * {@link SimulatedTenant.credentialSettings}), and the given storage and queue.
    */
-  settings(storage: {
-    readonly connectionString: string;
-    readonly containerPrefix: string;
-    readonly queue: string;
-  }): Record<string, string> {
+  settings(
+    storage: {
+      readonly connectionString: string;
+      readonly containerPrefix: string;
+      readonly queue: string;
+    },
+    credential = 'secret',
+  ): Record<string, string> {
     return {
       DEFENDER_TENANTS: JSON.stringify(
         this.customers.map((t, i) => ({
@@ -67,7 +76,7 @@ export class SimulatedTenants {
       DEFENDER_CLIENT_ID: this.home.clientId,
       DEFENDER_API_URL: this.origin,
       DEFENDER_AUTHORITY_HOST: this.origin,
-      KEY_VAULT_URL: this.origin,
+      ...this.home.credentialSettings(credential),
       EXPORT_STORAGE_CONNECTION_STRING: storage.connectionString,
       EXPORT_QUEUE: storage.queue,
     };

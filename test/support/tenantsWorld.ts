@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { InvocationContext } from '@azure/functions';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { createTenantExporters, type CompositionOptions } from '../../src/composition/compositionRoot';
-import { parseConfig, type ExportConfig } from '../../src/config';
+import { parseConfig, type CredentialMode, type ExportConfig } from '../../src/config';
 import { EXPORT_PREFIX } from '../../src/export/blobLayout';
 import type { RunSummary } from '../../src/export/exportRun';
 import { createExportTenantHandler } from '../../src/functions/exportTenantHandler';
@@ -43,6 +43,8 @@ export class TenantsWorld {
       customers?: number;
       incidents?: number;
       settings?: Record<string, string>;
+      /** DEFENDER_CREDENTIAL of the multi-tenant app (default secret). */
+      credential?: CredentialMode;
     } = {},
   ): Promise<TenantsWorld> {
     const clock = new WorldClock();
@@ -55,11 +57,14 @@ export class TenantsWorld {
     const service = BlobServiceClient.fromConnectionString(azuriteConnectionString());
     const suffix = randomBytes(4).toString('hex');
     world.settings = {
-      ...sim.settings({
-        connectionString: azuriteConnectionString(),
-        containerPrefix: `c${suffix}-`,
-        queue: `tenants-${suffix}`,
-      }),
+      ...sim.settings(
+        {
+          connectionString: azuriteConnectionString(),
+          containerPrefix: `c${suffix}-`,
+          queue: `tenants-${suffix}`,
+        },
+        options.credential,
+      ),
       EXPORT_SETTLE_DELAY: 'PT1S',
       EXPORT_INITIAL_LOOKBACK: 'P4D',
       ...options.settings,
@@ -76,6 +81,7 @@ export class TenantsWorld {
     return {
       clock: this.clock,
       ca: this.sim.ca,
+      identityEndpoint: this.sim.home.identityEndpoint,
       azureCredential: this.sim.home.managedIdentityCredential({
         retryOptions: { maxRetries: 1, retryDelayInMs: 20, maxRetryDelayInMs: 50 },
       }),

@@ -159,3 +159,40 @@ describe('DEFENDER_TENANTS: a mix-up of tenants and containers', () => {
     }
   });
 });
+
+describe('DEFENDER_TENANTS with DEFENDER_CREDENTIAL=federated: one managed identity, no secret, every tenant', () => {
+  let world: TenantsWorld;
+  beforeAll(async () => {
+    world = await TenantsWorld.start({ customers: 3, incidents: 15, credential: 'federated' });
+    world.sim.customers[2]!.hasConsent = false;
+  });
+  afterAll(() => world.close());
+
+  it("exports each consented tenant with the identity's assertion, and never asks Key Vault", async () => {
+    expect(Object.keys(world.settings).filter((name) => /SECRET|KEY_VAULT/.test(name))).toEqual([]);
+    const [a, b, c] = world.sim.customers.map((t) => t.tenantId) as [string, string, string];
+    const report = await world.cycle();
+    for (const tenant of [a, b]) {
+      const versions = await world.versions(tenant);
+      expect(versions.map((v) => v.id).sort()).toEqual(
+        world.sim
+          .tenant(tenant)
+          .store.all()
+          .map((i) => String(i.id))
+          .sort(),
+      );
+      // Each customer's Entra issued its token to an assertion, not to a secret.
+      const tokens = world.sim
+        .tenant(tenant)
+        .requests.filter((r) => r.api === 'entra' && r.path.endsWith('/token'));
+      expect(tokens.length).toBeGreaterThan(0);
+    }
+    expect(await world.mixUps()).toEqual([]);
+    expect(report.poisoned).toEqual([expect.objectContaining({ tenantId: c })]);
+    expect(report.failures.every((f) => /AADSTS7000229/.test(f.error))).toBe(true);
+    const everyone = [world.sim.home, ...world.sim.customers];
+    expect(everyone.flatMap((t) => t.requests.filter((r) => r.api === 'keyvault'))).toEqual([]);
+    // The app's one federated credential (in its home tenant) served every customer tenant.
+    expect(world.sim.home.requests.filter((r) => r.api === 'identity').length).toBeGreaterThan(0);
+  });
+});
