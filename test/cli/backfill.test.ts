@@ -69,17 +69,6 @@ describe('defender-export backfill', () => {
       .sort();
   }
 
-  async function backfilledVersions(): Promise<string[]> {
-    const names = new Set<string>();
-    for await (const blob of world.container.listBlobsFlat({ prefix: 'incidents/', includeMetadata: true })) {
-      if (blob.metadata?.runid?.startsWith('backfill-')) names.add(blob.name);
-    }
-    return (await world.exported())
-      .filter((v) => names.has(v.blob))
-      .map((v) => `${v.id}@${ticks(v.lastUpdate)}`)
-      .sort();
-  }
-
   it('fills in the history before the live export began, in budget-sized runs, never touching the live checkpoint', async () => {
     // Incidents exactly at the live start belong to the live export; 100 ns earlier, to the backfill.
     world.tenant.store.add({ lastUpdateTime: formatTicks(ticks(liveStart) - 1n) });
@@ -113,7 +102,7 @@ describe('defender-export backfill', () => {
     expect(await world.container.getBlockBlobClient(own).exists()).toBe(true);
 
     // Exactly the history before the live start, each version once, none the live export wrote.
-    expect(await backfilledVersions()).toEqual(expected);
+    expect(await world.backfilledVersions()).toEqual(expected);
     const all = await world.exported();
     expect(duplicates(all)).toEqual([]);
     expect(all.map((v) => `${v.id}@${ticks(v.lastUpdate)}`).sort()).toEqual(
@@ -149,7 +138,7 @@ describe('defender-export backfill', () => {
     const partial = JSON.parse(interrupted.stdout);
     expect(partial).toMatchObject({ outcome: 'interrupted', runs: 1 });
     expect(partial.incidents).toBeGreaterThan(0);
-    const done = (await backfilledVersions()).length;
+    const done = (await world.backfilledVersions()).length;
     expect(done).toBe(partial.incidents);
 
     const resumed = await backfill(args, slowClock());
@@ -158,7 +147,7 @@ describe('defender-export backfill', () => {
     expect(summary.outcome).toBe('complete');
     const expected = expectedBefore(liveStart, Date.parse(`${day(from)}T00:00:00Z`));
     expect(summary.incidents).toBe(expected.length - done);
-    expect(await backfilledVersions()).toEqual(expected);
+    expect(await world.backfilledVersions()).toEqual(expected);
     expect(duplicates(await world.exported())).toEqual([]);
     expect((await world.checkpoint())!.etag).toBe(liveEtag);
   });
@@ -173,7 +162,7 @@ describe('defender-export backfill', () => {
     const result = await backfill(['--from', day(from), '--json']);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ outcome: 'complete', liveStart });
-    expect(await backfilledVersions()).toEqual(
+    expect(await world.backfilledVersions()).toEqual(
       expectedBefore(liveStart, Date.parse(`${day(from)}T00:00:00Z`)),
     );
 
@@ -200,7 +189,7 @@ describe('defender-export backfill', () => {
     expect(JSON.parse(third.stdout)).toMatchObject({ outcome: 'complete', runs: 0 });
 
     expect(duplicates(await world.exported())).toEqual([]);
-    expect(await backfilledVersions()).toEqual(
+    expect(await world.backfilledVersions()).toEqual(
       expectedBefore(liveStart, Date.parse(`${day(now - 7 * DAY)}T00:00:00Z`)),
     );
     expect((await world.checkpoint())!.etag).toBe(liveEtag);
@@ -248,7 +237,7 @@ describe('defender-export backfill', () => {
       }
     }
     expect(duplicates(await world.exported())).toEqual([]);
-    expect(await backfilledVersions()).toEqual(
+    expect(await world.backfilledVersions()).toEqual(
       expectedBefore(liveStart, Date.parse(`${day(now - 8 * DAY)}T00:00:00Z`)),
     );
     expect((await world.checkpoint())!.etag).toBe(liveEtag);
@@ -280,7 +269,7 @@ describe('defender-export backfill', () => {
       [`${from}T00:00:00.0000000Z`, liveStart, 'done'],
     ]);
     expect(duplicates(await world.exported())).toEqual([]);
-    expect(await backfilledVersions()).toEqual(
+    expect(await world.backfilledVersions()).toEqual(
       expectedBefore(liveStart, Date.parse(`${day(now - 8 * DAY)}T00:00:00Z`)),
     );
     // Its own new segments were claimed after the one it found (index 1), and the range resumed is not claimed twice.

@@ -45,17 +45,6 @@ describe('backfill in concurrent time slices', () => {
       .sort();
   }
 
-  async function backfilled(w: World): Promise<string[]> {
-    const names = new Set<string>();
-    for await (const blob of w.container.listBlobsFlat({ prefix: 'incidents/', includeMetadata: true })) {
-      if (blob.metadata?.runid?.startsWith('backfill-')) names.add(blob.name);
-    }
-    return (await w.exported())
-      .filter((v) => names.has(v.blob))
-      .map((v) => `${v.id}@${ticks(v.lastUpdate)}`)
-      .sort();
-  }
-
   function backfillOf(
     w: World,
     fromMs: number,
@@ -86,7 +75,7 @@ describe('backfill in concurrent time slices', () => {
     expect(summary.outcome).toBe('complete');
     expect(summary.splits).toBeGreaterThan(0);
     expect(summary.segments.length).toBe(4 + summary.splits);
-    expect(await backfilled(w)).toEqual(want);
+    expect(await w.backfilledVersions()).toEqual(want);
     expect(duplicates(await w.exported())).toEqual([]);
     // The segments tile the range, each done.
     const sorted = [...summary.segments].sort((a, b) => (ticks(a.from) < ticks(b.from) ? -1 : 1));
@@ -121,7 +110,7 @@ describe('backfill in concurrent time slices', () => {
 
       const resumed = await backfillOf(w, fromMs, 4);
       expect(resumed.outcome).toBe('complete');
-      expect(await backfilled(w)).toEqual(want);
+      expect(await w.backfilledVersions()).toEqual(want);
       expect(duplicates(await w.exported())).toEqual([]);
       expect(w.tenant.graphThrottled).toBeGreaterThan(0);
     },

@@ -12,6 +12,7 @@ import { BlobCheckpointStore } from '../../src/sink/blobExportStore';
 import type { CheckpointStore, ExportBlobWriter, ExportSink } from '../../src/export/ports';
 import { readExportBlob } from '../../src/operations/exportReader';
 import type { Logger } from '../../src/logger';
+import { parseTimestamp } from '../../src/export/timestamp';
 import {
   SANDBOX_CERTIFICATE,
   SimulatedTenant,
@@ -200,6 +201,18 @@ export class World {
   }
 
   /** Every incident version in the committed export blobs. */
+  /** The versions in the blobs a backfill wrote (run ID `backfill-…`), as `<id>@<ticks>`, sorted. */
+  async backfilledVersions(): Promise<string[]> {
+    const names = new Set<string>();
+    for await (const blob of this.container.listBlobsFlat({ prefix: EXPORT_PREFIX, includeMetadata: true })) {
+      if (blob.metadata?.runid?.startsWith('backfill-')) names.add(blob.name);
+    }
+    return (await this.exported())
+      .filter((v) => names.has(v.blob))
+      .map((v) => `${v.id}@${parseTimestamp(v.lastUpdate)!.ticks}`)
+      .sort();
+  }
+
   async exported(): Promise<ExportedVersion[]> {
     const out: ExportedVersion[] = [];
     const idField = this.config.api === 'graph' ? 'id' : 'incidentId';
