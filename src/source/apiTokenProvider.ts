@@ -39,7 +39,9 @@ export class ApiTokenProvider {
     try {
       return await this.tryGetToken(false, options.abortSignal);
     } catch (thrown) {
-      if (isMissingConsent(messageOf(thrown)) || !this.o.credential.isRejected(messageOf(thrown))) {
+      const message = messageOf(thrown);
+      // No consent is no bad credential: re-reading it cannot help.
+      if (isMissingConsent(message) || !this.o.credential.isRejected(message)) {
         throw await this.explain(thrown, options.abortSignal);
       }
       this.o.logger.info(this.o.credential.rereading);
@@ -106,7 +108,7 @@ export class ApiTokenProvider {
     // The app has no service principal in the tenant: never consented there, or the consent was revoked (the
     // enterprise application deleted). Entra says invalid_client, but the secret is fine.
     // https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes
-    if (codes.has('7000229')) {
+    if (isMissingConsent(message)) {
       return new ExportError(
         `The app ${this.o.clientId} has no service principal in tenant ${this.o.tenantId} (AADSTS7000229): an administrator of that tenant has not consented to it, or revoked the consent. ` +
           `Ask them to open ${this.o.authorityHost}/${this.o.tenantId}/adminconsent?client_id=${this.o.clientId} (defender-export tenants consent-url), or remove the tenant from DEFENDER_TENANTS.`,
